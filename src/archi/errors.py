@@ -1,0 +1,26 @@
+"""Exceptions raised by the library. Every message is one line naming the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ArchiError(Exception):
+    """Base class of all errors the library raises on purpose."""
+
+
+class ProductNotFoundError(ArchiError):
+    """A required DRP product is missing from a visit folder, or several match ambiguously."""
+
+
+class CorruptProductError(ArchiError):
+    """A product exists but cannot be read or does not have the structure of the real product."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(ArchiError):
+    """An option has a value the library cannot use."""

@@ -1,0 +1,126 @@
+"""Field geometry: the subarray, its circular field of view, and where stars fall on it.
+
+Conventions are those of the package docstring (``archi.__doc__``): ``(x, y)`` = (column, row),
+0-based, pixel centres at integers.
+
+Sky to pixels follows PIPE's mapping (Brandeker et al.), which works on real CHEOPS images:
+with ``phi`` the roll angle,
+
+    dx = (RA_target - RA) cos(DEC_target) * 3600 / scale     # east is -x at roll 0
+    dy = (DEC - DEC_target) * 3600 / scale                   # north is +y at roll 0
+    x  = x_target + dx cos(phi) + dy sin(phi)
+    y  = y_target - dx sin(phi) + dy cos(phi)
+
+The field therefore rotates about the target as the roll angle changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+SUBARRAY_SIZE = 200
+"""Width and height of a CHEOPS subarray image [pixel]."""
+
+FIELD_RADIUS = 100.0
+"""Radius of the circular field of view of pre-2024 subarrays [pixel]."""
+
+FIELD_CENTRE = (100.0, 100.0)
+"""Centre (x, y) of the circular field of view, as CHEOPSim and the DRP define it [pixel]."""
+
+PLATE_SCALE = 1.01
+"""Plate scale [arcsec / pixel] (PIPE's value; the instrument's is 1.01 +/- 0.01)."""
+
+ROLL_RATE_DEG_PER_MIN = -360.0 / 98.77
+"""Nominal roll rate [deg / min]: one turn per 98.77-minute orbit, roll angle decreasing."""
+
+
+def field_of_view_mask(shape: tuple[int, int] = (SUBARRAY_SIZE, SUBARRAY_SIZE),
+                       radius: float = FIELD_RADIUS,
+                       centre: tuple[float, float] = FIELD_CENTRE) -> NDArray[np.bool_]:
+    """Boolean image, True on pixels inside the circular field of view.
+
+    CHEOPSim and the DRP keep pixel (x, y) when ``hypot(x - 100, y - 100) <= 100``
+    (31,415 of 40,000 pixels); outside it COR images are NaN.
+    """
+    y, x = np.indices(shape, dtype=float)
+    return np.hypot(x - centre[0], y - centre[1]) <= radius
+
+
+def sky_offsets(ra: ArrayLike, dec: ArrayLike, ra_target: float, dec_target: float,
+                scale: float = PLATE_SCALE) -> tuple[NDArray, NDArray]:
+    """Offsets (dx, dy) [pixel] of sky positions from the target at roll angle 0.
+
+    ``ra``, ``dec``, ``ra_target``, ``dec_target`` in degrees. A tangent-plane approximation,
+    exact to far below a pixel within the 100-arcsec field.
+    """
+    ra = np.asarray(ra, dtype=float)
+    dec = np.asarray(dec, dtype=float)
+    dra = (ra_target - ra + 180.0) % 360.0 - 180.0
+    dx = dra * np.cos(np.radians(dec_target)) * 3600.0 / scale
+    dy = (dec - dec_target) * 3600.0 / scale
+    return dx, dy
+
+
+def sky_from_offsets(dx: ArrayLike, dy: ArrayLike, ra_target: float, dec_target: float,
+                     scale: float = PLATE_SCALE) -> tuple[NDArray, NDArray]:
+    """Inverse of :func:`sky_offsets`: (RA, DEC) [deg] of offsets (dx, dy) [pixel] at roll 0."""
+    dx = np.asarray(dx, dtype=float)
+    dy = np.asarray(dy, dtype=float)
+    ra = ra_target - dx * scale / 3600.0 / np.cos(np.radians(dec_target))
+    dec = dec_target + dy * scale / 3600.0
+    return ra % 360.0, dec
+
+
+def rotate_offsets(dx: ArrayLike, dy: ArrayLike, roll_deg: ArrayLike) -> tuple[NDArray, NDArray]:
+    """Offsets from the target at roll angle ``roll_deg`` of offsets (dx, dy) taken at roll 0.
+
+    Broadcasts: ``dx, dy`` of shape (n_stars, 1) with ``roll_deg`` of shape (n_frames,) give
+    (n_stars, n_frames) arrays.
+    """
+    phi = np.radians(np.asarray(roll_deg, dtype=float))
+    c, s = np.cos(phi), np.sin(phi)
+    dx = np.asarray(dx, dtype=float)
+    dy = np.asarray(dy, dtype=float)
+    return dx * c + dy * s, -dx * s + dy * c
+
+
+def star_positions(dx: ArrayLike, dy: ArrayLike, roll_deg: ArrayLike,
+                   target_x: ArrayLike, target_y: ArrayLike) -> tuple[NDArray, NDArray]:
+    """Pixel positions (x, y) of stars, shape (n_stars, n_frames).
+
+    ``dx, dy``: offsets at roll 0, shape (n_stars,); ``roll_deg``, ``target_x``, ``target_y``:
+    per-frame roll angle [deg] and target position [pixel], shape (n_frames,).
+    """
+    rx, ry = rotate_offsets(np.asarray(dx, float)[:, None], np.asarray(dy, float)[:, None],
+                            np.asarray(roll_deg, float)[None, :])
+    return np.asarray(target_x, float)[None, :] + rx, np.asarray(target_y, float)[None, :] + ry
+
+
+def unwrap_roll(roll_deg: ArrayLike) -> NDArray:
+    """Continuous roll angle [deg], unwrapped across the 0/360 jump (roll decreases)."""
+    return np.degrees(np.unwrap(np.radians(np.asarray(roll_deg, dtype=float))))
+
+
+def fill_roll_angles(mjd: ArrayLike, roll_deg: ArrayLike,
+                     rate_deg_per_min: float = ROLL_RATE_DEG_PER_MIN
+                     ) -> tuple[NDArray, NDArray[np.bool_]]:
+    """Replace NaN roll angles by estimates from time; returns (roll [deg], estimated mask).
+
+    The roll is the nominal rotation ``rate * t`` plus a slowly varying residual. The residual
+    is measured on the valid frames, unwrapped (robust across orbit gaps, where the roll moves
+    by more than 180 deg), and interpolated in time to the NaN frames. With a single valid
+    frame this is archi's fixed-rate extrapolation. Raises ValueError if no frame is valid.
+    """
+    t_min = (np.asarray(mjd, dtype=float) - float(np.nanmin(mjd))) * 1440.0
+    roll = np.asarray(roll_deg, dtype=float).copy()
+    missing = ~np.isfinite(roll)
+    if not missing.any():
+        return roll, missing
+    valid = ~missing
+    if not valid.any():
+        raise ValueError("every roll angle is NaN: the roll cannot be estimated")
+    nominal = rate_deg_per_min * t_min
+    residual = np.degrees(np.unwrap(np.radians(roll[valid] - nominal[valid])))
+    roll[missing] = (nominal[missing] + np.interp(t_min[missing], t_min[valid], residual)) % 360.0
+    return roll, missing

@@ -1,0 +1,136 @@
+"""The data model of one CHEOPS visit, as the photometry needs it.
+
+A :class:`Visit` is built by :func:`archi.io.read_visit` from DRP products (or a simulated
+visit written in the same format). Series are per frame (one row per stacked subarray
+image, same order as the cube). Pixel conventions: see ``archi.__doc__``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from archi.io.products import VisitId
+
+GAIN_E_PER_ADU = 1.96
+"""Conversion of the DRP RON column [ADU per readout] to electrons (archi's value; the
+nominal CHEOPS gain is 1.957 e/ADU)."""
+
+
+@dataclass(frozen=True)
+class DrpLightCurve:
+    """One DRP light curve (``SCI_COR_Lightcurve-<aperture>``), columns as numpy arrays."""
+
+    aperture: str
+    radius: float  # AP_RADI [pixel]
+    path: Path
+    flux: NDArray[np.float64]  # [electrons per stacked image]
+    flux_err: NDArray[np.float64]  # [electrons]
+    background: NDArray[np.float64]  # sky background summed in the aperture [electrons]
+    dark: NDArray[np.float64]  # dark current summed in the aperture [electrons]
+    conta_lc: NDArray[np.float64]  # contamination ratio
+    status: NDArray[np.int32]
+    event: NDArray[np.int32]
+
+    @property
+    def area(self) -> float:
+        """Aperture area [pixel^2] the DRP uses to turn totals into per-pixel levels."""
+        return float(np.pi * self.radius**2)
+
+
+@dataclass(frozen=True)
+class StarCatalogue:
+    """The DRP star catalogue (``EXT_PRE_StarCatalogue``); row 0 is the target."""
+
+    path: Path
+    ids: NDArray[np.str_]
+    ra: NDArray[np.float64]  # [deg] at OBSEPOCH
+    dec: NDArray[np.float64]  # [deg]
+    mag: NDArray[np.float64]  # Gaia G (MAG_GAIA, or MAG_CHEOPS in older products) [mag]
+    t_eff: NDArray[np.float64]  # [K]
+    is_target: NDArray[np.bool_]
+    centre_ra: float  # CENT_RA [deg]
+    centre_dec: float  # CENT_DEC [deg]
+    magnitude_column: str
+
+    def __len__(self) -> int:
+        return len(self.ra)
+
+
+@dataclass
+class Visit:
+    """Everything the photometry reads from one visit.
+
+    ``cube`` is memory-mapped from the COR file where possible: slicing it reads only the
+    frames asked for.
+    """
+
+    visit_id: VisitId
+    folder: Path
+    subarray_path: Path
+    cube: NDArray[np.float64]  # (n_frames, 200, 200) [electrons], NaN outside the field
+    mjd_time: NDArray[np.float64]  # mid-exposure, MJD on the TT scale [day]
+    bjd_time: NDArray[np.float64]  # mid-exposure, BJD_TDB [day]
+    utc_time: NDArray[np.str_]
+    roll_angle: NDArray[np.float64]  # [deg], decreasing; NaN rows estimated (see below)
+    roll_estimated: NDArray[np.bool_]  # True where ROLL_ANGLE was NaN and was estimated
+    centroid_x: NDArray[np.float64]  # target centroid, full-CCD coordinates [pixel]
+    centroid_y: NDArray[np.float64]
+    location_x: float  # intended target position, full-CCD coordinates [pixel]
+    location_y: float
+    x_winoff: float  # subarray offset in the CCD [pixel]
+    y_winoff: float
+    exptime: float  # single exposure [s]
+    nexp: int  # exposures co-added per image
+    ron: NDArray[np.float64]  # read-out noise per readout, per frame [ADU]
+    lightcurves: dict[str, DrpLightCurve]
+    reference_aperture: str  # the DRP light curve roll angles and centroids came from
+    status: NDArray[np.int32]
+    event: NDArray[np.int32]
+    catalogue: StarCatalogue | None = None
+    target_name: str = ""
+    ra_target: float = float("nan")
+    dec_target: float = float("nan")
+    mag_target: float = float("nan")
+    smearing_row: NDArray[np.float64] | None = None  # (n_frames, 200) [electrons]
+    header: dict = field(default_factory=dict)  # selected visit keywords
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.cube.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (int(self.cube.shape[1]), int(self.cube.shape[2]))
+
+    @property
+    def texptime(self) -> float:
+        """Total exposure of a stacked image [s]."""
+        return self.exptime * self.nexp
+
+    @property
+    def target_x(self) -> NDArray[np.float64]:
+        """Target centroid in subarray pixels (x = column) per frame."""
+        return self.centroid_x - self.x_winoff
+
+    @property
+    def target_y(self) -> NDArray[np.float64]:
+        return self.centroid_y - self.y_winoff
+
+    @property
+    def ron_electrons(self) -> NDArray[np.float64]:
+        """Read-out noise per readout [electrons]."""
+        return self.ron * GAIN_E_PER_ADU
+
+    def background_per_pixel(self, aperture: str | None = None) -> NDArray[np.float64]:
+        """Sky background per pixel and frame [electrons], from the DRP light curve."""
+        lc = self.lightcurves[aperture or self.reference_aperture]
+        return lc.background / lc.area
+
+    def dark_per_pixel(self, aperture: str | None = None) -> NDArray[np.float64]:
+        """Dark current per pixel and frame [electrons], from the DRP light curve."""
+        lc = self.lightcurves[aperture or self.reference_aperture]
+        return lc.dark / lc.area
