@@ -153,8 +153,8 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
         smear = np.asarray(hdul[P.SMEARING_ROW].data, dtype=float)
         smearing = smear.reshape(smear.shape[0], -1) if smear.ndim >= 2 else None
     cube_header = cube_hdu.header
-    # keep the memory map alive through the array; the HDUList itself may go
-    hdul.close(closed=False)
+    # astropy keeps the memory map open for as long as ``cube`` is referenced
+    hdul.close()
 
     n_rows = len(cols["MJD_TIME"])
     if n_rows != n_frames:
