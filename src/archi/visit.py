@@ -134,3 +134,23 @@ class Visit:
         """Dark current per pixel and frame [electrons], from the DRP light curve."""
         lc = self.lightcurves[aperture or self.reference_aperture]
         return lc.dark / lc.area
+
+
+def visit_summary(visit: Visit) -> dict[str, object]:
+    """One-row description of a visit (for tables and logs)."""
+    minutes = (visit.mjd_time - visit.mjd_time[0]) * 1440.0
+    steps = np.diff(minutes)
+    return {
+        "visit": visit.visit_id.file_key,
+        "target": visit.target_name,
+        "n_frames": visit.n_frames,
+        "duration_h": round(float(minutes[-1] / 60.0), 3),
+        "cadence_s": round(float(np.median(steps) * 60.0), 3) if len(steps) else float("nan"),
+        "exptime_s": visit.exptime,
+        "nexp": visit.nexp,
+        "roll_start_deg": round(float(visit.roll_angle[0]), 3),
+        "roll_estimated": int(visit.roll_estimated.sum()),
+        "apertures": ",".join(sorted(visit.lightcurves)),
+        "catalogue_stars": len(visit.catalogue) if visit.catalogue is not None else 0,
+        "flagged_frames": int(np.count_nonzero(visit.status)),
+    }

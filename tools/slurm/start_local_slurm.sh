@@ -66,10 +66,10 @@ alive_pid() {
 }
 
 stop_pid() { # pidfile name
-    local pid i
+    local pid
     pid="$(alive_pid "$1" "$2")" || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [[ -e "/proc/$pid" ]] || return 0
         sleep 0.1
     done
@@ -223,6 +223,15 @@ if ((conf_changed == 0)) && link_ok && munge_ok &&
         exit 0
         ;;
     esac
+fi
+
+# ---- fixed ports: a daemon of another cluster (e.g. another $SLURMLAB) would make ours fail --
+port_busy() { command -v ss >/dev/null && [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]; }
+if ! alive_pid "$S/run/slurmctld.pid" slurmctld >/dev/null && port_busy 6817; then
+    die "port 6817 is already in use (another slurmctld, e.g. of another SLURMLAB?); stop it first"
+fi
+if ! alive_pid "$S/run/slurmd.pid" slurmd >/dev/null && port_busy 6818; then
+    die "port 6818 is already in use (another slurmd, e.g. of another SLURMLAB?); stop it first"
 fi
 
 # ---- munge ---------------------------------------------------------------------------------

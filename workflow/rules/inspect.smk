@@ -1,0 +1,23 @@
+rule inspect_visit:
+    """Read a visit with the library; write a one-row summary and the DRP light curves."""
+    input:
+        visit_folder,
+    output:
+        summary="results/{visit}/visit_summary.tsv",
+        plot=report(
+            "results/{visit}/plots/drp_lightcurves.png",
+            caption="../report/drp_lightcurves.rst",
+            category="Visits",
+        ),
+    params:
+        layout=lambda wc: config["layout"],
+        aperture=lambda wc: config["official_curve"],
+    log:
+        "logs/{visit}/inspect_visit.log",
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/inspect_visit.py"

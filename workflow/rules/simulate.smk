@@ -1,0 +1,15 @@
+rule simulate_visit:
+    """Simulate a visit in DRP and CHEOPSim layouts, with its truth file."""
+    input:
+        options=lambda wc: VISITS.loc[wc.visit, "simulation"],
+    output:
+        directory("resources/{visit}"),
+    log:
+        "logs/{visit}/simulate_visit.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/simulate_visit.py"
