@@ -67,19 +67,32 @@ class PixelPsf:
         self.size = size = 2 * half + 1
         # fine grid with one extra pixel so every phase shift stays inside it
         n_fine = (size + 1) * k
-        u = (np.arange(n_fine) + 0.5) / k - (half + 1.0)
+        u = (np.arange(n_fine) + 0.5) / k - (half + 1.5)  # pixel q spans [q - 0.5, q + 0.5)
         x, y = np.meshgrid(u, u)
-        inside = np.hypot(x, y) <= self.model.support_radius
-        fine = np.zeros_like(x)
-        for weight, comp in zip(self.model.weights, self.model.components(x, y)):
-            comp = np.where(inside, comp, 0.0)
-            fine += weight * comp / comp.sum()
+        # centre the model on its light centroid: a star's position is where a centroid of
+        # its light falls, as for the DRP's CENTROID_X/Y of the target
+        shift = self._centroid(u)
+        x, y = x + shift[0], y + shift[1]
+        fine = self._fine_model(x, y)
         self.stamps = np.empty((k, k, size, size))
         for my in range(k):
             for mx in range(k):
                 block = fine[k - my: k - my + size * k, k - mx: k - mx + size * k]
                 img = block.reshape(size, k, size, k).sum(axis=(1, 3))
                 self.stamps[my, mx] = img / img.sum()
+
+    def _fine_model(self, x: NDArray, y: NDArray) -> NDArray:
+        inside = np.hypot(x, y) <= self.model.support_radius
+        fine = np.zeros_like(x)
+        for weight, comp in zip(self.model.weights, self.model.components(x, y)):
+            comp = np.where(inside, comp, 0.0)
+            fine += weight * comp / comp.sum()
+        return fine
+
+    def _centroid(self, u: NDArray) -> tuple[float, float]:
+        x, y = np.meshgrid(u, u)
+        fine = self._fine_model(x, y)
+        return float((fine * x).sum() / fine.sum()), float((fine * y).sum() / fine.sum())
 
     def quantise(self, position: NDArray) -> tuple[NDArray, NDArray]:
         """Split positions [pixel] into integer pixel and phase index (rounded to the grid)."""
