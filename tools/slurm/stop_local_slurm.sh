@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Stop the one-node SLURM cluster started by start_local_slurm.sh.
 #
-#   bash tools/slurm/stop_local_slurm.sh            # stop daemons, keep $SLURMLAB (state, logs)
-#   bash tools/slurm/stop_local_slurm.sh --purge    # also delete $SLURMLAB and the
-#                                                   # /etc/slurm/slurm.conf link pointing into it
+#   bash tools/slurm/stop_local_slurm.sh            # stop daemons, drop the /etc/slurm/slurm.conf
+#                                                   # link, keep $SLURMLAB (state, logs)
+#   bash tools/slurm/stop_local_slurm.sh --purge    # also delete $SLURMLAB
 #
 # Cancels the cluster's jobs, then stops slurmd, slurmctld and munged by the pid files under
 # $SLURMLAB (a pid is only signalled if that process still has the expected name).
@@ -84,10 +84,13 @@ else
     log "no daemon of $SLURMLAB is running"
 fi
 
+# Always drop our /etc/slurm/slurm.conf link: while it points at a stopped controller, every
+# Snakemake start (the slurm executor plugin runs `scontrol show config`) waits ~9 s for it.
+if [[ -L "$SYS_CONF" && "$(readlink "$SYS_CONF")" == "$CONF" ]]; then
+    rm -f "$SYS_CONF"
+fi
+
 if ((PURGE)); then
-    if [[ -L "$SYS_CONF" && "$(readlink "$SYS_CONF")" == "$CONF" ]]; then
-        rm -f "$SYS_CONF"
-    fi
     if [[ -d "$SLURMLAB" ]]; then
         rm -rf "$SLURMLAB"
         log "removed $SLURMLAB"
