@@ -1,0 +1,93 @@
+"""Tracking: the position of every star in every frame.
+
+``detect_mode`` (archi's names; ``P+S`` = one mode for the target, another for the rest):
+
+* ``static``: first-frame positions turned by the roll-angle change about the target's
+  first-frame position (no pointing jitter).
+* ``offsets``: as static, but about the target's DRP centroid of each frame, so the whole
+  field follows the pointing jitter.
+* ``dynam``: measured in each frame. All stars are fitted together with the visit's empirical
+  PSF at their ``offsets`` predictions, solving for small shifts (blended neighbours are
+  modelled, not ignored); a shift larger than ``track_tolerance`` or a star too faint or
+  off the field in that frame falls back to the prediction (``Tracks.measured`` False).
+
+Roll angles must be finite (the reader estimates NaN ones from time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from archi.detect import _droll_per_exposure, _noise_variance, predicted_positions, roll_offsets
+from archi.fieldmodel import EmpiricalPsf, blur_offsets, fit_frame
+from archi.geometry import rotate_offsets
+from archi.options import Options
+from archi.stars import StarList, Tracks
+from archi.visit import Visit
+
+MIN_TRACK_SNR = 5.0
+"""dynam: a frame's fit must measure the star's flux at this S/N to trust its position."""
+
+
+def _static(visit: Visit, stars: StarList) -> tuple[NDArray, NDArray]:
+    dx, dy = stars.x0 - stars.x0[0], stars.y0 - stars.y0[0]
+    turn = visit.roll_angle - visit.roll_angle[0]
+    rx, ry = rotate_offsets(dx[:, None], dy[:, None], turn[None, :])
+    return stars.x0[0] + rx, stars.y0[0] + ry
+
+
+def _offsets(visit: Visit, stars: StarList) -> tuple[NDArray, NDArray]:
+    dx0, dy0 = roll_offsets(visit, stars.x0, stars.y0)
+    # keep the target's own first-frame offset from its DRP centroid (e.g. image detection)
+    bias_x = stars.x0[0] - visit.target_x[0]
+    bias_y = stars.y0[0] - visit.target_y[0]
+    dx0 = dx0 - dx0[0]
+    dy0 = dy0 - dy0[0]
+    x, y = predicted_positions(visit, dx0, dy0, np.arange(visit.n_frames))
+    return x + bias_x, y + bias_y
+
+
+def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
+           psf: EmpiricalPsf) -> tuple[NDArray, NDArray, NDArray]:
+    n_stars, n_frames = x_pred.shape
+    x, y = x_pred.copy(), y_pred.copy()
+    measured = np.zeros((n_stars, n_frames), dtype=bool)
+    droll = _droll_per_exposure(visit)
+    for k in range(n_frames):
+        frame = np.asarray(visit.cube[k], dtype=float)
+        blur = [blur_offsets(x_pred[j, k], y_pred[j, k], visit.target_x[k], visit.target_y[k],
+                             droll) for j in range(n_stars)]
+        fit = fit_frame(frame, x_pred[:, k], y_pred[:, k], psf, positions=True,
+                        variance_floor=_noise_variance(visit, k), blur=blur)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            snr = np.where(fit.flux_err > 0, fit.flux / fit.flux_err, 0.0)
+        ok = ((snr >= MIN_TRACK_SNR) & (fit.covered > 0.5)
+              & (np.hypot(fit.dx, fit.dy) <= options.track_tolerance))
+        x[ok, k] += fit.dx[ok]
+        y[ok, k] += fit.dy[ok]
+        measured[ok, k] = True
+    return x, y, measured
+
+
+def track_stars(visit: Visit, stars: StarList, options: Options,
+                psf: EmpiricalPsf | None = None) -> Tracks:
+    """Positions (n_stars, n_frames) of ``stars`` through the visit."""
+    modes = [options.star_tracking(j) for j in range(stars.n_stars)]
+    x = np.empty((stars.n_stars, visit.n_frames))
+    y = np.empty_like(x)
+    measured = np.ones(x.shape, dtype=bool)
+    if "static" in modes:
+        sx, sy = _static(visit, stars)
+        rows = [j for j, m in enumerate(modes) if m == "static"]
+        x[rows], y[rows] = sx[rows], sy[rows]
+    if "offsets" in modes or "dynam" in modes:
+        ox, oy = _offsets(visit, stars)
+        rows = [j for j, m in enumerate(modes) if m != "static"]
+        x[rows], y[rows] = ox[rows], oy[rows]
+        if "dynam" in modes:
+            psf = psf or EmpiricalPsf.from_visit(visit)
+            dxs, dys, meas = _dynam(visit, ox, oy, options, psf)
+            rows = [j for j, m in enumerate(modes) if m == "dynam"]
+            x[rows], y[rows], measured[rows] = dxs[rows], dys[rows], meas[rows]
+    return Tracks(x=x, y=y, measured=measured)
