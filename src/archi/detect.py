@@ -217,26 +217,36 @@ def detect_in_image(visit: Visit, options: Options, psf: EmpiricalPsf | None = N
     dx0[0] = dy0[0] = 0.0  # the target defines the rotation centre
 
     frames = _verification_frames(visit)
-    for _ in range(8):  # drop unconfirmed or duplicate candidates, refit without them
-        flux, err, _, _ = _multi_frame_fit(visit, psf, dx0, dy0, frames, positions=False)
-        level = np.median(flux, axis=1)
-        snr = np.median(np.where(err > 0, flux / err, 0.0), axis=1)
-        consistent = (level > 0) & (level > 0.3 * flux[:, 0])
-        keep = (snr >= options.detection_snr) & consistent
-        keep &= ~_duplicates(dx0, dy0, level)
-        keep[0] = True
-        if keep.all():
+    for _ in range(4):  # verify, merge duplicates, refine; again if refinement merged two
+        dx0, dy0 = _confirmed(visit, psf, dx0, dy0, frames, options.detection_snr)
+        for _ in range(max(1, options.repeat_removal)):  # position refinement passes
+            flux, err, shx, shy = _multi_frame_fit(visit, psf, dx0, dy0, frames,
+                                                   positions=True)
+            dx0 = dx0 + np.where(np.arange(len(dx0)) == 0, 0.0, shx)
+            dy0 = dy0 + np.where(np.arange(len(dy0)) == 0, 0.0, shy)
+        if not _duplicates(dx0, dy0, np.median(flux, axis=1)).any():
             break
-        dx0, dy0 = dx0[keep], dy0[keep]
-
-    for _ in range(max(1, options.repeat_removal)):  # position refinement passes
-        flux, err, shx, shy = _multi_frame_fit(visit, psf, dx0, dy0, frames, positions=True)
-        dx0 = dx0 + np.where(np.arange(len(dx0)) == 0, 0.0, shx)
-        dy0 = dy0 + np.where(np.arange(len(dy0)) == 0, 0.0, shy)
     px, py = predicted_positions(visit, dx0, dy0, np.array([0]))
     brightness = np.median(flux, axis=1)
     stars = _star_list(px[:, 0], py[:, 0], brightness)
     return match_catalogue(visit, stars)
+
+
+def _confirmed(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray, frames: NDArray,
+               snr_limit: float) -> tuple[NDArray, NDArray]:
+    """Drop candidates without a significant, consistent flux in the verification frames,
+    and duplicates of brighter ones; refit after each removal."""
+    for _ in range(8):
+        flux, err, _, _ = _multi_frame_fit(visit, psf, dx0, dy0, frames, positions=False)
+        level = np.median(flux, axis=1)
+        snr = np.median(np.where(err > 0, flux / err, 0.0), axis=1)
+        consistent = (level > 0) & (level > 0.3 * flux[:, 0])
+        keep = (snr >= snr_limit) & consistent & ~_duplicates(dx0, dy0, level)
+        keep[0] = True
+        if keep.all():
+            break
+        dx0, dy0 = dx0[keep], dy0[keep]
+    return dx0, dy0
 
 
 def _duplicates(dx0: NDArray, dy0: NDArray, level: NDArray) -> NDArray[np.bool_]:

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from archi.noise import INVALID_CDPP
 from archi.errors import ConfigError, CorruptProductError, ProductNotFoundError
 
 __all__ = [
@@ -73,8 +74,7 @@ __all__ = [
 FACTOR_DECIMALS = 6
 """Factors are rounded to this many decimals (1e-6 px or layer): removes float drift."""
 
-INVALID_CDPP = 2e7
-"""CDPP [ppm] given to an invalid run (mask out of bounds, undefined metric), as in archi."""
+# INVALID_CDPP (archi's 2e7 ppm penalty) is defined once, in archi.noise
 
 MASK_METHODS = ("circle", "shape")
 """Mask methods: ``circle`` (factor = radius [px]) and ``shape`` (factor = integer layers)."""
@@ -238,7 +238,8 @@ def make_cdpp_table(factors: float | Mapping[int, float], cdpp: Mapping[int, flo
 
     ``factors`` is the factor of the run (same for every star) or a per-star mapping (fine-tune
     runs). A run is valid when ``valid[star]`` is true (default true) **and** its CDPP is a
-    finite positive number; an invalid run gets ``cdpp = INVALID_CDPP`` and ``valid = False``.
+    finite number below INVALID_CDPP (a user metric may have any scale, even negative); an
+    invalid run gets ``cdpp = INVALID_CDPP`` and ``valid = False``.
     Rows are sorted by star.
     """
     rows = []
@@ -251,7 +252,7 @@ def make_cdpp_table(factors: float | Mapping[int, float], cdpp: Mapping[int, flo
             factor = round_factor(factors)
         value = float(cdpp[star])
         ok = bool(True if valid is None else valid.get(star, False))
-        ok = ok and math.isfinite(value) and value > 0
+        ok = ok and math.isfinite(value) and value < INVALID_CDPP
         rows.append((star, factor, value if ok else INVALID_CDPP, ok))
     return _typed_table(pd.DataFrame(rows, columns=list(CDPP_TABLE_COLUMNS)))
 

@@ -1,0 +1,230 @@
+"""The Python entry point: every step of the pipeline as a function, usable in a notebook.
+
+    from archi.api import load_visit, prepare, optimize_factors, extract
+    from archi.options import Options
+
+    options = Options(method="circle", initial_detect="fits", detect_mode="dynam")
+    visit = load_visit("PR140063_TG002401_V0300", options)
+    prepared = prepare(visit, options)                 # stars and their tracks
+    result = optimize_factors(visit, prepared)         # factor grid, extensions, fine tune
+    curves = extract(visit, prepared, result.factors)  # light curves of every star
+
+The workflow runs the same steps as separate jobs: ``prepare``, one ``cdpp_table`` per
+factor, a selection (:mod:`archi.optimize`) and ``extract``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from archi import masks
+from archi import optimize as opt
+from archi.detect import detect_stars
+from archi.fieldmodel import EmpiricalPsf
+from archi.io import read_visit
+from archi.noise import load_metric, score
+from archi.options import Options
+from archi.photometry import ApertureSums, aperture_photometry, flux_errors
+from archi.prepared import Prepared
+from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
+                         StarLightCurves)
+from archi.track import track_stars
+from archi.visit import Visit
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def load_visit(folder: str | Path, options: Options, layout: str = "auto") -> Visit:
+    """Read a visit with the DRP light curve named by ``options.official_curve``."""
+    return read_visit(folder, layout=layout, aperture=options.official_curve)
+
+
+def prepare(visit: Visit, options: Options, layout: str = "auto") -> Prepared:
+    """Detect the stars (``initial_detect``) and track them (``detect_mode``)."""
+    needs_psf = "dynam" in options.initial_detect or "dynam" in options.detect_mode
+    psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
+    stars = detect_stars(visit, options)
+    tracks = track_stars(visit, stars, options, psf=psf)
+    return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks)
+
+
+def build_apertures(visit: Visit, prepared: Prepared, factors: Mapping[int, float]
+                    ) -> list[masks.Aperture | None]:
+    """One aperture per star (None for stars without a factor)."""
+    options = prepared.options
+    stars = prepared.stars
+    shape_stars = [j for j in factors if options.star_method(j) == "shape"]
+    regions: list | None = None
+    if shape_stars:
+        frame0 = np.asarray(visit.cube[0], dtype=float)
+        regions = masks.star_regions(frame0, prepared.tracks.x[:, 0], prepared.tracks.y[:, 0],
+                                     brightness=np.clip(stars.brightness, 1e-9, None))
+    out: list[masks.Aperture | None] = [None] * stars.n_stars
+    for j, factor in factors.items():
+        if factor is None or not np.isfinite(factor):
+            continue
+        if options.star_method(j) == "circle":
+            out[j] = masks.CircleAperture(float(factor), mode=options.aperture_mode,
+                                          grid=options.grid)
+        else:
+            out[j] = masks.ShapeAperture(regions[j], prepared.tracks.x[j, 0],
+                                         prepared.tracks.y[j, 0], int(round(factor)),
+                                         shift=options.shape_shift, grid=options.grid)
+    return out
+
+
+def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float]
+            ) -> tuple[ApertureSums, np.ndarray]:
+    """Aperture sums and flux errors [e] of the stars in ``factors``."""
+    apertures = build_apertures(visit, prepared, factors)
+    sums = aperture_photometry(visit.cube, prepared.tracks, apertures,
+                               chunk_frames=prepared.options.effective_chunk)
+    errors = flux_errors(sums.flux, sums.area, visit)
+    return sums, errors
+
+
+def _metric(options: Options, metric: Metric | None) -> Metric:
+    return metric if metric is not None else load_metric(options.CDPP_type)
+
+
+def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
+              metric: Metric) -> tuple[float, bool]:
+    """Noise metric of one star's light curve on its in-bounds frames, and whether the run
+    is valid (archi: a mask out of bounds in any frame makes it invalid)."""
+    good = ~out_of_bounds & np.isfinite(flux)
+    valid = bool(good.all())
+    value = score(metric, flux[good], time[good], valid=bool(good.sum() > 0))
+    return value, valid
+
+
+def cdpp_table(visit: Visit, prepared: Prepared, factor: float | Mapping[int, float],
+               stars: Sequence[int] | None = None, metric: Metric | None = None
+               ) -> pd.DataFrame:
+    """One photometry run -> CDPP table (star, factor, cdpp, valid) of ``stars`` (all)."""
+    stars = list(range(prepared.stars.n_stars)) if stars is None else list(stars)
+    factors = ({j: float(factor[j]) for j in stars} if isinstance(factor, Mapping)
+               else {j: float(factor) for j in stars})
+    sums, _ = measure(visit, prepared, factors)
+    fn = _metric(prepared.options, metric)
+    swallows = engulfs_brighter_star(prepared, factors)
+    cdpp, valid = {}, {}
+    for j in stars:
+        cdpp[j], valid[j] = star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)
+        valid[j] = valid[j] and not swallows[j]
+    return opt.make_cdpp_table(factors, cdpp, valid)
+
+
+def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> dict[int, bool]:
+    """True for a circle that reaches the centre of a brighter star.
+
+    Such a light curve is mostly the neighbour's, and its CDPP is low only because the
+    brighter star's flux dilutes the fainter one's noise: archi's optimiser happily grows
+    apertures over neighbours; here those runs are invalid, like masks out of the field.
+    """
+    options = prepared.options
+    stars = prepared.stars
+    x, y = prepared.tracks.x[:, 0], prepared.tracks.y[:, 0]
+    out = {}
+    for j, factor in factors.items():
+        if options.star_method(j) != "circle":
+            out[j] = False
+            continue
+        radius = float(factor) / options.grid
+        d = np.hypot(x - x[j], y - y[j])
+        brighter = stars.brightness > stars.brightness[j]
+        out[j] = bool(np.any(brighter & (d < radius)))
+    return out
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    factors: dict[int, float]  # chosen factor per star
+    cdpp: dict[int, float]  # its metric [ppm]
+    valid: dict[int, bool]  # False: no run of this star stayed inside the field
+    table: pd.DataFrame  # every run (star, factor, cdpp, valid)
+
+
+def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
+    """Best factor per star; a star with no valid run takes its lowest-metric run
+    computed on in-bounds frames (its out-of-bounds frames are flagged at extraction)."""
+    best = opt.best_factors(table)
+    factors, cdpp, valid = {}, {}, {}
+    for row in best.itertuples():
+        star = int(row.star)
+        if row.valid:
+            factors[star], cdpp[star], valid[star] = float(row.factor), float(row.cdpp), True
+        else:
+            runs = table[table.star == star].sort_values(["cdpp", "factor"])
+            factors[star] = float(runs.factor.iloc[0])
+            cdpp[star], valid[star] = float(runs.cdpp.iloc[0]), False
+    return factors, cdpp, valid
+
+
+def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None
+                     ) -> OptimizationResult:
+    """archi's search, in process: the factor grid, range extensions for stars whose best
+    factor is at the top edge, then the circle fine tune (best +/- 1 in 0.1 steps)."""
+    options = prepared.options
+    n = prepared.stars.n_stars
+    current = options.val_range
+    grid = opt.factor_grid(current, options.step)
+    tables = [cdpp_table(visit, prepared, f, metric=metric) for f in grid]
+    table = pd.concat(tables, ignore_index=True)
+    round_index = 0
+    while True:
+        plan = opt.plan_extension(table, current, options.step, round_index,
+                                  options.optimization_extensions)
+        if plan.done or not plan.extend:
+            break
+        current = plan.new_range
+        round_index += 1
+        stars = sorted(plan.extend)
+        new = [cdpp_table(visit, prepared, f, stars=stars, metric=metric)
+               for f in plan.new_factors]
+        table = pd.concat([table, *new], ignore_index=True)
+        table = table.drop_duplicates(subset=["star", "factor"], keep="first")
+    if options.fine_tune_circle:
+        methods = {j: options.star_method(j) for j in range(n)}
+        plan = opt.fine_tune_plan(opt.best_factors(table), methods)
+        by_factor: dict[float, list[int]] = {}
+        for star, radii in plan.items():
+            for r in radii:
+                by_factor.setdefault(r, []).append(star)
+        new = [cdpp_table(visit, prepared, f, stars=s, metric=metric)
+               for f, s in sorted(by_factor.items())]
+        if new:
+            table = pd.concat([table, *new], ignore_index=True)
+            table = table.drop_duplicates(subset=["star", "factor"], keep="first")
+    factors, cdpp, valid = choose(table)
+    return OptimizationResult(factors, cdpp, valid, table.reset_index(drop=True))
+
+
+def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
+            metric: Metric | None = None) -> StarLightCurves:
+    """Light curves of every star with the given mask factors."""
+    options = prepared.options
+    n = prepared.stars.n_stars
+    factors = {j: float(factors[j]) for j in range(n)}
+    sums, errors = measure(visit, prepared, factors)
+    flag = np.zeros(sums.flux.shape, dtype=np.int32)
+    flag |= np.where(sums.out_of_bounds, FLAG_OUT_OF_BOUNDS, 0).astype(np.int32)
+    flag |= np.where(visit.status[None, :] != 0, FLAG_DRP_STATUS, 0).astype(np.int32)
+    flag |= np.where(~prepared.tracks.measured, FLAG_NOT_MEASURED, 0).astype(np.int32)
+    fn = _metric(options, metric)
+    cdpp = np.array([star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)[0]
+                     for j in range(n)])
+    if not options.uncertainties:
+        errors = np.full_like(errors, np.nan)
+    return StarLightCurves(
+        visit_key=prepared.visit_key, mjd_time=visit.mjd_time, bjd_time=visit.bjd_time,
+        roll_angle=visit.roll_angle, stars=prepared.stars, tracks=prepared.tracks,
+        flux=sums.flux, flux_err=errors, flag=flag,
+        methods=tuple(options.star_method(j) for j in range(n)),
+        factors=np.array([factors[j] for j in range(n)]),
+        npix=np.nanmean(sums.area, axis=1), cdpp=cdpp,
+        options={**options.to_dict(), "visit_folder": str(visit.folder)})

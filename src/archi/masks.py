@@ -1,0 +1,682 @@
+"""Aperture masks: circles and star-shaped regions, as weights on pixel cutouts.
+
+Pixel conventions: ``archi.__doc__`` (``image[y, x]``, pixel centres at integers, positions
+written ``(x, y)`` in pixels).
+
+Every aperture kind implements :class:`Aperture`: for arrays of positions ``x, y`` (n,) it
+returns a fixed-size batch ``(weights, ix0, iy0)``: ``weights`` float64 (n, h, w) with
+values in [0, 1] (the fraction of each pixel inside the aperture) and the integer column /
+row ``ix0, iy0`` (n,) of each cutout's ``[0, 0]`` pixel in the full image. Cutouts may
+reach beyond the image; :func:`cutouts` gathers image pixels for them (padding with NaN)
+and :func:`outside_field` tells which apertures touch NaN pixels or the image edge.
+A non-finite position gets all-zero weights and origin (0, 0).
+
+Differences from archi's masks (``archi_spec.md`` §4, bugs B8, B9, F6, F7):
+
+* archi builds every mask once on frame 0 and moves it by whole pixels with ``np.roll``,
+  which wraps it around the image edges. Here circles are re-rasterised at each sub-pixel
+  position, shape templates are moved by a sub-pixel (bilinear) or rounded shift, nothing
+  wraps, and the out-of-field test is made per frame from each frame's own NaN pattern.
+* archi's up-sampled "background grid" (``grid_bg = 200 s``) is reproduced without
+  up-sampled images: a weight is the fraction of the ``s x s`` sub-pixels of a pixel that
+  the fine-grid mask covers (``grid`` argument).
+* Shape regions are split between neighbouring stars and use per-star thresholds
+  (:func:`star_regions`); growth (:func:`grow`) is a vectorised dilation that is correct at
+  the image edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage as ndi
+
+__all__ = [
+    "Aperture", "CircleAperture", "ShapeAperture", "StarSegmentation",
+    "star_regions", "segment_stars", "threshold_regions", "grow", "shape_apertures",
+    "outside_field", "cutouts", "smooth_image", "estimate_noise",
+    "ARCHI_REL_THRESHOLD",
+]
+
+ARCHI_REL_THRESHOLD = 11.0 / 255.0
+"""archi's contour threshold as a fraction of the frame maximum (uint8 value > 10, ~4.31 %)."""
+
+_CHUNK_ELEMENTS = 1 << 23  # bound on temporary array sizes in the vectorised kernels
+
+
+@runtime_checkable
+class Aperture(Protocol):
+    """What the photometry engine needs from an aperture."""
+
+    def weights(self, x: NDArray, y: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+        """``(weights (n, h, w) in [0, 1], ix0 (n,), iy0 (n,))`` for positions x, y [pixel]."""
+        ...
+
+    @property
+    def area(self) -> float:
+        """Nominal area [pixel^2]."""
+        ...
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------
+
+def _positions(x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray[np.bool_]]:
+    """1-D float copies of x, y with non-finite entries replaced by 0, and the finite mask."""
+    x = np.atleast_1d(np.asarray(x, dtype=float))
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must be 1-D arrays of equal length, got shapes "
+                         f"{x.shape} and {y.shape}")
+    good = np.isfinite(x) & np.isfinite(y)
+    return np.where(good, x, 0.0), np.where(good, y, 0.0), good
+
+
+def _check_grid(grid: int) -> int:
+    if isinstance(grid, bool) or int(grid) != grid or grid < 1 or grid % 2 == 0:
+        raise ValueError(f"grid must be an odd integer >= 1 (archi's grid_bg / 200), got {grid!r}")
+    return int(grid)
+
+
+def _check_layers(layers: int) -> int:
+    if isinstance(layers, bool) or not np.isfinite(layers) or int(layers) != layers \
+            or layers < 0:
+        raise ValueError(f"layers must be an integer >= 0, got {layers!r}")
+    return int(layers)
+
+
+def _chunks(n: int, per_item: int):
+    step = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def cutouts(images: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int],
+            fill_value: float = np.nan) -> NDArray[np.float64]:
+    """Gather cutouts ``images[k][iy0[k]:iy0[k]+h, ix0[k]:ix0[k]+w]`` as an (n, h, w) array.
+
+    ``images`` is one (H, W) image used for every position, or an (n, H, W) cube whose
+    frame k goes with position k. Pixels beyond the image edges get ``fill_value``.
+    """
+    images = np.asarray(images)
+    ix0 = np.asarray(ix0, dtype=np.int64)
+    iy0 = np.asarray(iy0, dtype=np.int64)
+    h, w = shape
+    H, W = images.shape[-2:]
+    rows = iy0[:, None] + np.arange(h)
+    cols = ix0[:, None] + np.arange(w)
+    rin = (rows >= 0) & (rows < H)
+    cin = (cols >= 0) & (cols < W)
+    rc, cc = np.clip(rows, 0, H - 1), np.clip(cols, 0, W - 1)
+    if images.ndim == 2:
+        out = images[rc[:, :, None], cc[:, None, :]].astype(float)
+    elif images.ndim == 3:
+        if len(images) != len(ix0):
+            raise ValueError(f"{len(images)} images for {len(ix0)} positions")
+        k = np.arange(len(ix0))[:, None, None]
+        out = images[k, rc[:, :, None], cc[:, None, :]].astype(float)
+    else:
+        raise ValueError(f"images must be 2-D or 3-D, got shape {images.shape}")
+    out[~(rin[:, :, None] & cin[:, None, :])] = fill_value
+    return out
+
+
+def outside_field(weights: NDArray, ix0: NDArray, iy0: NDArray,
+                  nan_mask: NDArray) -> NDArray[np.bool_]:
+    """Per position, whether the aperture touches unusable pixels (archi's out-of-bounds flag).
+
+    ``nan_mask`` is True on pixels that are NaN (outside the circular field of view, or
+    otherwise invalid): one (H, W) mask for every position, or (n, H, W) with the mask of the
+    frame of each position (archi only used frame 0's). A position is flagged when a pixel
+    of positive weight is masked or lies beyond the image edge, and also when its weights
+    are all zero (non-finite position: nothing can be measured).
+    """
+    weights = np.asarray(weights)
+    nan_mask = np.asarray(nan_mask, dtype=bool)
+    bad = cutouts(nan_mask, ix0, iy0, weights.shape[1:], fill_value=True).astype(bool)
+    touches = np.any((weights > 0) & bad, axis=(1, 2))
+    return touches | ~np.any(weights > 0, axis=(1, 2))
+
+
+# ----------------------------------------------------------------------------------------
+# circles
+# ----------------------------------------------------------------------------------------
+
+def _quadrant_area(x: NDArray, y: NDArray, r: float) -> NDArray:
+    """Area of the disk u^2 + v^2 <= r^2 with u <= x and v <= y.
+
+    ``x`` (..., 1, W) and ``y`` (..., H, 1) broadcast to (..., H, W). Closed form from
+    integrating the chord length: every transcendental function is evaluated on the 1-D
+    edge arrays only, and ``atan2`` instead of ``asin`` keeps full precision near the edge.
+    """
+    x = np.clip(x, -r, r)
+    y = np.clip(y, -r, r)
+    ay = np.abs(y)
+    c = np.sqrt((r - ay) * (r + ay))  # half-chord at height y
+    sx = np.sqrt((r - x) * (r + x))
+    s_x = 0.5 * (x * sx + r * r * np.arctan2(x, sx))  # S(x) = int_0^x sqrt(r^2 - u^2) du
+    s_c = 0.5 * (c * ay + r * r * np.arctan2(c, ay))  # S(c)
+    # g = int_{-c}^{clip(x, -c, c)} (sqrt(r^2 - u^2) - |y|) du
+    g = np.where(np.abs(x) < c, s_x + s_c - ay * (x + c),
+                 np.where(x > 0, 2.0 * (s_c - ay * c), 0.0))
+    return np.where(y >= 0, (2.0 * s_x + 0.5 * np.pi * r * r) - g, g)
+
+
+def _exact_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: float,
+                  size: int) -> NDArray:
+    """Exact overlap fractions of a circle with the pixels of (size, size) cutouts."""
+    edges = np.arange(size + 1) - 0.5
+    out = np.empty((len(x), size, size))
+    for sl in _chunks(len(x), (size + 1) ** 2 * 4):
+        ex = (ix0[sl] - x[sl])[:, None] + edges  # column edges relative to the centre
+        ey = (iy0[sl] - y[sl])[:, None] + edges
+        a = _quadrant_area(ex[:, None, :], ey[:, :, None], r)
+        out[sl] = a[:, 1:, 1:] - a[:, :-1, 1:] - a[:, 1:, :-1] + a[:, :-1, :-1]
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _sampled_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, radius: float,
+                    grid: int, size: int) -> NDArray:
+    """Fraction of the grid x grid sub-pixel centres of each pixel inside the circle.
+
+    Same test as archi's mask on its up-sampled grid: fine pixel (u, v) (integers) is inside
+    when ``(v - cy)^2 + (u - cx)^2 <= radius^2``, with the fine-grid centre
+    ``cx = grid * x + grid // 2`` and ``radius`` in fine pixels. For each fine row the
+    inside columns form one run [lo, hi], found from the half-chord and corrected by one
+    step so that it agrees bit for bit with the direct test; runs are then counted per
+    pixel.
+    """
+    s = grid
+    n = len(x)
+    r2 = radius * radius
+    out = np.empty((n, size, size))
+    fine_rows = np.arange(size * s)
+    block0 = s * np.arange(size)  # first fine column of each cutout column
+    for sl in _chunks(n, size * s * size):
+        cx = (s * x[sl] + s // 2)[:, None]
+        u0 = (s * ix0[sl])[:, None]  # fine column of cutout column 0
+        v = (s * iy0[sl])[:, None] + fine_rows
+        dv2 = (v - (s * y[sl] + s // 2)[:, None]) ** 2  # (m, size*s)
+        half = np.sqrt(np.maximum(r2 - dv2, 0.0))
+        hi = np.floor(cx + half)
+        lo = np.ceil(cx - half)
+
+        def inside(u):
+            return dv2 + (u - cx) ** 2 <= r2
+
+        hi = np.where(inside(hi), hi, hi - 1)
+        hi = np.where(inside(hi + 1), hi + 1, hi)
+        lo = np.where(inside(lo), lo, lo + 1)
+        lo = np.where(inside(lo - 1), lo - 1, lo)
+        empty = ~inside(hi) | (lo > hi)
+        lo_c = (lo - u0)[:, :, None]  # relative to the cutout's first fine column
+        hi_c = (hi - u0)[:, :, None]
+        count = np.minimum(hi_c, block0 + (s - 1)) - np.maximum(lo_c, block0) + 1
+        count = np.clip(count, 0, s)
+        count[empty] = 0
+        if s == 1:
+            out[sl] = count
+        else:
+            out[sl] = count.reshape(-1, size, s, size).sum(axis=2) / (s * s)
+    return out
+
+
+class CircleAperture:
+    """Circular aperture of ``radius`` centred at each sub-pixel position.
+
+    Parameters
+    ----------
+    radius : radius [pixel of the grid selected by ``grid``, i.e. real pixels when
+        ``grid = 1``]; the real radius is ``radius / grid``. Fractional values allowed.
+    mode : ``"exact"``: exact pixel-overlap fractions of the circle (analytic, no position
+        quantisation; equal to photutils' ``method="exact"`` to ~1e-12).
+        ``"binary"``: archi's mask, weight 1 where the pixel centre lies within ``radius`` of
+        (x, y) (``<=``), else 0. archi rasterised it once at frame 0 and shifted it by
+        rounded whole pixels; here it is rasterised afresh at every sub-pixel position.
+    grid : archi's ``grid_bg / 200`` (odd s = 1, 3, 5, ...). With ``mode="binary"`` a
+        weight is the fraction of the s x s sub-pixel centres of the pixel lying within
+        ``radius / s`` real pixels of (x, y): exactly archi's binary mask on its s-times
+        up-sampled (block-replicated, flux / s^2) image, with ``radius`` in fine pixels, but
+        without building up-sampled images. With ``mode="exact"`` only the radius scaling
+        applies.
+
+    ``weights`` returns (n, size, size) cutouts with ``size = floor(2 r) + 2`` (r = real
+    radius) and ``ix0 = floor(x - r + 0.5)``: every pixel that overlaps the circle.
+    """
+
+    def __init__(self, radius: float, mode: str = "exact", grid: int = 1):
+        if not (np.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be a positive number, got {radius!r}")
+        if mode not in ("exact", "binary"):
+            raise ValueError(f"mode must be 'exact' or 'binary', got {mode!r}")
+        self.radius = float(radius)
+        self.mode = mode
+        self.grid = _check_grid(grid)
+        self.real_radius = self.radius / self.grid
+        self.size = int(math.floor(2.0 * self.real_radius + 1e-9)) + 2
+
+    def __repr__(self) -> str:
+        return f"CircleAperture(radius={self.radius}, mode={self.mode!r}, grid={self.grid})"
+
+    @property
+    def area(self) -> float:
+        """Nominal area pi (radius / grid)^2 [pixel^2] (the binary mask's pixel count varies
+        with the position around this value)."""
+        return float(np.pi * self.real_radius ** 2)
+
+    @property
+    def cutout_shape(self) -> tuple[int, int]:
+        """(h, w) of the weight cutouts [pixel]."""
+        return (self.size, self.size)
+
+    def weights(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+        """Weights (n, size, size) in [0, 1] and cutout origins ix0, iy0 (n,) for positions
+        x, y (n,) [pixel]."""
+        x, y, good = _positions(x, y)
+        r = self.real_radius
+        ix0 = np.floor(x - r + 0.5).astype(np.int64)
+        iy0 = np.floor(y - r + 0.5).astype(np.int64)
+        if self.mode == "exact":
+            w = _exact_circle(x, y, ix0, iy0, r, self.size)
+        else:
+            w = _sampled_circle(x, y, ix0, iy0, self.radius, self.grid, self.size)
+        if not good.all():
+            w[~good] = 0.0
+            ix0[~good] = 0
+            iy0[~good] = 0
+        return w, ix0, iy0
+
+
+# ----------------------------------------------------------------------------------------
+# regions
+# ----------------------------------------------------------------------------------------
+
+def smooth_image(image: NDArray, sigma: float) -> NDArray[np.float64]:
+    """Gaussian smoothing [sigma in pixel] that ignores NaN pixels (normalised convolution);
+    NaN pixels stay NaN."""
+    image = np.asarray(image, dtype=float)
+    finite = np.isfinite(image)
+    if sigma <= 0:
+        return np.where(finite, image, np.nan)
+    num = ndi.gaussian_filter(np.where(finite, image, 0.0), sigma, mode="constant")
+    den = ndi.gaussian_filter(finite.astype(float), sigma, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite & (den > 0), num / den, np.nan)
+
+
+def estimate_noise(image: NDArray) -> float:
+    """Robust per-pixel noise of an image [image units], from the median absolute deviation
+    of second differences along rows and columns (insensitive to smooth star light; NaN
+    pixels ignored). 0 for a noise-free image of smooth light."""
+    image = np.asarray(image, dtype=float)
+    d = [image[:, 2:] - 2 * image[:, 1:-1] + image[:, :-2],
+         image[2:, :] - 2 * image[1:-1, :] + image[:-2, :]]
+    d = np.concatenate([a[np.isfinite(a)] for a in d])
+    if d.size == 0:
+        return 0.0
+    mad = np.median(np.abs(d - np.median(d)))
+    return float(1.4826 * mad / np.sqrt(6.0))
+
+
+def _smoothed_noise(noise: float, sigma: float) -> float:
+    """Noise of the smoothed image for white noise of ``noise`` per pixel."""
+    if sigma <= 0:
+        return noise
+    delta = np.zeros((2 * int(4 * sigma + 1) + 1,) * 2)
+    delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
+    kernel = ndi.gaussian_filter(delta, sigma, mode="constant")
+    return float(noise * np.sqrt(np.sum(kernel ** 2)))
+
+
+def threshold_regions(image: NDArray, threshold: float, *, smooth: float = 0.0,
+                      min_area: int = 1, connectivity: int = 2
+                      ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+    """Connected regions of an image above a threshold, brightest first (for detection).
+
+    Parameters
+    ----------
+    image : (H, W) image; NaN pixels never belong to a region.
+    threshold : level [image units]; pixels with (smoothed) value >= threshold are kept.
+    smooth : Gaussian sigma [pixel] applied first (NaN-aware), 0 = none.
+    min_area : regions with fewer pixels are dropped (archi dropped contours of polygon area
+        <= 50 grid pixels).
+    connectivity : 2 = 8-connected (as OpenCV contours), 1 = 4-connected.
+
+    Returns ``(labels, peaks)``: int32 (H, W) labels, 0 = no region, 1..m ordered by
+    decreasing peak, and the peak (smoothed) value of each region (m,). Together with
+    :func:`grow` this is what archi's ``shape_analysis``/``repeat_removal`` needs.
+    """
+    sm = smooth_image(image, smooth)
+    above = np.isfinite(sm) & (sm >= threshold)
+    structure = ndi.generate_binary_structure(2, connectivity)
+    labels, m = ndi.label(above, structure=structure)
+    if m == 0:
+        return labels.astype(np.int32), np.zeros(0)
+    index = np.arange(1, m + 1)
+    areas = ndi.sum_labels(np.ones_like(sm), labels, index)
+    peaks = np.asarray(ndi.maximum(np.where(above, sm, -np.inf), labels, index), float)
+    keep = areas >= min_area
+    order = index[keep][np.argsort(-peaks[keep], kind="stable")]
+    relabel = np.zeros(m + 1, dtype=np.int32)
+    relabel[order] = np.arange(1, len(order) + 1)
+    return relabel[labels], peaks[order - 1]
+
+
+@dataclass(frozen=True)
+class StarSegmentation:
+    """The result of :func:`segment_stars` for one frame (n stars, image (H, W))."""
+
+    regions: list[NDArray[np.bool_]]  # (H, W) boolean region per star, disjoint
+    cells: NDArray[np.int32]  # index of the star owning each pixel; -1 on NaN pixels
+    brightness: NDArray[np.float64]  # brightness used to weight the split [image units]
+    levels: NDArray[np.float64]  # local peak of the smoothed image in the star's cell
+    thresholds: NDArray[np.float64]  # threshold applied per star [image units]
+    fallback: NDArray[np.bool_]  # True where the region is the fallback disk
+    noise: float  # per-pixel noise of the smoothed image [image units]
+
+
+def segment_stars(image: NDArray, x: ArrayLike, y: ArrayLike, *,
+                  brightness: ArrayLike | None = None,
+                  rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
+                  noise: float | None = None, smooth: float = 1.5,
+                  peak_radius: float = 16.0, seed_radius: float = 3.0,
+                  fallback_radius: float = 3.0, exponent: float = 4.0,
+                  fill_holes: bool = True) -> StarSegmentation:
+    """Split one frame into one region per star; :func:`star_regions` documents the method
+    and options. Returns a :class:`StarSegmentation` with the regions and the diagnostics
+    (cells, thresholds, which stars fell back to a disk)."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    xs, ys, good = _positions(x, y)
+    n = len(xs)
+    H, W = image.shape
+    finite = np.isfinite(image)
+    sm = smooth_image(image, smooth)
+    if noise is None:
+        noise = estimate_noise(image)
+    noise_s = _smoothed_noise(float(noise), smooth)
+    yy, xx = np.indices((H, W), dtype=float)
+
+    # distance of every pixel to every star, and the local brightness of each star
+    dist = np.full((n, H, W), np.inf)
+    for i in np.flatnonzero(good):
+        dist[i] = np.hypot(xx - xs[i], yy - ys[i])
+    if brightness is None:
+        b = np.zeros(n)
+        for i in np.flatnonzero(good):
+            disk = (dist[i] <= max(seed_radius, 0.5)) & finite
+            if disk.any():
+                b[i] = max(float(np.mean(sm[disk])), 0.0)
+    else:
+        b = np.clip(np.nan_to_num(np.asarray(brightness, dtype=float), nan=0.0), 0.0, None)
+        if b.shape != (n,):
+            raise ValueError(f"brightness must have one value per star ({n}), got {b.shape}")
+    bmax = b[good].max() if good.any() else 0.0
+    b = np.maximum(b, 1e-6 * bmax) if bmax > 0 else np.ones(n)
+
+    # multiplicatively weighted Voronoi split: pixel -> star minimising d_i / b_i^(1/p)
+    cells = np.full((H, W), -1, dtype=np.int32)
+    if good.any() and finite.any():
+        key = dist / b[:, None, None] ** (1.0 / exponent)
+        cells = np.where(finite, np.argmin(key, axis=0), -1).astype(np.int32)
+        cells[finite & ~np.isfinite(np.min(key, axis=0))] = -1
+
+    regions: list[NDArray[np.bool_]] = []
+    levels = np.full(n, np.nan)
+    thresholds = np.full(n, np.nan)
+    fallback = np.zeros(n, dtype=bool)
+    structure = ndi.generate_binary_structure(2, 2)
+    for i in range(n):
+        region = np.zeros((H, W), dtype=bool)
+        if good[i]:
+            cell = cells == i
+            near = cell & (dist[i] <= peak_radius)
+            if near.any():
+                levels[i] = float(np.max(sm[near]))
+                thresholds[i] = max(rel_threshold * levels[i], nsigma * noise_s)
+                above = cell & (sm >= thresholds[i]) if levels[i] > 0 else \
+                    np.zeros_like(cell)
+                labels, m = ndi.label(above, structure=structure)
+                if m:
+                    seeds = np.unique(labels[(dist[i] <= seed_radius) & above])
+                    seeds = seeds[seeds > 0]
+                    if seeds.size:
+                        region = np.isin(labels, seeds)
+                        if fill_holes:
+                            region = ndi.binary_fill_holes(region) & cell
+            if not region.any():
+                fallback[i] = True
+                disk = (dist[i] <= fallback_radius) & finite
+                region = disk & cell if (disk & cell).any() else disk
+        else:
+            fallback[i] = True
+        regions.append(region)
+    return StarSegmentation(regions=regions, cells=cells, brightness=b, levels=levels,
+                            thresholds=thresholds, fallback=fallback, noise=noise_s)
+
+
+def star_regions(image: NDArray, x: ArrayLike, y: ArrayLike, *,
+                 brightness: ArrayLike | None = None,
+                 rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
+                 noise: float | None = None, smooth: float = 1.5,
+                 peak_radius: float = 16.0, seed_radius: float = 3.0,
+                 fallback_radius: float = 3.0, exponent: float = 4.0,
+                 fill_holes: bool = True) -> list[NDArray[np.bool_]]:
+    """One boolean region per star (full image size (H, W), disjoint) from one frame.
+
+    Each region is what archi's filled contour of a star was, made to work in crowded fields:
+
+    1. The image is smoothed by a Gaussian of ``smooth`` [pixel] ignoring NaN pixels
+       (outside the field), which never belong to a region.
+    2. Pixels are shared between stars by a brightness-weighted Voronoi split: pixel p goes
+       to the star minimising ``d_i(p) / b_i^(1/exponent)`` (the star whose light would
+       dominate there if profiles fell as ``d^-exponent``). Boundaries are circles
+       (Apollonius) around the fainter star, so every star keeps its own position, and a
+       blended pair gets two regions. ``b_i`` is ``brightness`` if given (e.g.
+       ``StarList.brightness``), else the mean smoothed image within ``seed_radius`` of the
+       star. An intensity watershed is not used: the CHEOPS PSF is three-lobed with its
+       maxima ~13 px from the centre, so a star's centre is not a local maximum and a
+       15-px pair shows a single merged maximum.
+    3. Per-star threshold ``max(rel_threshold * level_i, nsigma * noise)``, with
+       ``level_i`` the maximum of the smoothed image in the star's cell within
+       ``peak_radius`` [pixel] of it and ``noise`` the noise of the smoothed image
+       (``noise`` per pixel is estimated robustly by :func:`estimate_noise` if not given).
+       The default fraction is archi's 11/255 = 4.3 %, but of each star's own peak instead of
+       the frame maximum, so faint stars keep regions.
+    4. The region is the union of the connected (8-connectivity) above-threshold parts of
+       the star's cell that come within ``seed_radius`` [pixel] of the star, holes filled
+       (like archi's filled contours; filling never takes pixels of another cell).
+    5. Fallback when that is empty (star too faint, or on NaN pixels): a disk of
+       ``fallback_radius`` [pixel] around the star (finite pixels of its cell, or all its
+       finite pixels if the cell has none there); empty if the star is off the image or its
+       position is not finite. :func:`segment_stars` returns which stars fell back.
+
+    ``x, y`` (n,) are the stars' positions in this frame [pixel], star 0 = target.
+    """
+    return segment_stars(image, x, y, brightness=brightness, rel_threshold=rel_threshold,
+                         nsigma=nsigma, noise=noise, smooth=smooth, peak_radius=peak_radius,
+                         seed_radius=seed_radius, fallback_radius=fallback_radius,
+                         exponent=exponent, fill_holes=fill_holes).regions
+
+
+def grow(region: NDArray, layers: int, metric: str = "chebyshev") -> NDArray[np.bool_]:
+    """Grow a boolean region by ``layers`` layers of pixels (binary dilation).
+
+    ``metric="chebyshev"`` (default, archi's ``shape_increase``): each layer adds the 3 x 3
+    neighbourhood of every pixel, i.e. one dilation by a (2 layers + 1)^2 square, done at
+    once with a separable maximum filter. ``"manhattan"``: 4-neighbour (cross) growth.
+    ``"euclidean"``: pixels whose centre lies within ``layers`` of a region pixel centre.
+    The result has the input's shape: growth stops at the image edges (where archi raised
+    NameError, bug B8) and nothing wraps around. ``layers = 0`` returns a copy.
+    """
+    region = np.asarray(region, dtype=bool)
+    layers = _check_layers(layers)
+    if metric not in ("chebyshev", "manhattan", "euclidean"):
+        raise ValueError(f"metric must be 'chebyshev', 'manhattan' or 'euclidean', "
+                         f"got {metric!r}")
+    if layers == 0 or not region.any():
+        return region.copy()
+    if metric == "chebyshev":
+        return ndi.maximum_filter(region.view(np.uint8), size=2 * layers + 1,
+                                  mode="constant", cval=0).astype(bool)
+    if metric == "manhattan":
+        return ndi.distance_transform_cdt(~region, metric="taxicab") <= layers
+    return ndi.distance_transform_edt(~region) <= layers
+
+
+# ----------------------------------------------------------------------------------------
+# shape apertures
+# ----------------------------------------------------------------------------------------
+
+class ShapeAperture:
+    """A star's region grown by ``layers`` pixels, moved with the star (archi's ``shape``).
+
+    Parameters
+    ----------
+    region : (H, W) boolean region of the star on the real pixel grid, from the frame in
+        which the star was at (x_ref, y_ref) (e.g. from :func:`star_regions`). An empty
+        region is replaced by the single pixel nearest (x_ref, y_ref).
+    x_ref, y_ref : the star's position in that frame [pixel].
+    layers : growth [pixel of the grid selected by ``grid``] (archi's shape factor; see
+        :func:`grow`, default Chebyshev growth).
+    shift : how the grown template follows the star to (x, y), moved by
+        ``(x - x_ref, y - y_ref)``: ``"integer"`` = archi's shift by the rounded offset
+        (round half up) on the (fine) grid; ``"bilinear"`` = sub-pixel shift by bilinear
+        interpolation of the template weights: continuous in position, weights in [0, 1],
+        total weight conserved exactly.
+    grid : archi's ``grid_bg / 200`` (odd s). The region is up-sampled by block replication
+        (as archi's contours of its up-sampled image), grown by ``layers`` fine pixels and
+        shifted on the fine grid; the weights are the fine template block-averaged back to
+        real pixels (fraction of each pixel's s x s sub-pixels covered).
+    metric : growth metric, see :func:`grow`.
+
+    The grown template is never clipped at the image edges (it is grown in a padded
+    frame), so it keeps its shape when the star moves; cutouts may extend beyond the image.
+    It is translated, not rotated: the PSF keeps its orientation on the detector while the
+    field rolls.
+    """
+
+    _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (dy, dx) fine-pixel offsets
+
+    def __init__(self, region: NDArray, x_ref: float, y_ref: float, layers: int,
+                 shift: str = "bilinear", grid: int = 1, metric: str = "chebyshev"):
+        region = np.asarray(region, dtype=bool)
+        if region.ndim != 2:
+            raise ValueError(f"region must be a 2-D boolean image, got shape {region.shape}")
+        if shift not in ("bilinear", "integer"):
+            raise ValueError(f"shift must be 'bilinear' or 'integer', got {shift!r}")
+        if not (np.isfinite(x_ref) and np.isfinite(y_ref)):
+            raise ValueError(f"reference position must be finite, got ({x_ref}, {y_ref})")
+        self.layers = _check_layers(layers)
+        self.grid = s = _check_grid(grid)
+        self.shift = shift
+        self.metric = metric
+        self.x_ref, self.y_ref = float(x_ref), float(y_ref)
+
+        rows, cols = np.nonzero(region)
+        if rows.size:
+            r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+            crop = region[r0:r1, c0:c1]
+        else:
+            r0, c0 = int(np.floor(self.y_ref + 0.5)), int(np.floor(self.x_ref + 0.5))
+            r1, c1 = r0 + 1, c0 + 1
+            crop = np.ones((1, 1), dtype=bool)
+        pad = -(-self.layers // s)  # real pixels needed to hold `layers` fine pixels
+        fine = np.kron(crop, np.ones((s, s), dtype=bool)) if s > 1 else crop
+        fine = np.pad(fine, s * pad)
+        fine = grow(fine, self.layers, metric)
+        self.fine_template = fine.astype(float)
+        self.ox, self.oy = int(c0 - pad), int(r0 - pad)  # real origin of the template
+        h, w = (r1 - r0) + 2 * pad, (c1 - c0) + 2 * pad
+
+        # block-averaged template for every fine residue (ry, rx) and bilinear corner
+        corners = self._CORNERS if shift == "bilinear" else self._CORNERS[:1]
+        stack = np.zeros((s, s, len(corners), h + 1, w + 1))
+        canvas = np.zeros((s * (h + 1), s * (w + 1)))
+        for ry in range(s):
+            for rx in range(s):
+                for k, (dy, dx) in enumerate(corners):
+                    canvas[:] = 0.0
+                    canvas[ry + dy: ry + dy + s * h, rx + dx: rx + dx + s * w] = fine
+                    stack[ry, rx, k] = canvas.reshape(h + 1, s, w + 1, s).mean(axis=(1, 3))
+        # drop the extra row / column when no shift ever reaches it
+        hh = h + 1 if stack[..., h, :].any() else h
+        ww = w + 1 if stack[..., :, w].any() else w
+        self._stack = np.ascontiguousarray(stack[..., :hh, :ww])
+        self._area = float(fine.sum()) / (s * s)
+
+    def __repr__(self) -> str:
+        return (f"ShapeAperture(layers={self.layers}, shift={self.shift!r}, grid={self.grid}, "
+                f"ref=({self.x_ref:.2f}, {self.y_ref:.2f}), area={self._area:.1f})")
+
+    @property
+    def area(self) -> float:
+        """Area of the grown template [pixel^2] (= its total weight at any position)."""
+        return self._area
+
+    @property
+    def cutout_shape(self) -> tuple[int, int]:
+        """(h, w) of the weight cutouts [pixel]."""
+        return self._stack.shape[-2:]
+
+    @property
+    def template(self) -> tuple[NDArray[np.float64], int, int]:
+        """``(weights, ix0, iy0)`` of the grown template at the reference position."""
+        return self._stack[0, 0, 0].copy(), self.ox, self.oy
+
+    def weights(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+        """Weights (n, h, w) in [0, 1] and cutout origins ix0, iy0 (n,) for positions
+        x, y (n,) [pixel]."""
+        x, y, good = _positions(x, y)
+        s = self.grid
+        fx = s * (x - self.x_ref)  # offsets in fine pixels
+        fy = s * (y - self.y_ref)
+        if self.shift == "integer":
+            ix, iy = np.floor(fx + 0.5), np.floor(fy + 0.5)
+            coef = np.ones((len(x), 1))
+        else:
+            ix, iy = np.floor(fx), np.floor(fy)
+            ax, ay = fx - ix, fy - iy
+            coef = np.stack([(1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax], 1)
+        ix, iy = ix.astype(np.int64), iy.astype(np.int64)
+        qx, rx = np.divmod(ix, s)
+        qy, ry = np.divmod(iy, s)
+        h, w = self.cutout_shape
+        out = np.zeros((len(x), h, w))
+        for sl in _chunks(len(x), h * w):
+            c = coef[sl]
+            if s == 1:
+                out[sl] = np.einsum("nk,khw->nhw", c, self._stack[0, 0])
+            else:
+                for k in range(c.shape[1]):
+                    out[sl] += c[:, k, None, None] * self._stack[ry[sl], rx[sl], k]
+        np.clip(out, 0.0, 1.0, out=out)
+        ix0 = self.ox + qx
+        iy0 = self.oy + qy
+        if not good.all():
+            out[~good] = 0.0
+            ix0[~good] = 0
+            iy0[~good] = 0
+        return out, ix0, iy0
+
+
+def shape_apertures(image: NDArray, x: ArrayLike, y: ArrayLike, layers: int | ArrayLike, *,
+                    shift: str = "bilinear", grid: int = 1, metric: str = "chebyshev",
+                    **region_options) -> list[ShapeAperture]:
+    """Shape apertures of every star from one frame: :func:`star_regions` (options passed
+    on) grown by ``layers`` (one value, or one per star) and attached to (x[i], y[i])."""
+    xs, ys = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    regions = star_regions(image, xs, ys, **region_options)
+    lay = np.broadcast_to(np.asarray(layers), xs.shape)
+    out = []
+    for i, region in enumerate(regions):
+        xr, yr = (xs[i], ys[i]) if np.isfinite(xs[i]) and np.isfinite(ys[i]) else (0.0, 0.0)
+        out.append(ShapeAperture(region, xr, yr, lay[i].item(), shift=shift, grid=grid,
+                                 metric=metric))
+    return out

@@ -1,0 +1,195 @@
+"""The photometry of every star, measured against the truth of a simulated visit.
+
+One realistic 260-frame visit (about 5 h, the default crowded field: a blended pair 14.6 px
+apart, a transiting and a variable star, stars down to target+4.5 mag, a star crossing the
+field edge) is simulated once; every acceptance number of the photometry issue is checked
+on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archi import api
+from archi.geometry import FIELD_CENTRE, FIELD_RADIUS
+from archi.noise import k2_cdpp
+from archi.options import Options
+from archi.photometry import aperture_photometry
+from archi.simulate import SimulationConfig, read_truth, simulate_visit
+from archi.stars import FLAG_OUT_OF_BOUNDS, Tracks
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    paths = simulate_visit(SimulationConfig(n_frames=260, seed=11, layouts=("drp",)),
+                           tmp_path_factory.mktemp("pipeline") / "visit")
+    return paths, read_truth(paths.truth_path)
+
+
+@pytest.fixture(scope="module")
+def runs(sim):
+    """prepare + optimise + extract for the catalogue/offsets and image/dynam modes."""
+    paths, _ = sim
+    out = {}
+    for name, options in {
+        "fits/offsets": Options(initial_detect="fits", detect_mode="offsets"),
+        "dynam/dynam": Options(initial_detect="dynam", detect_mode="dynam"),
+    }.items():
+        visit = api.load_visit(paths.drp_folder, options)
+        prepared = api.prepare(visit, options)
+        result = api.optimize_factors(visit, prepared)
+        curves = api.extract(visit, prepared, result.factors)
+        out[name] = (visit, prepared, result, curves)
+    return out
+
+
+def match(truth, x0, y0) -> np.ndarray:
+    """Index of the true star nearest each first-frame position."""
+    d = np.hypot(truth.x[:, 0][None, :] - np.asarray(x0)[:, None],
+                 truth.y[:, 0][None, :] - np.asarray(y0)[:, None])
+    return np.argmin(d, axis=1)
+
+
+def entirely_inside(truth, margin: float = 20.0) -> np.ndarray:
+    r = np.hypot(truth.x - FIELD_CENTRE[0], truth.y - FIELD_CENTRE[1])
+    return (r + margin <= FIELD_RADIUS).all(axis=1)
+
+
+def isolated(truth, distance: float = 45.0) -> np.ndarray:
+    """True stars (of the visible ones) with no other visible star within ``distance``."""
+    visible = truth.stars["MAG"] <= truth.stars["MAG"][0] + 5
+    d = np.hypot(truth.x[:, 0][:, None] - truth.x[:, 0][None, :],
+                 truth.y[:, 0][:, None] - truth.y[:, 0][None, :])
+    np.fill_diagonal(d, np.inf)
+    return ~((d < distance) & visible[None, :]).any(axis=1)
+
+
+def robust_scatter(values: np.ndarray) -> float:
+    """Point-to-point scatter (robust to cosmic-ray outliers) of one sample."""
+    d = np.diff(values[np.isfinite(values)])
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
+
+
+@pytest.mark.parametrize("initial_detect", ["fits", "dynam", "fits+dynam", "dynam+fits"])
+def test_every_star_brighter_than_13_inside_the_field_is_found(sim, initial_detect):
+    paths, truth = sim
+    options = Options(initial_detect=initial_detect)
+    visit = api.load_visit(paths.drp_folder, options)
+    from archi.detect import detect_stars
+    stars = detect_stars(visit, options)
+    wanted = np.flatnonzero(entirely_inside(truth) & (truth.stars["MAG"] <= 13.0))
+    assert len(wanted) >= 6
+    for k in wanted:
+        d = np.hypot(stars.x0 - truth.x[k, 0], stars.y0 - truth.y[k, 0])
+        assert d.min() < 1.0, f"star {k} (G={truth.stars['MAG'][k]:.1f}) missed: {d.min():.2f}"
+    # one detection per star: no two within the merge radius
+    sep = np.hypot(stars.x0[:, None] - stars.x0[None], stars.y0[:, None] - stars.y0[None])
+    np.fill_diagonal(sep, np.inf)
+    assert sep.min() > 6.0
+    assert np.hypot(stars.x0[0] - truth.x[0, 0], stars.y0[0] - truth.y[0, 0]) < 0.5
+
+
+def test_blended_pair_is_two_stars_and_faint_stars_are_tracked(runs, sim):
+    _, truth = sim
+    visit, prepared, _, curves = runs["dynam/dynam"]
+    notes = np.char.strip(truth.stars["NOTE"])
+    pair = [i for i, n in enumerate(notes) if n.startswith("blended pair")]
+    assert len(pair) == 2
+    found = match(truth, prepared.stars.x0, prepared.stars.y0)
+    for k in pair:
+        j = np.flatnonzero(found == k)
+        assert len(j) == 1
+        assert np.hypot(prepared.stars.x0[j[0]] - truth.x[k, 0],
+                        prepared.stars.y0[j[0]] - truth.y[k, 0]) < 1.0
+    # the target+4 mag star is measured in (nearly) every frame of the visit
+    faint = int(np.flatnonzero(np.isclose(truth.stars["MAG"], truth.stars["MAG"][0] + 4))[0])
+    j = int(np.flatnonzero(found == faint)[0])
+    assert prepared.tracks.measured[j].mean() > 0.95
+    rms = np.sqrt(np.mean((prepared.tracks.x[j] - truth.x[faint]) ** 2
+                          + (prepared.tracks.y[j] - truth.y[faint]) ** 2))
+    assert rms < 0.5
+
+
+@pytest.mark.parametrize("mode", ["fits/offsets", "dynam/dynam"])
+def test_tracking_of_isolated_stars(runs, sim, mode):
+    _, truth = sim
+    _, prepared, _, _ = runs[mode]
+    found = match(truth, prepared.stars.x0, prepared.stars.y0)
+    targets = [j for j, k in enumerate(found)
+               if isolated(truth)[k] and entirely_inside(truth)[k]]
+    assert len(targets) >= 2
+    for j in targets:
+        k = found[j]
+        rms = np.sqrt(np.mean((prepared.tracks.x[j] - truth.x[k]) ** 2
+                              + (prepared.tracks.y[j] - truth.y[k]) ** 2))
+        assert rms <= 0.3, f"star {k}: rms {rms:.2f} px"
+
+
+@pytest.mark.parametrize("mode", ["fits/offsets", "dynam/dynam"])
+def test_isolated_stars_reach_their_noise_floor_and_errors_match(runs, sim, mode):
+    _, truth = sim
+    visit, prepared, result, curves = runs[mode]
+    found = match(truth, prepared.stars.x0, prepared.stars.y0)
+    checked = 0
+    for j, k in enumerate(found):
+        if j == 0 or not (isolated(truth)[k] and entirely_inside(truth)[k]):
+            continue
+        good = (curves.flag[j] & FLAG_OUT_OF_BOUNDS) == 0
+        flux = curves.flux[j]
+        # divide out the injected signal, then compare the scatter with the theoretical floor
+        relative = flux / truth.flux[k] * np.median(truth.flux[k])
+        scatter = robust_scatter(relative[good])
+        area = curves.npix[j]
+        frames = truth.frames
+        variance = (truth.flux[k] + area * (frames["BACKGROUND"] + frames["DARK"]
+                                            + truth.nexp * frames["READ_NOISE"] ** 2))
+        floor = float(np.sqrt(np.median(variance)))
+        assert scatter <= 1.2 * floor, f"star {k}: {scatter / floor:.2f} x floor"
+        reported = float(np.median(curves.flux_err[j][good]))
+        assert reported == pytest.approx(scatter, rel=0.2)
+        checked += 1
+    assert checked >= 2
+
+
+def test_target_precision_matches_the_drp(runs):
+    visit, prepared, result, curves = runs["fits/offsets"]
+    drp = visit.lightcurves["DEFAULT"]
+    ours = k2_cdpp(curves.flux[0], visit.mjd_time)
+    theirs = k2_cdpp(drp.flux, visit.mjd_time)
+    assert ours <= 1.10 * theirs
+
+
+def test_stars_with_bright_neighbours_do_no_worse_than_true_positions(runs, sim):
+    paths, truth = sim
+    visit, prepared, result, curves = runs["fits/offsets"]
+    found = match(truth, prepared.stars.x0, prepared.stars.y0)
+    crowded = [j for j, k in enumerate(found) if j > 0 and not isolated(truth)[k]
+               and entirely_inside(truth)[k]]
+    assert crowded
+    true_tracks = Tracks(x=truth.x[found], y=truth.y[found],
+                         measured=np.ones(truth.x[found].shape, bool))
+    apertures = api.build_apertures(visit, prepared, dict(enumerate(curves.factors)))
+    reference = aperture_photometry(visit.cube, true_tracks, apertures)
+    for j in crowded:
+        ours = k2_cdpp(curves.flux[j], visit.mjd_time)
+        ideal = k2_cdpp(reference.flux[j], visit.mjd_time)
+        assert ours <= 1.05 * ideal, f"star {found[j]}: {ours:.0f} vs {ideal:.0f} ppm"
+
+
+def test_the_injected_transit_is_recovered(runs, sim):
+    _, truth = sim
+    k = int(np.flatnonzero(np.char.strip(truth.stars["SIGNAL"]) == "transit")[0])
+    days = truth.frames["MJD_TIME"] - truth.frames["MJD_TIME"][0]
+    t0, duration, depth = (truth.stars[c][k] for c in ("T0", "DURATION", "DEPTH"))
+    full = np.abs(days - t0) < 0.35 * duration
+    out = np.abs(days - t0) > 0.6 * duration
+    assert full.sum() > 10 and out.sum() > 50
+    for mode in ("fits/offsets", "dynam/dynam"):
+        visit, prepared, result, curves = runs[mode]
+        j = int(np.flatnonzero(match(truth, prepared.stars.x0, prepared.stars.y0) == k)[0])
+        flux = curves.flux[j]
+        measured = 1 - np.median(flux[full]) / np.median(flux[out])
+        assert measured == pytest.approx(depth, rel=0.05), mode

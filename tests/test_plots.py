@@ -1,0 +1,234 @@
+"""Figures and the tracking GIF: files written, their pixel sizes, frame counts, atomicity."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from archi import plots
+from archi.io import read_visit
+from archi.simulate import SimulationConfig, read_truth, simulate_visit
+from archi.stars import FLAG_DRP_STATUS, FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a PNG, from its IHDR chunk."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def expected_size(figsize: tuple[float, float], dpi: float) -> tuple[int, int]:
+    return round(figsize[0] * dpi), round(figsize[1] * dpi)
+
+
+def scatter_ppm(flux, time) -> float:
+    return float(np.std(np.diff(flux)) / np.median(flux) * 1e6)
+
+
+def make_lightcurves(sim) -> tuple[StarLightCurves, object]:
+    """Truth-based light curves (truth flux + noise, truth positions) and the visit."""
+    visit = read_visit(sim.drp_folder)
+    truth = read_truth(sim.truth_path)
+    rng = np.random.default_rng(5)
+    n_stars, n_frames = truth.flux.shape
+    flux_err = np.sqrt(truth.flux + 400.0)
+    flux = truth.flux + rng.normal(0.0, 1.0, truth.flux.shape) * flux_err
+    flag = np.zeros((n_stars, n_frames), dtype=np.int32)
+    flag[:, visit.status != 0] |= FLAG_DRP_STATUS
+    flag[-1, :4] |= FLAG_OUT_OF_BOUNDS
+    s = truth.stars
+    stars = StarList(x0=truth.x[:, 0].copy(), y0=truth.y[:, 0].copy(),
+                     catalogue_row=np.asarray(s["CATALOGUE_ROW"], dtype=np.int64),
+                     source_id=np.asarray(s["ID"]).astype(str),
+                     ra=np.asarray(s["RA"], dtype=float), dec=np.asarray(s["DEC"], dtype=float),
+                     mag=np.asarray(s["MAG"], dtype=float),
+                     brightness=np.asarray(s["RATE"], dtype=float))
+    methods = tuple("shape" if k == 3 else "circle" for k in range(n_stars))
+    factors = np.array([3.0 if m == "shape" else 6.0 + 0.5 * (k % 3)
+                        for k, m in enumerate(methods)])
+    cdpp = np.array([scatter_ppm(flux[k], visit.mjd_time) for k in range(n_stars)])
+    lc = StarLightCurves(
+        visit_key=visit.visit_id.file_key, mjd_time=visit.mjd_time, bjd_time=visit.bjd_time,
+        roll_angle=visit.roll_angle, stars=stars,
+        tracks=Tracks(x=truth.x.copy(), y=truth.y.copy(),
+                      measured=np.ones((n_stars, n_frames), dtype=bool)),
+        flux=flux, flux_err=flux_err, flag=flag, methods=methods, factors=factors,
+        npix=np.where(np.array(methods) == "circle", np.pi * factors**2, 60.0), cdpp=cdpp,
+        options={"method": "circle", "detect_mode": "dynam", "initial_detect": "fits",
+                 "grid_bg": 0, "CDPP_type": "K2"})
+    return lc, visit
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plots_sim") / "visit"
+    sim = simulate_visit(SimulationConfig(n_frames=40, layouts=("drp",)), root)
+    return make_lightcurves(sim)
+
+
+def disk_masks(lc: StarLightCurves, shape=(200, 200)):
+    """``(star, frame) -> mask``: discs of radius 4 around the tracked positions."""
+    yy, xx = np.indices(shape)
+
+    def mask(star: int, frame: int) -> np.ndarray:
+        return np.hypot(xx - lc.tracks.x[star, frame], yy - lc.tracks.y[star, frame]) <= 4
+    return mask
+
+
+def test_plot_star_lightcurves(data, tmp_path):
+    lc, _ = data
+    paths = plots.plot_star_lightcurves(lc, tmp_path / "stars")
+    assert [p.name for p in paths] == [f"star_{k}.png" for k in range(lc.n_stars)]
+    for p in paths:
+        assert p.stat().st_size > 1000
+        assert png_size(p) == expected_size(plots.LIGHTCURVE_FIGSIZE, plots.DPI)
+    assert sorted(x.name for x in (tmp_path / "stars").iterdir()) == sorted(p.name for p in paths)
+
+
+def test_plot_target_vs_drp(data, tmp_path):
+    lc, visit = data
+    calls = []
+
+    def metric(flux, time):
+        calls.append(len(flux))
+        return scatter_ppm(flux, time)
+
+    out = plots.plot_target_vs_drp(lc, visit, tmp_path / "cmp.png", "OPTIMAL", metric=metric)
+    assert png_size(out) == expected_size(plots.COMPARE_FIGSIZE, plots.DPI)
+    assert len(calls) == 2  # archi and DRP, each once, on their good frames only
+    assert calls[1] == int(np.sum(visit.status == 0))
+    plots.plot_target_vs_drp(lc, visit, tmp_path / "plain.png")
+    assert (tmp_path / "plain.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="NOPE"):
+        plots.plot_target_vs_drp(lc, visit, tmp_path / "x.png", "NOPE")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_cdpp_vs_factor(tmp_path):
+    rows = []
+    for star in range(3):
+        for factor in np.arange(3.0, 9.0, 0.5):
+            valid = not (star == 2 and factor > 7.5)
+            rows.append((star, factor, 100.0 * (1 + (factor - 5 - star) ** 2) if valid
+                         else 2e7, valid))
+    table = pd.DataFrame(rows, columns=["star", "factor", "cdpp", "valid"])
+    out = plots.plot_cdpp_vs_factor(table, tmp_path / "cdpp.png",
+                                    chosen={0: 5.0, 1: 6.0, 2: 8.5})
+    assert out.stat().st_size > 1000
+    assert png_size(out) == expected_size(plots.CDPP_FIGSIZE, plots.DPI)
+    with pytest.raises(ValueError, match="valid"):
+        plots.plot_cdpp_vs_factor(table.drop(columns="valid"), tmp_path / "bad.png")
+    invalid = table.assign(valid=False)
+    plots.plot_cdpp_vs_factor(invalid, tmp_path / "none.png")  # nothing valid: still a figure
+    assert (tmp_path / "none.png").stat().st_size > 1000
+
+
+def test_plot_field(data, tmp_path):
+    lc, visit = data
+    out = plots.plot_field(visit, lc, tmp_path / "field.png", frame=5)
+    assert png_size(out) == expected_size(plots.FIELD_FIGSIZE, plots.DPI)
+    plots.plot_field(visit, lc, tmp_path / "masks.png", apertures=disk_masks(lc))
+    assert (tmp_path / "masks.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="frame"):
+        plots.plot_field(visit, lc, tmp_path / "x.png", frame=lc.n_frames)
+
+
+def test_mask_edges_outline_a_pixel_block():
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[1:3, 2:5] = True  # 2 rows x 3 columns
+    edges = plots._mask_edges(mask)
+    assert edges.shape == (2 * (2 + 3), 2, 2)  # perimeter in pixel edges
+    xs, ys = edges[..., 0], edges[..., 1]
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (1.5, 4.5, 0.5, 2.5)
+
+
+def test_gif_frames_and_duration(data, tmp_path):
+    import imageio.v3 as iio
+
+    lc, visit = data
+    out = plots.save_gif(visit, lc, tmp_path / "track.gif", max_frames=7,
+                         frame_duration_ms=150)
+    frames = iio.imread(out, index=None)
+    assert frames.shape[0] == 7
+    assert frames.shape[1:3] == expected_size(plots.GIF_FIGSIZE, plots.GIF_DPI)[::-1]
+    assert iio.immeta(out, index=0)["duration"] == 150
+    picked = plots.gif_frame_indices(40, 7)  # evenly spread, first and last included
+    assert len(picked) == 7 and picked[0] == 0 and picked[-1] == 39
+    assert set(np.diff(picked)) <= {6, 7}
+    np.testing.assert_array_equal(plots.gif_frame_indices(5, 7), np.arange(5))
+
+    per_star = [lambda frame, k=k: disk_masks(lc)(k, frame) for k in range(lc.n_stars)]
+    out2 = plots.save_gif(visit, lc, tmp_path / "masks.gif", max_frames=3, apertures=per_star)
+    assert iio.imread(out2, index=None).shape[0] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.gif", "track.gif"]
+
+
+def test_gif_write_is_atomic(data, tmp_path, monkeypatch):
+    lc, visit = data
+    real = plots._GifRenderer.render
+    calls = {"n": 0}
+
+    def failing(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return real(self, frame)
+
+    monkeypatch.setattr(plots._GifRenderer, "render", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        plots.save_gif(visit, lc, tmp_path / "track.gif", max_frames=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_png_write_is_atomic(data, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    lc, _ = data
+
+    def broken(self, fname, *args, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG\r\n\x1a\n partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        plots.plot_star_lightcurves(lc, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_drp_lightcurves_still_works(data, tmp_path):
+    _, visit = data
+    plots.plot_drp_lightcurves(visit, tmp_path / "drp.png")
+    assert png_size(tmp_path / "drp.png") == expected_size(plots.DRP_FIGSIZE, 110)
+
+
+class BoxAperture:
+    """Minimal aperture object (``weights(x, y)`` protocol): a 3 x 3 block around (x, y)."""
+
+    area = 9.0
+
+    def weights(self, x, y):
+        ix0 = np.round(np.asarray(x)).astype(int) - 1
+        iy0 = np.round(np.asarray(y)).astype(int) - 1
+        return np.ones((len(ix0), 3, 3)), ix0, iy0
+
+
+def test_aperture_objects_give_masks_at_the_tracked_position(data, tmp_path):
+    lc, visit = data
+    getter = plots._mask_getter([BoxAperture()] * lc.n_stars, lc, (200, 200))
+    mask = getter(0, 4)
+    iy, ix = np.nonzero(mask)
+    assert mask.sum() == 9
+    assert ix.mean() == round(lc.tracks.x[0, 4]) and iy.mean() == round(lc.tracks.y[0, 4])
+    edge = StarLightCurves(**{**lc.__dict__, "tracks": Tracks(
+        np.zeros_like(lc.tracks.x), np.zeros_like(lc.tracks.y), lc.tracks.measured)})
+    corner = plots._mask_getter([BoxAperture()] * lc.n_stars, edge, (200, 200))(0, 0)
+    assert corner.sum() == 4 and corner[:2, :2].all()  # clipped at the image edge
+    plots.plot_field(visit, lc, tmp_path / "boxes.png", apertures=[BoxAperture()] * lc.n_stars)
+    assert (tmp_path / "boxes.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="entries"):
+        plots.plot_field(visit, lc, tmp_path / "x.png", apertures=[BoxAperture()])
