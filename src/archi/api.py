@@ -228,3 +228,71 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
         factors=np.array([factors[j] for j in range(n)]),
         npix=np.nanmean(sums.area, axis=1), cdpp=cdpp,
         options={**options.to_dict(), "visit_folder": str(visit.folder)})
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """Files written by :func:`run` (under ``out_dir``)."""
+
+    lightcurves_fits: Path
+    lightcurves_text: Path | None
+    run_info: Path
+    cdpp_table: Path
+    factors: Path
+    plots: list[Path]
+    gif: Path | None
+
+
+def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: str = "auto",
+        optimize: bool = True, factors_file: str | Path | None = None,
+        export_text: bool = True, show_results: bool = True, debug: bool = True,
+        save_gif: bool = False, metric: Metric | None = None) -> RunOutputs:
+    """A whole visit in one call, like archi's controller: prepare, optimise the factors
+    (or take them from ``factors_file`` when ``optimize`` is False), extract, and write
+    the light curves (FITS, text), the run info, the CDPP table, the optimised factors and
+    the plots (and GIF) under ``out_dir``."""
+    from archi import export, plots
+
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    visit = load_visit(folder, options, layout)
+    prepared = prepare(visit, options, layout)
+    factors_path = Path(factors_file) if factors_file else out / "optimized_factors.yaml"
+    if optimize:
+        result = optimize_factors(visit, prepared, metric)
+        factors, table = result.factors, result.table
+        opt.write_optimized_factors(
+            factors_path, factors, methods=options.method, visit_id=prepared.visit_key,
+            cdpp=result.cdpp, settings={"initial_detect": options.initial_detect,
+                                        "detect_mode": options.detect_mode,
+                                        "grid_bg": options.grid_bg})
+    else:
+        stored = opt.optimized_factors_for(factors_path, prepared.visit_key)
+        missing = [j for j in range(prepared.stars.n_stars) if stored.factors.get(j) is None]
+        if missing:
+            from archi.errors import ConfigError
+            raise ConfigError(f"{factors_path}: no factor for star(s) {missing} of "
+                              f"{prepared.visit_key}; run the optimisation first")
+        factors = {j: float(stored.factors[j]) for j in range(prepared.stars.n_stars)}
+        table = opt.make_cdpp_table({}, {})  # no search was run
+    curves = extract(visit, prepared, factors, metric)
+    cdpp_path = out / "cdpp_table.tsv"
+    opt.write_cdpp_table(table, cdpp_path)
+    fits_path = export.write_lightcurves_fits(curves, out / "lightcurves.fits")
+    text_path = export.write_lightcurves_text(curves, out / "lightcurves.txt") \
+        if export_text else None
+    info = export.write_run_info(out / "run_info.yaml", visit_folder=visit.folder,
+                                 options=options.to_dict(), lc=curves)
+    figures: list[Path] = []
+    if show_results:
+        figures += plots.plot_star_lightcurves(curves, out / "plots")
+        figures.append(plots.plot_field(visit, curves, out / "plots" / "field.png"))
+        if len(table):
+            figures.append(plots.plot_cdpp_vs_factor(table, out / "plots" / "cdpp_vs_factor.png",
+                                                     chosen=factors))
+    if debug:
+        figures.append(plots.plot_target_vs_drp(
+            curves, visit, out / "plots" / "target_vs_drp.png",
+            official_curve=visit.reference_aperture, metric=_metric(options, metric)))
+    gif = plots.save_gif(visit, curves, out / "star_tracking.gif") if save_gif else None
+    return RunOutputs(fits_path, text_path, info, cdpp_path, factors_path, figures, gif)
