@@ -24,6 +24,7 @@ import pandas as pd
 
 from archi import masks
 from archi import optimize as opt
+from archi import search
 from archi.detect import detect_stars
 from archi.fieldmodel import EmpiricalPsf
 from archi.io import read_visit
@@ -167,41 +168,22 @@ def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dic
 
 def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None
                      ) -> OptimizationResult:
-    """archi's search, in process: the factor grid, range extensions for stars whose best
-    factor is at the top edge, then the circle fine tune (best +/- 1 in 0.1 steps)."""
+    """archi's search, in process (:mod:`archi.search`): the factor grid, range extensions
+    for stars whose best factor is at the top edge, then the circle fine tune."""
     options = prepared.options
-    n = prepared.stars.n_stars
-    current = options.val_range
-    grid = opt.factor_grid(current, options.step)
-    tables = [cdpp_table(visit, prepared, f, metric=metric) for f in grid]
-    table = pd.concat(tables, ignore_index=True)
-    round_index = 0
-    while True:
-        plan = opt.plan_extension(table, current, options.step, round_index,
-                                  options.optimization_extensions)
-        if plan.done or not plan.extend:
-            break
-        current = plan.new_range
-        round_index += 1
-        stars = sorted(plan.extend)
-        new = [cdpp_table(visit, prepared, f, stars=stars, metric=metric)
-               for f in plan.new_factors]
-        table = pd.concat([table, *new], ignore_index=True)
-        table = table.drop_duplicates(subset=["star", "factor"], keep="first")
-    if options.fine_tune_circle:
-        methods = {j: options.star_method(j) for j in range(n)}
-        plan = opt.fine_tune_plan(opt.best_factors(table), methods)
-        by_factor: dict[float, list[int]] = {}
-        for star, radii in plan.items():
-            for r in radii:
-                by_factor.setdefault(r, []).append(star)
-        new = [cdpp_table(visit, prepared, f, stars=s, metric=metric)
-               for f, s in sorted(by_factor.items())]
-        if new:
-            table = pd.concat([table, *new], ignore_index=True)
-            table = table.drop_duplicates(subset=["star", "factor"], keep="first")
+    tables = [cdpp_table(visit, prepared, f, metric=metric)
+              for f in search.round_factors(options, 0)]
+    decision = search.decide_round(search.merge_tables(tables), options, 0)
+    while not decision.done:
+        next_round = decision.round_index + 1
+        tables += [cdpp_table(visit, prepared, f, stars=decision.extend, metric=metric)
+                   for f in search.round_factors(options, next_round)]
+        decision = search.decide_round(search.merge_tables(tables), options, next_round)
+    for radius, stars in search.fine_tune_jobs(search.merge_tables(tables), options).items():
+        tables.append(cdpp_table(visit, prepared, radius, stars=stars, metric=metric))
+    table = search.merge_tables(tables)
     factors, cdpp, valid = choose(table)
-    return OptimizationResult(factors, cdpp, valid, table.reset_index(drop=True))
+    return OptimizationResult(factors, cdpp, valid, table)
 
 
 def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],

@@ -2,7 +2,13 @@
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from snakemake.utils import validate
+
+from archi import search
+from archi.errors import ArchiError
+from archi.optimize import format_factor
+from archi.options import Options
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -14,21 +20,48 @@ if VISITS["visit"].duplicated().any():
         f"{sorted(VISITS.loc[VISITS['visit'].duplicated(), 'visit'])}"
     )
 VISITS = VISITS.set_index("visit", drop=False)
+VISIT_COLUMNS = {"visit", "path", "data_type", "simulation"}
 
-for _visit in VISITS.itertuples():
-    if _visit.data_type == "real" and not Path(_visit.path).is_dir():
+
+def _overrides(row):
+    """Per-visit option overrides: any photometry option as an extra column of the table."""
+    out = {}
+    for key, value in row.items():
+        if key in VISIT_COLUMNS or value == "":
+            continue
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+OPTIONS = {}
+for _visit, _row in VISITS.iterrows():
+    if _row.data_type == "real" and not Path(_row.path).is_dir():
         raise ValueError(
-            f"{config['visits']}: visit {_visit.visit}: folder {_visit.path} does not exist"
+            f"{config['visits']}: visit {_visit}: folder {_row.path} does not exist"
         )
-    if _visit.data_type == "simulated" and not Path(_visit.simulation).is_file():
+    if _row.data_type == "simulated" and not Path(_row.simulation).is_file():
         raise ValueError(
-            f"{config['visits']}: visit {_visit.visit}: simulation options "
-            f"{_visit.simulation!r} not found"
+            f"{config['visits']}: visit {_visit}: simulation options "
+            f"{_row.simulation!r} not found"
         )
+    try:
+        OPTIONS[_visit] = Options.from_mapping(
+            {**config["photometry"], **_overrides(_row.to_dict())},
+            source=f"{config['visits']}: visit {_visit}",
+        )
+    except ArchiError as exc:
+        raise ValueError(str(exc)) from None
+
+if not config["optimize"] and not Path(config["optimized_factors"]).is_file():
+    raise ValueError(
+        f"optimize is false but optimized_factors {config['optimized_factors']!r} is not a file"
+    )
 
 
 wildcard_constraints:
     visit="|".join(map(str, VISITS.index)),
+    round=r"\d+",
+    factor=r"(0|[1-9][0-9]*)(\.[0-9]*[1-9])?",
 
 
 def visit_folder(wildcards):
@@ -39,8 +72,87 @@ def visit_folder(wildcards):
     return row.path
 
 
+def options_of(wildcards):
+    return OPTIONS[wildcards.visit].to_dict()
+
+
+def opt_dir(visit):
+    return f"results/{visit}/optimization"
+
+
+def round_tables(visit, upto):
+    """CDPP tables of rounds 0..upto (factors depend on the options only)."""
+    options = OPTIONS[visit]
+    return [
+        f"{opt_dir(visit)}/round{r}/f{format_factor(f)}.tsv"
+        for r in range(upto + 1)
+        for f in search.round_factors(options, r)
+    ]
+
+
+def select_round_input(wildcards):
+    r = int(wildcards.round)
+    inputs = {"tables": round_tables(wildcards.visit, r)}
+    if r > 0:
+        inputs["previous"] = f"{opt_dir(wildcards.visit)}/round{r - 1}.yaml"
+    return inputs
+
+
+def photometry_decision(wildcards):
+    """Round r > 0 measures the stars extended by the decision of round r - 1."""
+    r = int(wildcards.round)
+    return [] if r == 0 else [f"{opt_dir(wildcards.visit)}/round{r - 1}.yaml"]
+
+
+def last_round(visit):
+    """Walk the rounds through the checkpoint until one decides that no star needs more."""
+    options = OPTIONS[visit]
+    for r in range(options.optimization_extensions + 1):
+        decision = search.read_decision(
+            checkpoints.select_round.get(visit=visit, round=r).output[0]
+        )
+        if decision.done:
+            return r
+    return options.optimization_extensions
+
+
+def fine_tables(wildcards):
+    plan_path = checkpoints.plan_fine_tune.get(visit=wildcards.visit).output[0]
+    plan = yaml.safe_load(Path(plan_path).read_text()) or {}
+    return [
+        f"{opt_dir(wildcards.visit)}/fine/f{format_factor(float(r))}.tsv" for r in plan
+    ]
+
+
+def all_search_tables(wildcards):
+    return round_tables(wildcards.visit, last_round(wildcards.visit))
+
+
+def factors_file(wildcards):
+    if config["optimize"]:
+        return f"{opt_dir(wildcards.visit)}/optimized_factors.yaml"
+    return config["optimized_factors"]
+
+
+def visit_outputs(visit):
+    out = [
+        f"results/{visit}/lightcurves.fits",
+        f"results/{visit}/run_info.yaml",
+        f"results/{visit}/visit_summary.tsv",
+        f"results/{visit}/plots/drp_lightcurves.png",
+    ]
+    if config["outputs"]["export_text"]:
+        out.append(f"results/{visit}/lightcurves.txt")
+    if config["outputs"]["show_results"]:
+        out.append(f"results/{visit}/plots/stars")
+    if config["outputs"]["debug"]:
+        out.append(f"results/{visit}/plots/target_vs_drp.png")
+    if config["outputs"]["save_gif"]:
+        out.append(f"results/{visit}/star_tracking.gif")
+    if config["optimize"]:
+        out.append(f"results/{visit}/plots/cdpp_vs_factor.png")
+    return out
+
+
 def all_outputs():
-    return expand(
-        ["results/{visit}/visit_summary.tsv", "results/{visit}/plots/drp_lightcurves.png"],
-        visit=VISITS.index,
-    )
+    return [o for v in VISITS.index for o in visit_outputs(v)] + ["results/summary.tsv"]

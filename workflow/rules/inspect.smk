@@ -10,8 +10,8 @@ rule inspect_visit:
             category="Visits",
         ),
     params:
-        layout=lambda wc: config["layout"],
-        aperture=lambda wc: config["official_curve"],
+        layout=config["layout"],
+        aperture=lambda wc: OPTIONS[wc.visit].official_curve,
     log:
         "logs/{visit}/inspect_visit.log",
     resources:

@@ -1,18 +1,18 @@
 """Snakemake script: read a visit, write its summary row and a plot of its DRP light curves."""
 
-import logging
-
 import pandas as pd
+from _common import start_log
 
 from archi.io import read_visit
+from archi.io.fitswrite import atomic_path
 from archi.plots import plot_drp_lightcurves
 from archi.visit import visit_summary
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-logging.captureWarnings(True)
+log = start_log(snakemake)
 visit = read_visit(snakemake.input[0], layout=snakemake.params.layout,
                    aperture=snakemake.params.aperture)
 summary = visit_summary(visit)
-logging.info("%s", summary)
-pd.DataFrame([summary]).to_csv(snakemake.output.summary, sep="\t", index=False)
+log.info("%s", summary)
+with atomic_path(snakemake.output.summary) as tmp:
+    pd.DataFrame([summary]).to_csv(tmp, sep="\t", index=False)
 plot_drp_lightcurves(visit, snakemake.output.plot)

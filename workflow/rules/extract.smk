@@ -1,0 +1,120 @@
+rule extract:
+    """Light curves of every star with the chosen factors (FITS) and the run info."""
+    input:
+        visit=visit_folder,
+        prepared="results/{visit}/prepared.fits",
+        factors=factors_file,
+    output:
+        fits="results/{visit}/lightcurves.fits",
+        info="results/{visit}/run_info.yaml",
+    params:
+        options=options_of,
+    log:
+        "logs/{visit}/extract.log",
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/extract.py"
+
+
+rule export_text:
+    """archi's text layout: MJD_TIME;ROLL_ANGLE then FLUX and FLUX_ERR per star."""
+    input:
+        "results/{visit}/lightcurves.fits",
+    output:
+        "results/{visit}/lightcurves.txt",
+    log:
+        "logs/{visit}/export_text.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/export_text.py"
+
+
+rule plot_stars:
+    """One light-curve plot per star, and the field with every star's aperture."""
+    input:
+        visit=visit_folder,
+        curves="results/{visit}/lightcurves.fits",
+    output:
+        directory("results/{visit}/plots/stars"),
+    log:
+        "logs/{visit}/plot_stars.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/plot_stars.py"
+
+
+rule plot_target_vs_drp:
+    """The target's light curve against the DRP light curve (archi's debug plot)."""
+    input:
+        visit=visit_folder,
+        curves="results/{visit}/lightcurves.fits",
+    output:
+        report(
+            "results/{visit}/plots/target_vs_drp.png",
+            caption="../report/target_vs_drp.rst",
+            category="Light curves",
+        ),
+    params:
+        options=options_of,
+    log:
+        "logs/{visit}/plot_target_vs_drp.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/plot_target_vs_drp.py"
+
+
+rule plot_cdpp_vs_factor:
+    """CDPP against mask factor for every star, chosen factors marked."""
+    input:
+        table="results/{visit}/optimization/all_cdpp.tsv",
+        factors="results/{visit}/optimization/optimized_factors.yaml",
+    output:
+        report(
+            "results/{visit}/plots/cdpp_vs_factor.png",
+            caption="../report/cdpp_vs_factor.rst",
+            category="Optimisation",
+        ),
+    log:
+        "logs/{visit}/plot_cdpp_vs_factor.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/plot_cdpp_vs_factor.py"
+
+
+rule gif:
+    """An animated GIF of the frames with every star's aperture."""
+    input:
+        visit=visit_folder,
+        curves="results/{visit}/lightcurves.fits",
+    output:
+        "results/{visit}/star_tracking.gif",
+    log:
+        "logs/{visit}/gif.log",
+    resources:
+        mem_mb=1500,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/gif.py"
+
+
+rule summary:
+    """One table of every star of every visit: position, catalogue match, factor, CDPP."""
+    input:
+        expand("results/{visit}/lightcurves.fits", visit=VISITS.index),
+    output:
+        report("results/summary.tsv", caption="../report/summary.rst", category="Summary"),
+    log:
+        "logs/summary.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/summary.py"

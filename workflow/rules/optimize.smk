@@ -1,0 +1,116 @@
+# The factor search: one photometry job per factor, a checkpoint per round that decides which
+# stars need a higher range, then one job per fine-tune radius. Factor files are written
+# atomically, so a killed job never leaves a table that looks complete.
+
+
+rule prepare:
+    """Detect the stars of a visit and track them through every frame."""
+    input:
+        visit_folder,
+    output:
+        "results/{visit}/prepared.fits",
+    params:
+        options=options_of,
+        layout=config["layout"],
+    log:
+        "logs/{visit}/prepare.log",
+    resources:
+        mem_mb=2500,
+        runtime=30,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/prepare.py"
+
+
+rule photometry:
+    """CDPP of every star (round 0) or of the extended stars (later rounds) at one factor."""
+    input:
+        visit=visit_folder,
+        prepared="results/{visit}/prepared.fits",
+        decision=photometry_decision,
+    output:
+        "results/{visit}/optimization/round{round}/f{factor}.tsv",
+    log:
+        "logs/{visit}/optimization/round{round}/f{factor}.log",
+    group:
+        "factors"
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/photometry_factor.py"
+
+
+checkpoint select_round:
+    """Best factors so far; which stars sit at the top of the range and go on."""
+    input:
+        unpack(select_round_input),
+    output:
+        "results/{visit}/optimization/round{round}.yaml",
+    params:
+        options=options_of,
+    log:
+        "logs/{visit}/optimization/round{round}.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/select_round.py"
+
+
+checkpoint plan_fine_tune:
+    """Radii of the circle fine tune (best +/- 1 px in 0.1 px) and the stars at each."""
+    input:
+        all_search_tables,
+    output:
+        "results/{visit}/optimization/fine_plan.yaml",
+    params:
+        options=options_of,
+    log:
+        "logs/{visit}/optimization/fine_plan.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/plan_fine_tune.py"
+
+
+rule fine_tune:
+    """CDPP of the stars whose fine-tune grid holds this radius."""
+    input:
+        visit=visit_folder,
+        prepared="results/{visit}/prepared.fits",
+        plan="results/{visit}/optimization/fine_plan.yaml",
+    output:
+        "results/{visit}/optimization/fine/f{factor}.tsv",
+    log:
+        "logs/{visit}/optimization/fine/f{factor}.log",
+    group:
+        "factors"
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/photometry_factor.py"
+
+
+rule choose_factors:
+    """The best factor of every star over all runs; the optimised-factors file."""
+    input:
+        search=all_search_tables,
+        fine=fine_tables,
+        prepared="results/{visit}/prepared.fits",
+    output:
+        factors="results/{visit}/optimization/optimized_factors.yaml",
+        table="results/{visit}/optimization/all_cdpp.tsv",
+    params:
+        options=options_of,
+    log:
+        "logs/{visit}/optimization/choose_factors.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/choose_factors.py"

@@ -1,0 +1,11 @@
+"""Snakemake script: animated GIF of the frames with every star's aperture."""
+
+from _common import start_log
+
+from archi import api, export, plots
+from archi.options import Options
+
+start_log(snakemake)
+curves = export.read_lightcurves_fits(snakemake.input.curves)
+visit = api.load_visit(snakemake.input.visit, Options())
+plots.save_gif(visit, curves, snakemake.output[0])

@@ -1,0 +1,16 @@
+"""Snakemake script: one plot per star, and the field with every aperture."""
+
+from pathlib import Path
+
+from _common import start_log
+
+from archi import api, export, plots
+from archi.options import Options
+
+start_log(snakemake)
+curves = export.read_lightcurves_fits(snakemake.input.curves)
+visit = api.load_visit(snakemake.input.visit, Options())
+out = Path(snakemake.output[0])
+out.mkdir(parents=True, exist_ok=True)
+plots.plot_star_lightcurves(curves, out)
+plots.plot_field(visit, curves, out / "field.png")

@@ -1,0 +1,15 @@
+"""Snakemake script: the target against the DRP light curve (archi's debug plot)."""
+
+from _common import start_log
+
+from archi import api, export, plots
+from archi.noise import load_metric
+from archi.options import Options
+
+start_log(snakemake)
+options = Options.from_mapping(snakemake.params.options)
+curves = export.read_lightcurves_fits(snakemake.input.curves)
+visit = api.load_visit(snakemake.input.visit, options)
+plots.plot_target_vs_drp(curves, visit, snakemake.output[0],
+                         official_curve=visit.reference_aperture,
+                         metric=load_metric(options.CDPP_type))
