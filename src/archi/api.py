@@ -33,7 +33,7 @@ from archi.options import Options
 from archi.photometry import ApertureSums, aperture_photometry, flux_errors
 from archi.prepared import Prepared
 from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
-                         StarLightCurves)
+                         StarLightCurves, Tracks)
 from archi.track import track_stars
 from archi.visit import Visit
 
@@ -54,28 +54,36 @@ def prepare(visit: Visit, options: Options, layout: str = "auto") -> Prepared:
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks)
 
 
+def _star_regions(visit: Visit, prepared: Prepared) -> list:
+    """Each star's region in the first frame (the seed of its shape masks)."""
+    frame0 = np.asarray(visit.cube[0], dtype=float)
+    return masks.star_regions(frame0, prepared.tracks.x[:, 0], prepared.tracks.y[:, 0],
+                              brightness=np.clip(prepared.stars.brightness, 1e-9, None))
+
+
+def aperture_for(prepared: Prepared, star: int, factor: float, regions: list | None = None
+                 ) -> masks.Aperture:
+    """The mask of ``star`` with ``factor`` (circle radius or shape layers)."""
+    options = prepared.options
+    if options.star_method(star) == "circle":
+        return masks.CircleAperture(float(factor), mode=options.aperture_mode,
+                                    grid=options.grid)
+    if regions is None:
+        raise ValueError("shape masks need the stars' regions (see _star_regions)")
+    return masks.ShapeAperture(regions[star], prepared.tracks.x[star, 0],
+                               prepared.tracks.y[star, 0], int(round(factor)),
+                               shift=options.shape_shift, grid=options.grid)
+
+
 def build_apertures(visit: Visit, prepared: Prepared, factors: Mapping[int, float]
                     ) -> list[masks.Aperture | None]:
     """One aperture per star (None for stars without a factor)."""
-    options = prepared.options
-    stars = prepared.stars
-    shape_stars = [j for j in factors if options.star_method(j) == "shape"]
-    regions: list | None = None
-    if shape_stars:
-        frame0 = np.asarray(visit.cube[0], dtype=float)
-        regions = masks.star_regions(frame0, prepared.tracks.x[:, 0], prepared.tracks.y[:, 0],
-                                     brightness=np.clip(stars.brightness, 1e-9, None))
-    out: list[masks.Aperture | None] = [None] * stars.n_stars
+    needs_regions = any(prepared.options.star_method(j) == "shape" for j in factors)
+    regions = _star_regions(visit, prepared) if needs_regions else None
+    out: list[masks.Aperture | None] = [None] * prepared.stars.n_stars
     for j, factor in factors.items():
-        if factor is None or not np.isfinite(factor):
-            continue
-        if options.star_method(j) == "circle":
-            out[j] = masks.CircleAperture(float(factor), mode=options.aperture_mode,
-                                          grid=options.grid)
-        else:
-            out[j] = masks.ShapeAperture(regions[j], prepared.tracks.x[j, 0],
-                                         prepared.tracks.y[j, 0], int(round(factor)),
-                                         shift=options.shape_shift, grid=options.grid)
+        if factor is not None and np.isfinite(factor):
+            out[j] = aperture_for(prepared, j, factor, regions)
     return out
 
 
@@ -142,6 +150,29 @@ def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> d
     return out
 
 
+def star_factor_table(visit: Visit, prepared: Prepared, star: int, factors: Sequence[float],
+                      metric: Metric | None = None) -> pd.DataFrame:
+    """CDPP table of one star at several factors, measured in one pass over the cube."""
+    factors = [float(f) for f in factors]
+    n = len(factors)
+    regions = (_star_regions(visit, prepared)
+               if prepared.options.star_method(star) == "shape" else None)
+    tracks = Tracks(x=np.repeat(prepared.tracks.x[star][None, :], n, axis=0),
+                    y=np.repeat(prepared.tracks.y[star][None, :], n, axis=0),
+                    measured=np.repeat(prepared.tracks.measured[star][None, :], n, axis=0))
+    apertures = [aperture_for(prepared, star, f, regions) for f in factors]
+    sums = aperture_photometry(visit.cube, tracks, apertures,
+                               chunk_frames=prepared.options.effective_chunk)
+    fn = _metric(prepared.options, metric)
+    swallows = [engulfs_brighter_star(prepared, {star: f})[star] for f in factors]
+    rows = []
+    for i, f in enumerate(factors):
+        value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
+        rows.append(opt.make_cdpp_table({star: f}, {star: value},
+                                        {star: valid and not swallows[i]}))
+    return search.merge_tables(rows)
+
+
 @dataclass(frozen=True)
 class OptimizationResult:
     factors: dict[int, float]  # chosen factor per star
@@ -179,8 +210,8 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = N
         tables += [cdpp_table(visit, prepared, f, stars=decision.extend, metric=metric)
                    for f in search.round_factors(options, next_round)]
         decision = search.decide_round(search.merge_tables(tables), options, next_round)
-    for radius, stars in search.fine_tune_jobs(search.merge_tables(tables), options).items():
-        tables.append(cdpp_table(visit, prepared, radius, stars=stars, metric=metric))
+    for star, radii in search.fine_tune_plan(search.merge_tables(tables), options).items():
+        tables.append(star_factor_table(visit, prepared, star, radii, metric))
     table = search.merge_tables(tables)
     factors, cdpp, valid = choose(table)
     return OptimizationResult(factors, cdpp, valid, table)

@@ -5,7 +5,7 @@ decision is taken on all tables so far (:func:`decide_round`): stars whose best 
 within two steps of the top of the round's range are measured again over
 ``(previous max, 2 x previous max)`` (at most ``optimization_extensions`` rounds); the others
 have converged. When no star needs another round, circles are fine-tuned: best +/- 1 px in
-0.1-px steps (:func:`fine_tune_jobs` groups those radii into one job per radius).
+0.1-px steps (:func:`fine_tune_plan`: one job per star, all its radii in one pass).
 
 A decision is a small YAML file, so each round can be a Snakemake checkpoint.
 """
@@ -79,18 +79,15 @@ def read_decision(path: str | Path) -> RoundDecision:
         raise CorruptProductError(path, f"not a round decision ({exc})") from None
 
 
-def fine_tune_jobs(table: pd.DataFrame, options: Options) -> dict[float, list[int]]:
-    """Radius -> stars to measure at that radius (circles whose best run is valid)."""
-    if not options.fine_tune_circle:
+def fine_tune_plan(table: pd.DataFrame, options: Options) -> dict[int, list[float]]:
+    """Star -> radii of its fine tune (circles whose best run is valid), one job per star."""
+    if not options.fine_tune_circle or not len(table):
         return {}
-    n_stars = int(table.star.max()) + 1 if len(table) else 0
+    n_stars = int(table.star.max()) + 1
     methods = {j: options.star_method(j) for j in range(n_stars)}
     plan = opt.fine_tune_plan(opt.best_factors(table), methods)
-    jobs: dict[float, list[int]] = {}
-    for star, radii in plan.items():
-        for radius in radii:
-            jobs.setdefault(opt.round_factor(radius), []).append(int(star))
-    return {r: sorted(stars) for r, stars in sorted(jobs.items())}
+    return {int(star): [opt.round_factor(r) for r in radii]
+            for star, radii in sorted(plan.items()) if radii}
 
 
 def merge_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:

@@ -62,6 +62,7 @@ wildcard_constraints:
     visit="|".join(map(str, VISITS.index)),
     round=r"\d+",
     factor=r"(0|[1-9][0-9]*)(\.[0-9]*[1-9])?",
+    star=r"\d+",
 
 
 def visit_folder(wildcards):
@@ -119,9 +120,7 @@ def last_round(visit):
 def fine_tables(wildcards):
     plan_path = checkpoints.plan_fine_tune.get(visit=wildcards.visit).output[0]
     plan = yaml.safe_load(Path(plan_path).read_text()) or {}
-    return [
-        f"{opt_dir(wildcards.visit)}/fine/f{format_factor(float(r))}.tsv" for r in plan
-    ]
+    return [f"{opt_dir(wildcards.visit)}/fine/star{star}.tsv" for star in sorted(plan)]
 
 
 def all_search_tables(wildcards):

@@ -61,7 +61,7 @@ checkpoint select_round:
 
 
 checkpoint plan_fine_tune:
-    """Radii of the circle fine tune (best +/- 1 px in 0.1 px) and the stars at each."""
+    """Stars of the circle fine tune and their radii (best +/- 1 px in 0.1-px steps)."""
     input:
         all_search_tables,
     output:
@@ -77,15 +77,15 @@ checkpoint plan_fine_tune:
 
 
 rule fine_tune:
-    """CDPP of the stars whose fine-tune grid holds this radius."""
+    """CDPP of one star over its fine-tune radii, in one pass over the cube."""
     input:
         visit=visit_folder,
         prepared="results/{visit}/prepared.fits",
         plan="results/{visit}/optimization/fine_plan.yaml",
     output:
-        "results/{visit}/optimization/fine/f{factor}.tsv",
+        "results/{visit}/optimization/fine/star{star}.tsv",
     log:
-        "logs/{visit}/optimization/fine/f{factor}.log",
+        "logs/{visit}/optimization/fine/star{star}.log",
     group:
         "factors"
     resources:
@@ -94,7 +94,7 @@ rule fine_tune:
     conda:
         "../envs/archi.yaml"
     script:
-        "../scripts/photometry_factor.py"
+        "../scripts/fine_tune_star.py"
 
 
 rule choose_factors:

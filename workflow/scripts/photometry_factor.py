@@ -1,6 +1,5 @@
-"""Snakemake script: the CDPP table of one factor (a search round or the fine tune)."""
+"""Snakemake script: the CDPP table of one factor of a search round."""
 
-import yaml
 from _common import start_log
 
 from archi import api, search
@@ -10,10 +9,7 @@ from archi.prepared import read_prepared
 log = start_log(snakemake)
 prepared = read_prepared(snakemake.input.prepared)
 factor = parse_factor(snakemake.wildcards.factor)
-if "plan" in snakemake.input.keys():  # fine tune: the stars whose grid holds this radius
-    plan = yaml.safe_load(open(snakemake.input.plan)) or {}
-    stars = next(s for r, s in plan.items() if abs(float(r) - factor) < 1e-9)
-elif snakemake.input.decision:  # extension round: the stars the last decision extended
+if snakemake.input.decision:  # extension round: the stars the last decision extended
     stars = search.read_decision(snakemake.input.decision[0]).extend
 else:
     stars = list(range(prepared.stars.n_stars))

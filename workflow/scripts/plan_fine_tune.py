@@ -1,4 +1,4 @@
-"""Snakemake script: the radii of the circle fine tune and the stars measured at each."""
+"""Snakemake script: the stars of the circle fine tune and the radii of each."""
 
 import yaml
 from _common import start_log
@@ -10,7 +10,7 @@ from archi.options import Options
 
 log = start_log(snakemake)
 options = Options.from_mapping(snakemake.params.options)
-jobs = search.fine_tune_jobs(read_cdpp_tables(snakemake.input), options)
-log.info("%d fine-tune radii", len(jobs))
+plan = search.fine_tune_plan(read_cdpp_tables(snakemake.input), options)
+log.info("fine tune of stars %s", sorted(plan))
 with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(yaml.safe_dump({float(r): s for r, s in jobs.items()}))
+    tmp.write_text(yaml.safe_dump(plan))
