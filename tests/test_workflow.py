@@ -2,75 +2,225 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
+
+from archi import export, search
+from archi.optimize import factor_grid, format_factor, read_cdpp_tables
+from archi.options import Options
 
 ROOT = Path(__file__).parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
 pytestmark = pytest.mark.slow
 
+SMALL_PHOTOMETRY = {"val_range": [12, 20], "step": 4, "optimization_extensions": 1}
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None,
+              timeout: int = 900) -> subprocess.CompletedProcess:
     """Run Snakemake; its messages (errors included) end up in ``.stdout``."""
     return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
                            "--directory", str(workdir), *args],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=600)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    """A working directory with the default config and two small simulated visits."""
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    for name, seed in (("small_a", 3), ("small_b", 4)):
-        (tmp_path / "config" / f"{name}.yaml").write_text(
-            f"seed: {seed}\nn_frames: 40\nlayouts: [drp]\n")
-    (tmp_path / "config" / "visits.tsv").write_text(
-        "visit\tpath\tdata_type\tsimulation\n"
-        "small_a\t\tsimulated\tconfig/small_a.yaml\n"
-        "small_b\t\tsimulated\tconfig/small_b.yaml\n")
-    return tmp_path
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a run's output."""
+    block = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def test_two_visits_run_end_to_end(workdir):
-    dry = snakemake(workdir, "-n")
+def make_workdir(path: Path, visits: dict[str, int], photometry: dict | None = None,
+                 extra_columns: dict[str, dict[str, str]] | None = None,
+                 outputs: dict | None = None) -> Path:
+    """A working directory with the default config and small simulated visits (60 frames: the K2 CDPP needs 41)."""
+    shutil.copytree(ROOT / "config", path / "config")
+    config = yaml.safe_load((path / "config" / "config.yaml").read_text())
+    config["photometry"].update(SMALL_PHOTOMETRY)
+    config["photometry"].update(photometry or {})
+    config["outputs"].update(outputs or {"save_gif": False})
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    columns = sorted({c for cols in (extra_columns or {}).values() for c in cols})
+    lines = ["\t".join(["visit", "path", "data_type", "simulation", *columns])]
+    for name, seed in visits.items():
+        (path / "config" / f"{name}.yaml").write_text(
+            f"seed: {seed}\nn_frames: 60\nlayouts: [drp]\n")
+        extra = [(extra_columns or {}).get(name, {}).get(c, "") for c in columns]
+        lines.append("\t".join([name, "", "simulated", f"config/{name}.yaml", *extra]))
+    (path / "config" / "visits.tsv").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def results_of(workdir: Path, visit: str) -> tuple[np.ndarray, pd.DataFrame]:
+    curves = export.read_lightcurves_fits(workdir / "results" / visit / "lightcurves.fits")
+    table = pd.read_csv(workdir / "results" / visit / "optimization" / "all_cdpp.tsv", sep="\t")
+    return curves.flux, table
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Two visits in one invocation with -j4."""
+    work = make_workdir(tmp_path_factory.mktemp("ref"), {"small_a": 3, "small_b": 4})
+    dry = snakemake(work, "-n")
     assert dry.returncode == 0, dry.stdout
-    assert "simulate_visit" in dry.stdout and "inspect_visit" in dry.stdout
+    run = snakemake(work, "-j4")
+    assert run.returncode == 0, run.stdout[-3000:]
+    return work, dry.stdout, run.stdout
 
-    run = snakemake(workdir, "-j2")
-    assert run.returncode == 0, run.stdout
+
+def test_two_visits_run_end_to_end(reference):
+    work, _, _ = reference
+    summary = pd.read_csv(work / "results" / "summary.tsv", sep="\t")
+    assert summary.visit.nunique() == 2
     for visit in ("small_a", "small_b"):
-        summary = pd.read_csv(workdir / "results" / visit / "visit_summary.tsv", sep="\t")
-        assert summary.loc[0, "n_frames"] == 40
-        assert summary.loc[0, "apertures"] == "DEFAULT,OPTIMAL,RINF,RSUP"
-        assert (workdir / "results" / visit / "plots" / "drp_lightcurves.png").stat().st_size > 0
-        assert (workdir / "logs" / visit / "inspect_visit.log").exists()
-
-    again = snakemake(workdir, "-n")
+        out = work / "results" / visit
+        curves = export.read_lightcurves_fits(out / "lightcurves.fits")
+        assert curves.n_frames == 60 and curves.n_stars >= 6
+        for name in ("lightcurves.txt", "run_info.yaml", "plots/target_vs_drp.png",
+                     "plots/cdpp_vs_factor.png", "plots/stars/star_0.png",
+                     "optimization/optimized_factors.yaml", "visit_summary.tsv"):
+            assert (out / name).stat().st_size > 0, name
+        assert (work / "logs" / visit / "prepare.log").exists()
+        stored = yaml.safe_load((out / "optimization" / "optimized_factors.yaml").read_text())
+        (entry,) = stored["visits"].values()
+        assert entry["stars"][0]["valid"]  # the target's factor comes from valid runs
+    again = snakemake(work, "-n")
     assert "Nothing to be done" in again.stdout
 
 
-def test_a_real_visit_folder_that_does_not_exist_stops_the_run(workdir):
-    (workdir / "config" / "visits.tsv").write_text(
+def test_dry_run_lists_one_photometry_job_per_factor(reference):
+    _, dry, _ = reference
+    n_factors = len(factor_grid(tuple(SMALL_PHOTOMETRY["val_range"]), SMALL_PHOTOMETRY["step"]))
+    assert job_counts(dry)["photometry"] == 2 * n_factors  # two visits
+    for f in factor_grid(tuple(SMALL_PHOTOMETRY["val_range"]), SMALL_PHOTOMETRY["step"]):
+        assert f"round0/f{format_factor(f)}.tsv" in dry
+
+
+def test_best_factor_at_the_top_triggers_an_extension_round_and_fine_tune(tmp_path):
+    work = make_workdir(tmp_path, {"edge": 5}, photometry={"val_range": [4, 8], "step": 2})
+    run = snakemake(work, "-j4")
+    assert run.returncode == 0, run.stdout[-3000:]
+    opt_dir = work / "results" / "edge" / "optimization"
+    decision = search.read_decision(opt_dir / "round0.yaml")
+    assert decision.extend  # radii of 4-8 px are far too small for the CHEOPS PSF
+    options = Options.from_mapping({**SMALL_PHOTOMETRY, "val_range": [4, 8], "step": 2})
+    round1 = search.round_factors(options, 1)
+    assert round1 == [10.0, 12.0, 14.0, 16.0]
+    for f in round1:
+        table = read_cdpp_tables(opt_dir / "round1" / f"f{format_factor(f)}.tsv")
+        assert sorted(table.star) == decision.extend
+    fine = sorted(opt_dir.glob("fine/star*.tsv"))
+    assert fine
+    table = read_cdpp_tables(fine[0])
+    assert len(table) == 21 and np.allclose(np.diff(table.factor), 0.1)
+
+
+def test_a_failed_factor_is_the_only_one_rerun(tmp_path):
+    work = make_workdir(tmp_path, {"small_a": 3}, outputs={"save_gif": False,
+                                                           "show_results": False})
+    failing = "small_a/optimization/round0/f16.tsv"
+    first = snakemake(work, "-j2", "--keep-going", env={"ARCHI_FAIL_OUTPUTS": failing})
+    assert first.returncode != 0
+    assert "failure injected" in (work / "logs" / "small_a" / "optimization" / "round0"
+                                  / "f16.log").read_text()
+    done = work / "results" / "small_a" / "optimization" / "round0"
+    assert (done / "f12.tsv").exists() and (done / "f20.tsv").exists()
+    assert not (done / "f16.tsv").exists()
+    second = snakemake(work, "-j2")
+    assert second.returncode == 0, second.stdout[-3000:]
+    counts = job_counts(second.stdout)
+    assert counts["photometry"] == 1 and "prepare" not in counts
+    assert "simulate_visit" not in counts
+
+
+def test_killed_run_finishes_identically_with_rerun_incomplete(tmp_path, reference):
+    work = make_workdir(tmp_path, {"small_a": 3})
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+                             "--directory", str(work), "-j2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    tables = work / "results" / "small_a" / "optimization" / "round0"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tables.glob("f*.tsv")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "results" / "summary.tsv").exists()
+    assert snakemake(work, "--unlock").returncode == 0
+    rerun = snakemake(work, "-j2", "--rerun-incomplete")
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    flux, table = results_of(work, "small_a")
+    ref_flux, ref_table = results_of(reference[0], "small_a")
+    assert np.array_equal(flux, ref_flux, equal_nan=True)
+    pd.testing.assert_frame_equal(table, ref_table)
+
+
+def test_results_do_not_depend_on_the_number_of_cores(tmp_path, reference):
+    work = make_workdir(tmp_path, {"small_a": 3})
+    run = snakemake(work, "-j1")
+    assert run.returncode == 0, run.stdout[-3000:]
+    flux, table = results_of(work, "small_a")
+    ref_flux, ref_table = results_of(reference[0], "small_a")
+    assert np.array_equal(flux, ref_flux, equal_nan=True)
+    pd.testing.assert_frame_equal(table, ref_table)
+
+
+def test_stored_factors_are_used_when_optimize_is_false(tmp_path, reference):
+    work = make_workdir(tmp_path, {"small_a": 3})
+    stored = reference[0] / "results" / "small_a" / "optimization" / "optimized_factors.yaml"
+    run = snakemake(work, "-j2", "--config", "optimize=False", f"optimized_factors={stored}")
+    assert run.returncode == 0, run.stdout[-3000:]
+    counts = job_counts(run.stdout)
+    assert "photometry" not in counts and "choose_factors" not in counts
+    flux = export.read_lightcurves_fits(work / "results" / "small_a" / "lightcurves.fits").flux
+    assert np.array_equal(flux, results_of(reference[0], "small_a")[0], equal_nan=True)
+
+
+def test_per_visit_overrides_are_validated(tmp_path):
+    work = make_workdir(tmp_path, {"small_a": 3}, extra_columns={"small_a": {"method": "oval"}})
+    run = snakemake(work, "-n")
+    assert run.returncode != 0
+    assert "visit small_a: method 'oval' is not one of circle, shape" in run.stdout
+
+
+def test_a_real_visit_folder_that_does_not_exist_stops_the_run(tmp_path):
+    work = make_workdir(tmp_path, {"small_a": 3})
+    (work / "config" / "visits.tsv").write_text(
         "visit\tpath\tdata_type\tsimulation\nmine\t/no/such/visit\treal\t\n")
-    run = snakemake(workdir, "-n")
+    run = snakemake(work, "-n")
     assert run.returncode != 0
     assert "visit mine: folder /no/such/visit does not exist" in run.stdout
 
 
-def test_an_unknown_config_key_stops_the_run(workdir):
-    run = snakemake(workdir, "-n", "--config", "bogus=1")
+@pytest.mark.parametrize("args, message", [
+    (["--config", "bogus=1"], "'bogus' was unexpected"),
+    (["--config", "layout=flat"], "'flat' is not one of"),
+    (["--config", "optimize=False", "optimized_factors=nothing.yaml"],
+     "optimized_factors 'nothing.yaml' is not a file"),
+])
+def test_bad_config_stops_the_run_before_any_job(tmp_path, args, message):
+    work = make_workdir(tmp_path, {"small_a": 3})
+    run = snakemake(work, "-n", *args)
     assert run.returncode != 0
-    assert "'bogus' was unexpected" in run.stdout
+    assert message in run.stdout
+    assert not (work / "results").exists()
 
 
-def test_a_bad_config_value_stops_the_run(workdir):
-    run = snakemake(workdir, "-n", "--config", "official_curve=BEST")
-    assert run.returncode != 0
-    assert "'BEST' is not one of" in run.stdout
+def test_lint_reports_nothing():
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout
+    assert "Congratulations" in run.stdout

@@ -1,7 +1,12 @@
 """Helpers shared by the workflow's scripts: logging to the job's log file."""
 
 import logging
+import os
 import sys
+
+FAIL_VARIABLE = "ARCHI_FAIL_OUTPUTS"
+"""Fault injection for the failure-recovery tests: a job whose output path ends with one of
+the comma-separated suffixes in this environment variable fails on purpose."""
 
 
 def start_log(snakemake) -> logging.Logger:
@@ -16,4 +21,7 @@ def start_log(snakemake) -> logging.Logger:
         sys.__excepthook__(kind, value, tb)
 
     sys.excepthook = excepthook
+    suffixes = [s for s in os.environ.get(FAIL_VARIABLE, "").split(",") if s]
+    if any(str(out).endswith(s) for out in snakemake.output for s in suffixes):
+        raise RuntimeError(f"failure injected by {FAIL_VARIABLE} for {list(snakemake.output)}")
     return logger

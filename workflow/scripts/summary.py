@@ -1,5 +1,7 @@
 """Snakemake script: one table of every star of every visit."""
 
+from pathlib import Path
+
 import pandas as pd
 from _common import start_log
 
@@ -12,7 +14,7 @@ for path in snakemake.input:
     curves = export.read_lightcurves_fits(path)
     s = curves.stars
     for j in range(curves.n_stars):
-        rows.append({"visit": curves.visit_key, "star": j, "x0": s.x0[j], "y0": s.y0[j],
+        rows.append({"visit": Path(path).parent.name, "file_key": curves.visit_key, "star": j, "x0": s.x0[j], "y0": s.y0[j],
                      "distance": s.distance[j], "source_id": s.source_id[j],
                      "mag": s.mag[j], "method": curves.methods[j],
                      "factor": curves.factors[j], "cdpp_ppm": curves.cdpp[j],
