@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -224,3 +225,79 @@ def test_lint_reports_nothing():
                          timeout=120)
     assert run.returncode == 0, run.stdout
     assert "Congratulations" in run.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# SLURM: a one-node cluster on this machine (tools/slurm), driven through the profile
+# ---------------------------------------------------------------------------------------
+
+SLURM_TOOLS = ROOT / "tools" / "slurm"
+
+
+def slurm_profile(folder: Path, partition: str) -> Path:
+    """The project's profile, adapted to the local test cluster (no accounting, fast polls)."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.v8+.yaml").read_text())
+    profile.update({"jobs": 4, "latency-wait": 5, "retries": 0,
+                    "seconds-between-status-checks": 2,
+                    "slurm-init-seconds-before-status-checks": 2,
+                    "slurm-status-command": "squeue"})
+    profile["default-resources"]["slurm_partition"] = partition
+    profile["default-resources"]["runtime"] = 10
+    for rule in profile["set-resources"].values():  # fit the 2-core test node
+        rule["mem_mb"] = min(rule["mem_mb"], 2000)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.v8+.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("the local SLURM cluster needs root and Debian's apt-get")
+    # munged wants every parent of its socket to be world-searchable: not pytest's tmp dirs
+    lab = Path(tempfile.mkdtemp(prefix="archi-slurmlab-", dir="/tmp"))
+    lab.chmod(0o755)
+    env = {**os.environ, "SLURMLAB": str(lab)}
+    start = subprocess.run(["bash", str(SLURM_TOOLS / "start_local_slurm.sh")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=600)
+    assert start.returncode == 0, start.stdout[-2000:]
+    exports = dict(re.findall(r"^export (\w+)=['\"]?([^'\"\n]*)", (lab / "env.sh").read_text(),
+                              re.M))
+    yield {**env, **exports}
+    subprocess.run(["bash", str(SLURM_TOOLS / "stop_local_slurm.sh"), "--purge"], env=env,
+                   timeout=120)
+
+
+def test_slurm_run_gives_the_same_results_as_a_local_run(tmp_path, reference, slurm_cluster):
+    work = make_workdir(tmp_path / "work", {"small_a": 3})
+    profile = slurm_profile(tmp_path / "profile", slurm_cluster["SLURM_LOCAL_PARTITION"])
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+                          "--directory", str(work), "--profile", str(profile),
+                          "--workflow-profile", "none"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=1200, env=slurm_cluster)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Job stats" in run.stdout and "slurm" in run.stdout.lower()
+    submitted = re.findall(r"SLURM run ID|Job \d+ has been submitted with SLURM jobid (\d+)",
+                           run.stdout)
+    assert submitted, "no job went through SLURM"
+    flux, table = results_of(work, "small_a")
+    ref_flux, ref_table = results_of(reference[0], "small_a")
+    assert np.array_equal(flux, ref_flux, equal_nan=True)
+    pd.testing.assert_frame_equal(table, ref_table)
+
+
+def test_installed_profile_is_found_by_its_bare_name(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    install = subprocess.run(["bash", str(ROOT / "tools" / "install_profile.sh")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert install.returncode == 0, install.stdout
+    assert (tmp_path / "xdg" / "snakemake" / "slurm" / "config.v8+.yaml").exists()
+    again = subprocess.run(["bash", str(ROOT / "tools" / "install_profile.sh")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert again.returncode != 0 and "use --force" in again.stdout
+    work = make_workdir(tmp_path / "work", {"small_a": 3})
+    dry = snakemake(work, "-n", "--profile", "slurm", env=env)
+    assert dry.returncode == 0, dry.stdout[-2000:]
+    assert f"Using profile slurm" in dry.stdout or str(tmp_path / "xdg") in dry.stdout
