@@ -64,7 +64,8 @@ def main() -> None:
                 rel = curves.flux[j] / truth.flux[k] * np.median(truth.flux[k])
                 scatter = robust_scatter(rel[good]) if good.any() else np.nan
                 f = truth.frames
-                floor = np.sqrt(np.median(truth.flux[k] + curves.npix[j] * (
+                # photon noise of the light inside the aperture
+                floor = np.sqrt(np.median(np.nanmedian(curves.flux[j]) + curves.npix[j] * (
                     f["BACKGROUND"] + f["DARK"] + truth.nexp * f["READ_NOISE"] ** 2)))
                 err = np.median(curves.flux_err[j][good]) if good.any() else np.nan
                 print(f" {k:4d}  {truth.stars['MAG'][k]:4.1f}  {str(bool(isolated[k] and inside[k]))[0]}"

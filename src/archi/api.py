@@ -30,7 +30,8 @@ from archi.fieldmodel import EmpiricalPsf
 from archi.io import read_visit
 from archi.noise import load_metric, score
 from archi.options import Options
-from archi.photometry import ApertureSums, aperture_photometry, flux_errors
+from archi.cosmics import CosmicHits, find_cosmics
+from archi.photometry import ApertureSums, aperture_photometry, flux_errors, noise_per_pixel
 from archi.prepared import Prepared
 from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
                          StarLightCurves, Tracks)
@@ -51,7 +52,10 @@ def prepare(visit: Visit, options: Options, layout: str = "auto") -> Prepared:
     psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
     stars = detect_stars(visit, options)
     tracks = track_stars(visit, stars, options, psf=psf)
-    return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks)
+    cosmics = (find_cosmics(visit.cube, noise_per_pixel(visit), options.effective_chunk)
+               if options.clean_cosmics else CosmicHits.empty())
+    return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
+                    cosmics)
 
 
 def _star_regions(visit: Visit, prepared: Prepared) -> list:
@@ -92,7 +96,8 @@ def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float]
     """Aperture sums and flux errors [e] of the stars in ``factors``."""
     apertures = build_apertures(visit, prepared, factors)
     sums = aperture_photometry(visit.cube, prepared.tracks, apertures,
-                               chunk_frames=prepared.options.effective_chunk)
+                               chunk_frames=prepared.options.effective_chunk,
+                               cosmics=prepared.cosmics)
     errors = flux_errors(sums.flux, sums.area, visit)
     return sums, errors
 
@@ -162,7 +167,8 @@ def star_factor_table(visit: Visit, prepared: Prepared, star: int, factors: Sequ
                     measured=np.repeat(prepared.tracks.measured[star][None, :], n, axis=0))
     apertures = [aperture_for(prepared, star, f, regions) for f in factors]
     sums = aperture_photometry(visit.cube, tracks, apertures,
-                               chunk_frames=prepared.options.effective_chunk)
+                               chunk_frames=prepared.options.effective_chunk,
+                               cosmics=prepared.cosmics)
     fn = _metric(prepared.options, metric)
     swallows = [engulfs_brighter_star(prepared, {star: f})[star] for f in factors]
     rows = []

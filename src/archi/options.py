@@ -53,6 +53,7 @@ class Options:
     shape_shift: str = "bilinear"  # shape masks follow the star by sub-pixel or integer shifts
     detection_snr: float = 10.0  # dynam detection threshold (matched-filter S/N)
     track_tolerance: float = 3.0  # dynam: largest measured - predicted distance accepted [pixel]
+    clean_cosmics: bool = True  # replace cosmic-ray hits (found once per visit) in photometry
     low_memory: bool = False  # smaller frame chunks
     chunk_frames: int = 64  # frames read from the cube at once
 

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from photutils.aperture import CircularAperture
 
+from archi.cosmics import CosmicHits
 from archi.stars import Tracks
 from archi.visit import Visit
 
@@ -61,15 +62,19 @@ def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
 
 
 def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
-                        chunk_frames: int = 64) -> ApertureSums:
-    """Sum every star's aperture in every frame. ``apertures[j]`` None skips star j."""
+                        chunk_frames: int = 64, cosmics: CosmicHits | None = None
+                        ) -> ApertureSums:
+    """Sum every star's aperture in every frame. ``apertures[j]`` None skips star j;
+    ``cosmics``: hit pixels replaced in each chunk as it is read."""
     n_stars, n_frames = tracks.x.shape
     flux = np.full((n_stars, n_frames), np.nan)
     area = np.zeros((n_stars, n_frames))
     oob = np.zeros((n_stars, n_frames), dtype=bool)
     for start in range(0, n_frames, chunk_frames):
         sl = slice(start, min(start + chunk_frames, n_frames))
-        frames = np.asarray(cube[sl], dtype=np.float64)
+        frames = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
+        if cosmics is not None:
+            cosmics.patch(frames, start)
         for j, aperture in enumerate(apertures):
             if aperture is None:
                 continue

@@ -3,18 +3,20 @@
 ``prepared.fits``: primary header VISIT; ``INFO`` table with one YAML text cell holding the
 visit folder, layout, visit key and all options; ``STARS`` table (X0, Y0 [pixel], CATALOGUE_ROW,
 SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images (n_stars, n_frames)
-[pixel]; ``MEASURED`` image (1 where the tracker measured the position).
+[pixel]; ``MEASURED`` image (1 where the tracker measured the position); ``COSMICS`` table
+(FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 from astropy.io import fits
 
+from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
 from archi.io.fitswrite import atomic_path
 from archi.options import Options
@@ -29,6 +31,7 @@ class Prepared:
     options: Options
     stars: StarList
     tracks: Tracks
+    cosmics: CosmicHits = field(default_factory=CosmicHits.empty)
 
 
 def write_prepared(path: str | Path, prepared: Prepared) -> None:
@@ -53,7 +56,13 @@ def write_prepared(path: str | Path, prepared: Prepared) -> None:
     hdul = fits.HDUList([
         primary, info, stars,
         fits.ImageHDU(prepared.tracks.x, name="X"), fits.ImageHDU(prepared.tracks.y, name="Y"),
-        fits.ImageHDU(prepared.tracks.measured.astype(np.uint8), name="MEASURED")])
+        fits.ImageHDU(prepared.tracks.measured.astype(np.uint8), name="MEASURED"),
+        fits.BinTableHDU.from_columns([
+            fits.Column("FRAME", "K", array=prepared.cosmics.frame),
+            fits.Column("Y", "K", array=prepared.cosmics.y),
+            fits.Column("X", "K", array=prepared.cosmics.x),
+            fits.Column("VALUE", "D", unit="electron", array=prepared.cosmics.value),
+        ], name="COSMICS")])
     with atomic_path(path) as tmp:
         hdul.writeto(tmp)
 
@@ -72,9 +81,12 @@ def read_prepared(path: str | Path) -> Prepared:
             tracks = Tracks(x=np.asarray(hdul["X"].data, float),
                             y=np.asarray(hdul["Y"].data, float),
                             measured=np.asarray(hdul["MEASURED"].data).astype(bool))
+            c = hdul["COSMICS"].data
+            cosmics = CosmicHits(np.asarray(c["FRAME"], np.int64), np.asarray(c["Y"], np.int64),
+                                 np.asarray(c["X"], np.int64), np.asarray(c["VALUE"], float))
             info = yaml.safe_load(hdul["INFO"].data["YAML"][0])
             options = Options.from_mapping(info["options"], source=str(path))
     except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
         raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
     return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
-                    stars, tracks)
+                    stars, tracks, cosmics)

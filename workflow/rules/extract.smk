@@ -9,6 +9,8 @@ rule extract:
         info="results/{visit}/run_info.yaml",
     params:
         options=options_of,
+    benchmark:
+        "results/{visit}/benchmarks/extract.tsv"
     log:
         "logs/{visit}/extract.log",
     resources:
@@ -96,6 +98,8 @@ rule gif:
         curves="results/{visit}/lightcurves.fits",
     output:
         "results/{visit}/star_tracking.gif",
+    benchmark:
+        "results/{visit}/benchmarks/gif.tsv"
     log:
         "logs/{visit}/gif.log",
     resources:

@@ -12,6 +12,8 @@ rule prepare:
     params:
         options=options_of,
         layout=config["layout"],
+    benchmark:
+        "results/{visit}/benchmarks/prepare.tsv"
     log:
         "logs/{visit}/prepare.log",
     resources:
@@ -31,6 +33,8 @@ rule photometry:
         decision=photometry_decision,
     output:
         "results/{visit}/optimization/round{round}/f{factor}.tsv",
+    benchmark:
+        "results/{visit}/benchmarks/optimization/round{round}/f{factor}.tsv"
     log:
         "logs/{visit}/optimization/round{round}/f{factor}.log",
     group:
@@ -84,6 +88,8 @@ rule fine_tune:
         plan="results/{visit}/optimization/fine_plan.yaml",
     output:
         "results/{visit}/optimization/fine/star{star}.tsv",
+    benchmark:
+        "results/{visit}/benchmarks/optimization/fine/star{star}.tsv"
     log:
         "logs/{visit}/optimization/fine/star{star}.log",
     group:

@@ -1,0 +1,86 @@
+"""Cosmic-ray hits: found once per visit, patched in every photometry pass.
+
+The DRP does not correct cosmic rays in COR images (``BDPIX_C3 = N/A``) and archi does not
+either; a hit of a few thousand electrons in an aperture is a one-sigma-or-more outlier for
+most stars. A hit is sharp (a track one pixel wide) while the CHEOPS PSF is broad, so a pixel
+is taken as hit when it stands above the median of its 5x5 neighbourhood by more than
+``nsigma`` times the local noise *and* by more than ``relative`` times the local level
+(the second condition keeps the peaks of bright stars, whose curvature also stands out in
+noise units). The hit pixels are replaced by that median.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+NSIGMA = 6.0
+RELATIVE = 0.3
+WINDOW = 5
+
+
+@dataclass(frozen=True)
+class CosmicHits:
+    """Pixels hit by cosmic rays, and the value that replaces each [e]."""
+
+    frame: NDArray[np.int64]
+    y: NDArray[np.int64]
+    x: NDArray[np.int64]
+    value: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @classmethod
+    def empty(cls) -> CosmicHits:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                   np.zeros(0))
+
+    def patch(self, frames: NDArray, start: int) -> None:
+        """Replace the hit pixels of ``frames`` (frames start..start+len) in place."""
+        sel = (self.frame >= start) & (self.frame < start + len(frames))
+        frames[self.frame[sel] - start, self.y[sel], self.x[sel]] = self.value[sel]
+
+
+def find_in_frame(frame: NDArray, variance_floor: float, nsigma: float = NSIGMA,
+                  relative: float = RELATIVE) -> tuple[NDArray, NDArray, NDArray]:
+    """(y, x, replacement) of the hit pixels of one frame [e]; NaN pixels are ignored."""
+    finite = np.isfinite(frame)
+    if finite.all():
+        filled = frame
+    else:  # outside the field: the nearest valid pixel, so the field edge looks like itself
+        nearest = ndimage.distance_transform_edt(~finite, return_distances=False,
+                                                 return_indices=True)
+        filled = frame[tuple(nearest)]
+    local = ndimage.median_filter(filled, size=WINDOW)
+    excess = filled - local
+    noise = np.sqrt(np.clip(local, 0.0, None) + variance_floor)
+    hit = finite & (excess > nsigma * noise) & (excess > relative * np.abs(local))
+    # the faint ends of a track: neighbours of a hit above half the threshold
+    near = ndimage.binary_dilation(hit, structure=np.ones((3, 3), bool))
+    hit |= near & finite & (excess > 0.5 * nsigma * noise) & (excess > relative * np.abs(local))
+    y, x = np.nonzero(hit)
+    return y, x, local[y, x]
+
+
+def find_cosmics(cube: NDArray, variance_floor: NDArray, chunk_frames: int = 64,
+                 nsigma: float = NSIGMA, relative: float = RELATIVE) -> CosmicHits:
+    """Cosmic-ray hits of every frame; ``variance_floor`` per frame (sky, dark, read) [e^2]."""
+    frames, ys, xs, values = [], [], [], []
+    n = cube.shape[0]
+    for start in range(0, n, chunk_frames):
+        block = np.asarray(cube[start:start + chunk_frames], dtype=float)
+        for i, frame in enumerate(block):
+            y, x, v = find_in_frame(frame, float(variance_floor[start + i]), nsigma, relative)
+            frames.append(np.full(len(y), start + i))
+            ys.append(y)
+            xs.append(x)
+            values.append(v)
+    if not frames:
+        return CosmicHits.empty()
+    return CosmicHits(np.concatenate(frames).astype(np.int64),
+                      np.concatenate(ys).astype(np.int64),
+                      np.concatenate(xs).astype(np.int64), np.concatenate(values))
