@@ -15,7 +15,7 @@ rule extract:
         "logs/{visit}/extract.log",
     resources:
         mem_mb=2000,
-        runtime=20,
+        runtime=10,
     conda:
         "../envs/archi.yaml"
     script:
@@ -103,7 +103,8 @@ rule gif:
     log:
         "logs/{visit}/gif.log",
     resources:
-        mem_mb=1500,
+        mem_mb=2000,
+        runtime=10,
     conda:
         "../envs/archi.yaml"
     script:

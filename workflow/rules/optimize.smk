@@ -18,7 +18,7 @@ rule prepare:
         "logs/{visit}/prepare.log",
     resources:
         mem_mb=2500,
-        runtime=30,
+        runtime=15,
     conda:
         "../envs/archi.yaml"
     script:
@@ -41,7 +41,7 @@ rule photometry:
         "factors"
     resources:
         mem_mb=1500,
-        runtime=10,
+        runtime=5,
     conda:
         "../envs/archi.yaml"
     script:
@@ -96,7 +96,7 @@ rule fine_tune:
         "factors"
     resources:
         mem_mb=1500,
-        runtime=10,
+        runtime=5,
     conda:
         "../envs/archi.yaml"
     script:
