@@ -50,7 +50,7 @@ def prepare(visit: Visit, options: Options, layout: str = "auto") -> Prepared:
     """Detect the stars (``initial_detect``) and track them (``detect_mode``)."""
     needs_psf = "dynam" in options.initial_detect or "dynam" in options.detect_mode
     psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
-    stars = detect_stars(visit, options)
+    stars = detect_stars(visit, options, psf=psf)
     tracks = track_stars(visit, stars, options, psf=psf)
     cosmics = (find_cosmics(visit.cube, noise_per_pixel(visit), options.effective_chunk)
                if options.clean_cosmics else CosmicHits.empty())

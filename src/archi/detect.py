@@ -324,15 +324,16 @@ def sort_by_distance(stars: StarList) -> StarList:
     return _take(stars, order)
 
 
-def detect_stars(visit: Visit, options: Options) -> StarList:
-    """The star list of a visit according to ``options.initial_detect``."""
+def detect_stars(visit: Visit, options: Options, psf: EmpiricalPsf | None = None) -> StarList:
+    """The star list of a visit according to ``options.initial_detect`` (``psf``: the
+    visit's empirical PSF, when the caller has built it already)."""
     primary, secondary = options.detection
     found: dict[str, StarList] = {}
     for method in {primary, secondary}:
         if method == "fits":
             found[method] = detect_from_catalogue(visit, options.magnitude_limit)
         else:
-            found[method] = detect_in_image(visit, options)
+            found[method] = detect_in_image(visit, options, psf)
     target = _take(found[primary], np.array([0]))
     others = found[secondary]
     rest = np.arange(1, others.n_stars)
