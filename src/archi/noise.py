@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.signal import savgol_filter
 
 from archi.errors import ConfigError
 
@@ -181,6 +180,8 @@ def savgol_highpass(flux: NDArray[np.float64], time: NDArray[np.float64],
     """
     steps = np.diff(time)
     if steps.size == 0 or steps.max() <= _GAP_FACTOR * np.median(steps):
+        from scipy.signal import savgol_filter  # lazy: 0.4 s of imports, CHEOPS curves have gaps
+
         trend = savgol_filter(flux, window, 2, mode="interp")
     else:
         trend = _quadratic_trend(flux, time, window)

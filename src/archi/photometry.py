@@ -22,7 +22,6 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from photutils.aperture import CircularAperture
 
 from archi.cosmics import CosmicHits
 from archi.stars import Tracks
@@ -102,6 +101,8 @@ def circular_aperture_sums(frames: NDArray, x: NDArray, y: NDArray, radius: floa
     Exact pixel-overlap weights (photutils). Returns ``(sums, area on finite pixels,
     touches NaN)``. Used by the simulator's DRP-like photometry and by tests.
     """
+    from photutils.aperture import CircularAperture  # lazy: only the simulator needs it
+
     n = len(frames)
     aperture = CircularAperture(np.column_stack([x, y]), r=radius)
     sums = np.zeros(n)
