@@ -24,3 +24,12 @@ class CorruptProductError(ArchiError):
 
 class ConfigError(ArchiError):
     """An option has a value the library cannot use."""
+
+
+def reject_unknown_keys(values: dict, cls: type, where: str) -> None:
+    """ConfigError naming every key of ``values`` that is not a field of dataclass ``cls``."""
+    import dataclasses
+
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"{where} {', '.join(unknown)}")

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from archi.errors import ConfigError
+from archi.errors import ConfigError, reject_unknown_keys
 
 METHODS = ("circle", "shape")
 INITIAL_DETECTS = ("fits", "dynam")
@@ -118,10 +118,7 @@ class Options:
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "options") -> Options:
         """Build from a mapping (YAML); unknown keys are a ConfigError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}")
+        reject_unknown_keys(values, cls, f"{source}: unknown option(s)")
         values = dict(values)
         if "val_range" in values:
             vr = values["val_range"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from archi.errors import ConfigError
+from archi.errors import ConfigError, reject_unknown_keys
 
 @dataclass(frozen=True)
 class StarSpec:
@@ -139,18 +139,12 @@ class SimulationConfig:
     @classmethod
     def from_mapping(cls, options: dict[str, Any], source: str = "config") -> SimulationConfig:
         """Build from a mapping (e.g. parsed YAML); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown simulation option(s) {', '.join(unknown)}")
+        reject_unknown_keys(options, cls, f"{source}: unknown simulation option(s)")
         values = dict(options)
         if "field" in values:
-            star_keys = {f.name for f in dataclasses.fields(StarSpec)}
             stars = []
             for i, star in enumerate(values["field"]):
-                bad = sorted(set(star) - star_keys)
-                if bad:
-                    raise ConfigError(f"{source}: field star {i}: unknown key(s) {', '.join(bad)}")
+                reject_unknown_keys(star, StarSpec, f"{source}: field star {i}: unknown key(s)")
                 try:
                     stars.append(StarSpec(**star))
                 except TypeError as exc:
