@@ -51,9 +51,9 @@ def prepare(visit: Visit, options: Options, layout: str = "auto") -> Prepared:
     needs_psf = "dynam" in options.initial_detect or "dynam" in options.detect_mode
     psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
     stars = detect_stars(visit, options, psf=psf)
-    tracks = track_stars(visit, stars, options, psf=psf)
     cosmics = (find_cosmics(visit.cube, noise_per_pixel(visit), options.effective_chunk)
                if options.clean_cosmics else CosmicHits.empty())
+    tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
                     cosmics)
 

@@ -116,28 +116,25 @@ def _noise_variance(visit: Visit, k: int) -> float:
 def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: float,
                       max_stars: int = 60) -> list[tuple[float, float, float]]:
     """Matched-filter CLEAN on one frame: (x, y, S/N) of candidates, brightest first."""
-    from scipy import signal  # lazy: 0.3 s of imports that factor jobs do not need
-
     valid = np.isfinite(image)
     img = ndimage.median_filter(np.where(valid, image, 0.0), 3)  # cosmic rays, hot pixels
     r = psf.radius
     yy, xx = np.indices(psf.stamp.shape) - r
     core = np.hypot(xx, yy) <= CORE_RADIUS
     kernel = np.where(core, psf.stamp - psf.stamp[core].mean(), 0.0)
-    kflip, k2flip = kernel[::-1, ::-1], (kernel ** 2)[::-1, ::-1]
+    kernel2 = kernel ** 2
     norm = float((kernel * psf.stamp).sum())
     gy, gx = np.indices(image.shape)
     inner = valid & _in_field(gx, gy, margin=1.0)
-    coverage = signal.fftconvolve(valid.astype(float), (np.abs(kernel) / np.abs(kernel).sum())
-                                  [::-1, ::-1], mode="same")
+    coverage = _correlate(valid.astype(float), np.abs(kernel) / np.abs(kernel).sum())
     inner &= coverage > 0.7
-    photon = signal.fftconvolve(np.clip(img, 0, None) + variance, k2flip, mode="same")
+    photon = _correlate(np.clip(img, 0, None) + variance, kernel2)
     resid = img.copy()
     model = np.zeros_like(img)
     found: list[tuple[float, float, float]] = []
     for _ in range(max_stars):
-        num = signal.fftconvolve(resid, kflip, mode="same")
-        var = photon + signal.fftconvolve((0.05 * model) ** 2, k2flip, mode="same")
+        num = _correlate(resid, kernel)
+        var = photon + _correlate((0.05 * model) ** 2, kernel2)
         s = np.where(inner, num / np.sqrt(np.clip(var, 1e-9, None)), 0.0)
         for fx, fy, _ in found:
             s[np.hypot(gx - fx, gy - fy) < 5.0] = 0.0
@@ -156,6 +153,15 @@ def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: f
         model[ys:ye, xs:xe] += piece
         found.append((float(px), float(py), float(s[y, x])))
     return found
+
+
+def _correlate(image: NDArray, kernel: NDArray) -> NDArray:
+    """Cross-correlation with an odd-sized kernel centred on each pixel, zeros beyond the
+    edges (OpenCV: as exact as an FFT convolution, and 0.06 s of imports, not 0.5 s)."""
+    import cv2  # lazy: only detection needs it
+
+    return cv2.filter2D(np.asarray(image, dtype=np.float64), -1, kernel,
+                        borderType=cv2.BORDER_CONSTANT)
 
 
 def _parabola(a: float, b: float, c: float) -> float:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.detect import _droll_per_exposure, _noise_variance, predicted_positions, roll_offsets
-from archi.fieldmodel import EmpiricalPsf, blur_offsets, fit_frame
+from archi.detect import _droll_per_exposure, predicted_positions, roll_offsets
+from archi.cosmics import CosmicHits
+from archi.fieldmodel import EmpiricalPsf, fit_shifts, rotational_blur
 from archi.geometry import rotate_offsets
 from archi.options import Options
+from archi.photometry import noise_per_pixel
 from archi.stars import StarList, Tracks
 from archi.visit import Visit
 
@@ -49,30 +51,36 @@ def _offsets(visit: Visit, stars: StarList) -> tuple[NDArray, NDArray]:
 
 
 def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
-           psf: EmpiricalPsf) -> tuple[NDArray, NDArray, NDArray]:
+           psf: EmpiricalPsf, cosmics: CosmicHits | None = None
+           ) -> tuple[NDArray, NDArray, NDArray]:
     n_stars, n_frames = x_pred.shape
     x, y = x_pred.copy(), y_pred.copy()
     measured = np.zeros((n_stars, n_frames), dtype=bool)
     droll = _droll_per_exposure(visit)
-    for k in range(n_frames):
-        frame = np.asarray(visit.cube[k], dtype=float)
-        blur = [blur_offsets(x_pred[j, k], y_pred[j, k], visit.target_x[k], visit.target_y[k],
-                             droll) for j in range(n_stars)]
-        fit = fit_frame(frame, x_pred[:, k], y_pred[:, k], psf, positions=True,
-                        variance_floor=_noise_variance(visit, k), blur=blur)
+    variance = noise_per_pixel(visit)
+    chunk = options.effective_chunk
+    for start in range(0, n_frames, chunk):
+        sl = slice(start, min(start + chunk, n_frames))
+        frames = np.array(visit.cube[sl], dtype=float)
+        if cosmics is not None:
+            cosmics.patch(frames, start)
+        blur = rotational_blur(x_pred[:, sl], y_pred[:, sl], visit.target_x[sl],
+                               visit.target_y[sl], droll)
+        fit = fit_shifts(frames, x_pred[:, sl], y_pred[:, sl], psf, variance[sl], blur=blur)
         with np.errstate(divide="ignore", invalid="ignore"):
             snr = np.where(fit.flux_err > 0, fit.flux / fit.flux_err, 0.0)
         ok = ((snr >= MIN_TRACK_SNR) & (fit.covered > 0.5)
               & (np.hypot(fit.dx, fit.dy) <= options.track_tolerance))
-        x[ok, k] += fit.dx[ok]
-        y[ok, k] += fit.dy[ok]
-        measured[ok, k] = True
+        x[:, sl] += np.where(ok, fit.dx, 0.0)
+        y[:, sl] += np.where(ok, fit.dy, 0.0)
+        measured[:, sl] = ok
     return x, y, measured
 
 
 def track_stars(visit: Visit, stars: StarList, options: Options,
-                psf: EmpiricalPsf | None = None) -> Tracks:
-    """Positions (n_stars, n_frames) of ``stars`` through the visit."""
+                psf: EmpiricalPsf | None = None, cosmics: CosmicHits | None = None) -> Tracks:
+    """Positions (n_stars, n_frames) of ``stars`` through the visit; ``cosmics``: hits
+    replaced before ``dynam`` fits."""
     modes = [options.star_tracking(j) for j in range(stars.n_stars)]
     x = np.empty((stars.n_stars, visit.n_frames))
     y = np.empty_like(x)
@@ -87,7 +95,7 @@ def track_stars(visit: Visit, stars: StarList, options: Options,
         x[rows], y[rows] = ox[rows], oy[rows]
         if "dynam" in modes:
             psf = psf or EmpiricalPsf.from_visit(visit)
-            dxs, dys, meas = _dynam(visit, ox, oy, options, psf)
+            dxs, dys, meas = _dynam(visit, ox, oy, options, psf, cosmics)
             rows = [j for j, m in enumerate(modes) if m == "dynam"]
             x[rows], y[rows], measured[rows] = dxs[rows], dys[rows], meas[rows]
     return Tracks(x=x, y=y, measured=measured)
