@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 NSIGMA = 6.0
 RELATIVE = 0.3
@@ -54,6 +53,7 @@ class _NanFill:
         self._index: tuple[NDArray, NDArray] | None = None
 
     def __call__(self, frame: NDArray, finite: NDArray) -> NDArray:
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
         if finite.all():
             return frame
         if self._mask is None or not np.array_equal(self._mask, finite):
@@ -75,6 +75,7 @@ def find_in_frame(frame: NDArray, variance_floor: float, nsigma: float = NSIGMA,
                   relative: float = RELATIVE, nan_fill: _NanFill | None = None
                   ) -> tuple[NDArray, NDArray, NDArray]:
     """(y, x, replacement) of the hit pixels of one frame [e]; NaN pixels are ignored."""
+    from scipy import ndimage  # lazy: keeps factor jobs' imports light
     finite = np.isfinite(frame)
     filled = (nan_fill or _NanFill())(frame, finite)
     local = _median5(filled)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from archi.errors import ArchiError
 from archi.fieldmodel import EmpiricalPsf, blur_offsets, fit_frame
@@ -116,6 +115,7 @@ def _noise_variance(visit: Visit, k: int) -> float:
 def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: float,
                       max_stars: int = 60) -> list[tuple[float, float, float]]:
     """Matched-filter CLEAN on one frame: (x, y, S/N) of candidates, brightest first."""
+    from scipy import ndimage  # lazy: keeps factor jobs' imports light
     valid = np.isfinite(image)
     img = ndimage.median_filter(np.where(valid, image, 0.0), 3)  # cosmic rays, hot pixels
     r = psf.radius

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from archi.masks import cutouts
 from archi.visit import Visit
@@ -35,6 +34,7 @@ class EmpiricalPsf:
     @classmethod
     def from_visit(cls, visit: Visit, radius: int = 60, n_frames: int = 25) -> EmpiricalPsf:
         """Median of target-centred cut-outs of up to ``n_frames`` frames spread over the visit."""
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
         index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
                           .astype(int))
         pad = radius + 3
@@ -72,6 +72,7 @@ class EmpiricalPsf:
     def phase_stamp(self, fx: float, fy: float) -> tuple[NDArray, NDArray, NDArray]:
         """Stamp and its x/y gradients for a star at sub-pixel offset (fx, fy) in [-0.5, 0.5)
         from the stamp centre (quantised to 1/oversample px, cached)."""
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
         if self._cache is None:
             self._cache = {}
         key = (int(round(fx * self.oversample)), int(round(fy * self.oversample)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.interpolate import CubicSpline
 
 SUBARRAY_SIZE = 200
 """Width and height of a CHEOPS subarray image [pixel]."""
@@ -132,6 +131,8 @@ def fill_roll_angles(mjd: ArrayLike, roll_deg: ArrayLike,
     estimate = np.interp(t_missing, t_valid, residual)
     inside = (t_missing > t_valid[0]) & (t_missing < t_valid[-1])
     if len(t_valid) >= 4 and inside.any():
+        from scipy.interpolate import CubicSpline  # lazy: 0.12 s of imports
+
         estimate[inside] = CubicSpline(t_valid, residual)(t_missing[inside])
     roll[missing] = (nominal[missing] + estimate) % 360.0
     return roll, missing

@@ -33,7 +33,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage as ndi
 
 __all__ = [
     "Aperture", "CircleAperture", "ShapeAperture", "StarSegmentation",
@@ -299,6 +298,7 @@ class CircleAperture:
 def smooth_image(image: NDArray, sigma: float) -> NDArray[np.float64]:
     """Gaussian smoothing [sigma in pixel] that ignores NaN pixels (normalised convolution);
     NaN pixels stay NaN."""
+    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
     image = np.asarray(image, dtype=float)
     finite = np.isfinite(image)
     if sigma <= 0:
@@ -325,6 +325,7 @@ def estimate_noise(image: NDArray) -> float:
 
 def _smoothed_noise(noise: float, sigma: float) -> float:
     """Noise of the smoothed image for white noise of ``noise`` per pixel."""
+    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
     if sigma <= 0:
         return noise
     delta = np.zeros((2 * int(4 * sigma + 1) + 1,) * 2)
@@ -351,6 +352,7 @@ def threshold_regions(image: NDArray, threshold: float, *, smooth: float = 0.0,
     decreasing peak, and the peak (smoothed) value of each region (m,). Together with
     :func:`grow` this is what archi's ``shape_analysis``/``repeat_removal`` needs.
     """
+    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
     sm = smooth_image(image, smooth)
     above = np.isfinite(sm) & (sm >= threshold)
     structure = ndi.generate_binary_structure(2, connectivity)
@@ -390,6 +392,7 @@ def segment_stars(image: NDArray, x: ArrayLike, y: ArrayLike, *,
     """Split one frame into one region per star; :func:`star_regions` documents the method
     and options. Returns a :class:`StarSegmentation` with the regions and the diagnostics
     (cells, thresholds, which stars fell back to a disk)."""
+    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
     image = np.asarray(image, dtype=float)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {image.shape}")
@@ -515,6 +518,7 @@ def grow(region: NDArray, layers: int, metric: str = "chebyshev") -> NDArray[np.
     The result has the input's shape: growth stops at the image edges (where archi raised
     NameError, bug B8) and nothing wraps around. ``layers = 0`` returns a copy.
     """
+    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
     region = np.asarray(region, dtype=bool)
     layers = _check_layers(layers)
     if metric not in ("chebyshev", "manhattan", "euclidean"):
