@@ -31,7 +31,8 @@ from archi.io import read_visit
 from archi.noise import load_metric, score
 from archi.options import Options
 from archi.cosmics import CosmicHits, find_cosmics
-from archi.photometry import ApertureSums, aperture_photometry, flux_errors, noise_per_pixel
+from archi.photometry import (ApertureSums, aperture_photometry, flux_errors,
+                              nested_circle_photometry, noise_per_pixel)
 from archi.prepared import Prepared
 from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
                          StarLightCurves, Tracks)
@@ -162,13 +163,19 @@ def star_factor_table(visit: Visit, prepared: Prepared, star: int, factors: Sequ
     n = len(factors)
     regions = (_star_regions(visit, prepared)
                if prepared.options.star_method(star) == "shape" else None)
-    tracks = Tracks(x=np.repeat(prepared.tracks.x[star][None, :], n, axis=0),
-                    y=np.repeat(prepared.tracks.y[star][None, :], n, axis=0),
-                    measured=np.repeat(prepared.tracks.measured[star][None, :], n, axis=0))
     apertures = [aperture_for(prepared, star, f, regions) for f in factors]
-    sums = aperture_photometry(visit.cube, tracks, apertures,
-                               chunk_frames=prepared.options.effective_chunk,
-                               cosmics=prepared.cosmics)
+    if all(isinstance(a, masks.CircleAperture) for a in apertures):
+        sums = nested_circle_photometry(visit.cube, prepared.tracks.x[star],
+                                        prepared.tracks.y[star], apertures,
+                                        chunk_frames=prepared.options.effective_chunk,
+                                        cosmics=prepared.cosmics)
+    else:
+        tracks = Tracks(x=np.repeat(prepared.tracks.x[star][None, :], n, axis=0),
+                        y=np.repeat(prepared.tracks.y[star][None, :], n, axis=0),
+                        measured=np.repeat(prepared.tracks.measured[star][None, :], n, axis=0))
+        sums = aperture_photometry(visit.cube, tracks, apertures,
+                                   chunk_frames=prepared.options.effective_chunk,
+                                   cosmics=prepared.cosmics)
     fn = _metric(prepared.options, metric)
     swallows = [engulfs_brighter_star(prepared, {star: f})[star] for f in factors]
     rows = []

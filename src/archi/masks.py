@@ -176,6 +176,8 @@ def _exact_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: float,
         ey = (iy0[sl] - y[sl])[:, None] + edges
         a = _quadrant_area(ex[:, None, :], ey[:, :, None], r)
         out[sl] = a[:, 1:, 1:] - a[:, :-1, 1:] - a[:, 1:, :-1] + a[:, :-1, :-1]
+    # rounding leaves ~1e-16 on pixels beyond the circle: they must not count as touched
+    out[out < 1e-12] = 0.0
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -276,14 +278,21 @@ class CircleAperture:
     def weights(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
         """Weights (n, size, size) in [0, 1] and cutout origins ix0, iy0 (n,) for positions
         x, y (n,) [pixel]."""
-        x, y, good = _positions(x, y)
         r = self.real_radius
-        ix0 = np.floor(x - r + 0.5).astype(np.int64)
-        iy0 = np.floor(y - r + 0.5).astype(np.int64)
+        return self.weights_in(x, y, np.floor(np.asarray(x, float) - r + 0.5),
+                               np.floor(np.asarray(y, float) - r + 0.5), self.size)
+
+    def weights_in(self, x: ArrayLike, y: ArrayLike, ix0: ArrayLike, iy0: ArrayLike,
+                   size: int) -> tuple[NDArray, NDArray, NDArray]:
+        """As :meth:`weights`, on given (size, size) cutouts at (ix0, iy0) that contain the
+        circle (e.g. the cutouts of a larger circle, so nested circles share one gather)."""
+        x, y, good = _positions(x, y)
+        ix0 = np.nan_to_num(np.asarray(ix0, float)).astype(np.int64)
+        iy0 = np.nan_to_num(np.asarray(iy0, float)).astype(np.int64)
         if self.mode == "exact":
-            w = _exact_circle(x, y, ix0, iy0, r, self.size)
+            w = _exact_circle(x, y, ix0, iy0, self.real_radius, size)
         else:
-            w = _sampled_circle(x, y, ix0, iy0, self.radius, self.grid, self.size)
+            w = _sampled_circle(x, y, ix0, iy0, self.radius, self.grid, size)
         if not good.all():
             w[~good] = 0.0
             ix0[~good] = 0

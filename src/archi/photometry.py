@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from archi.cosmics import CosmicHits
+from archi.masks import CircleAperture
 from archi.stars import Tracks
 from archi.visit import Visit
 
@@ -41,12 +42,12 @@ class ApertureSums:
     out_of_bounds: NDArray[np.bool_]  # the aperture touches NaN pixels or the image edge
 
 
-def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
-           ) -> tuple[NDArray, NDArray, NDArray]:
-    """Weighted sums of ``frames`` (n, ny, nx) under ``weights`` (n, h, w) placed at
-    (ix0, iy0) per frame: (sums, area on finite pixels, touches NaN or edge)."""
+def cut(frames: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int]
+        ) -> tuple[NDArray, NDArray]:
+    """Cutouts (n, h, w) of ``frames`` (n, ny, nx) at (ix0, iy0): values (0 where unusable)
+    and whether each pixel is usable (finite and inside the image)."""
     n, ny, nx = frames.shape
-    _, h, w = weights.shape
+    h, w = shape
     rows = iy0[:, None] + np.arange(h)[None, :]
     cols = ix0[:, None] + np.arange(w)[None, :]
     row_ok = (rows >= 0) & (rows < ny)
@@ -54,10 +55,23 @@ def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
     values = frames[np.arange(n)[:, None, None], np.clip(rows, 0, ny - 1)[:, :, None],
                     np.clip(cols, 0, nx - 1)[:, None, :]]
     valid = np.isfinite(values) & row_ok[:, :, None] & col_ok[:, None, :]
-    sums = np.where(valid, weights * np.where(valid, values, 0.0), 0.0).sum(axis=(1, 2))
+    return np.where(valid, values, 0.0), valid
+
+
+def weigh(values: NDArray, valid: NDArray, weights: NDArray
+          ) -> tuple[NDArray, NDArray, NDArray]:
+    """(sums, area on usable pixels, touches an unusable pixel) of cutouts under weights."""
+    sums = (weights * values).sum(axis=(1, 2))
     area = np.where(valid, weights, 0.0).sum(axis=(1, 2))
     touches = ((weights > 0) & ~valid).any(axis=(1, 2))
     return sums, area, touches
+
+
+def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
+           ) -> tuple[NDArray, NDArray, NDArray]:
+    """Weighted sums of ``frames`` (n, ny, nx) under ``weights`` (n, h, w) placed at
+    (ix0, iy0) per frame: (sums, area on finite pixels, touches NaN or edge)."""
+    return weigh(*cut(frames, ix0, iy0, weights.shape[1:]), weights)
 
 
 def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
@@ -79,6 +93,30 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
                 continue
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
             flux[j, sl], area[j, sl], oob[j, sl] = gather(frames, w, ix0, iy0)
+    return ApertureSums(flux, area, oob)
+
+
+def nested_circle_photometry(cube: NDArray, x: NDArray, y: NDArray,
+                             circles: Sequence[CircleAperture], chunk_frames: int = 64,
+                             cosmics: CosmicHits | None = None) -> ApertureSums:
+    """One star (positions x, y per frame) through several circles: each chunk of frames is
+    cut out once, in the largest circle's box, and every circle weighs the same cutouts.
+    Rows of the result follow ``circles``."""
+    n_frames = len(x)
+    big = max(circles, key=lambda c: c.real_radius)
+    flux = np.full((len(circles), n_frames), np.nan)
+    area = np.zeros((len(circles), n_frames))
+    oob = np.zeros((len(circles), n_frames), dtype=bool)
+    for start in range(0, n_frames, chunk_frames):
+        sl = slice(start, min(start + chunk_frames, n_frames))
+        frames = np.array(cube[sl], dtype=np.float64)
+        if cosmics is not None:
+            cosmics.patch(frames, start)
+        _, ix0, iy0 = big.weights(x[sl], y[sl])
+        values, valid = cut(frames, ix0, iy0, big.cutout_shape)
+        for i, circle in enumerate(circles):
+            w, _, _ = circle.weights_in(x[sl], y[sl], ix0, iy0, big.size)
+            flux[i, sl], area[i, sl], oob[i, sl] = weigh(values, valid, w)
     return ApertureSums(flux, area, oob)
 
 

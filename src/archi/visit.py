@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.io.products import VisitId
+if TYPE_CHECKING:  # a type only: importing archi.io here would be circular
+    from archi.io.products import VisitId
 
 GAIN_E_PER_ADU = 1.96
 """Conversion of the DRP RON column [ADU per readout] to electrons (archi's value; the
