@@ -106,9 +106,11 @@ def photometry_decision(wildcards):
 
 
 def last_round(visit):
-    """Walk the rounds through the checkpoint until one decides that no star needs more."""
+    """Walk the rounds through the checkpoint until one decides that no star needs more.
+    The last allowed round needs no decision (nothing can follow it): one job less on the
+    critical path."""
     options = OPTIONS[visit]
-    for r in range(options.optimization_extensions + 1):
+    for r in range(options.optimization_extensions):
         decision = search.read_decision(
             checkpoints.select_round.get(visit=visit, round=r).output[0]
         )

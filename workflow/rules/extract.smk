@@ -28,6 +28,8 @@ rule export_text:
         "results/{visit}/lightcurves.fits",
     output:
         "results/{visit}/lightcurves.txt",
+    benchmark:
+        "results/{visit}/benchmarks/export_text.tsv"
     log:
         "logs/{visit}/export_text.log",
     conda:
