@@ -540,7 +540,7 @@ def workflow_job_stats(bench: Path) -> dict[str, JobStats]:
     groups = {
         "prepare": [bench / "prepare.tsv"],
         "photometry": sorted(bench.glob("optimization/round*/f*.tsv")),
-        "fine_tune": sorted(bench.glob("optimization/fine/star*.tsv")),
+        "fine_tune": sorted(bench.glob("optimization/fine/part*.tsv")),
         "extract": [bench / "extract.tsv"],
         "export_text": [bench / "export_text.tsv"],
     }

@@ -517,3 +517,14 @@ def test_factors_file_write_is_atomic(tmp_path, monkeypatch):
     assert not (tmp_path / "new.yaml").exists()
     assert leftovers(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == ["f.yaml"]
+
+
+def test_fine_tune_parts_share_the_stars_evenly():
+    from archi.search import fine_tune_parts
+
+    plan = {j: [10.0] for j in (0, 2, 3, 5, 7, 8, 9)}
+    assert fine_tune_parts(plan, 3) == [[0, 2, 3], [5, 7], [8, 9]]
+    assert fine_tune_parts(plan, 10) == [[j] for j in sorted(plan)]  # at most one per star
+    assert fine_tune_parts({}, 4) == []
+    with pytest.raises(ValueError):
+        fine_tune_parts(plan, 0)

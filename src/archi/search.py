@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -88,6 +89,17 @@ def fine_tune_plan(table: pd.DataFrame, options: Options) -> dict[int, list[floa
     plan = opt.fine_tune_plan(opt.best_factors(table), methods)
     return {int(star): [opt.round_factor(r) for r in radii]
             for star, radii in sorted(plan.items()) if radii}
+
+
+def fine_tune_parts(plan: dict[int, list[float]], jobs: int) -> list[list[int]]:
+    """The stars of each fine-tune job: at most ``jobs`` parts of nearly equal size (fewer
+    when there are fewer stars), in star order. Few parts pay the start-up cost of a job
+    (interpreter, imports, reading the cube) few times; many parts run in parallel."""
+    if jobs < 1:
+        raise ValueError(f"fine-tune jobs must be >= 1, got {jobs}")
+    stars = sorted(plan)
+    n = min(jobs, len(stars))
+    return [[int(s) for s in part] for part in np.array_split(stars, n)] if n else []
 
 
 def merge_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:

@@ -63,6 +63,7 @@ wildcard_constraints:
     round=r"\d+",
     factor=r"(0|[1-9][0-9]*)(\.[0-9]*[1-9])?",
     star=r"\d+",
+    part=r"\d+",
 
 
 def visit_folder(wildcards):
@@ -122,7 +123,8 @@ def last_round(visit):
 def fine_tables(wildcards):
     plan_path = checkpoints.plan_fine_tune.get(visit=wildcards.visit).output[0]
     plan = yaml.safe_load(Path(plan_path).read_text()) or {}
-    return [f"{opt_dir(wildcards.visit)}/fine/star{star}.tsv" for star in sorted(plan)]
+    parts = search.fine_tune_parts(plan, config["fine_tune_jobs"])
+    return [f"{opt_dir(wildcards.visit)}/fine/part{i}.tsv" for i in range(len(parts))]
 
 
 def all_search_tables(wildcards):

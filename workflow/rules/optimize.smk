@@ -1,5 +1,5 @@
 # The factor search: one photometry job per factor, a checkpoint per round that decides which
-# stars need a higher range, then one job per fine-tune radius. Factor files are written
+# stars need a higher range, then the circle fine tune in `fine_tune_jobs` jobs per visit. Factor files are written
 # atomically, so a killed job never leaves a table that looks complete.
 
 
@@ -81,17 +81,19 @@ checkpoint plan_fine_tune:
 
 
 rule fine_tune:
-    """CDPP of one star over its fine-tune radii, in one pass over the cube."""
+    """CDPP of a part of the fine-tune stars over their radii (one cube pass per star)."""
     input:
         visit=visit_folder,
         prepared="results/{visit}/prepared.fits",
         plan="results/{visit}/optimization/fine_plan.yaml",
     output:
-        "results/{visit}/optimization/fine/star{star}.tsv",
+        "results/{visit}/optimization/fine/part{part}.tsv",
+    params:
+        jobs=config["fine_tune_jobs"],
     benchmark:
-        "results/{visit}/benchmarks/optimization/fine/star{star}.tsv"
+        "results/{visit}/benchmarks/optimization/fine/part{part}.tsv"
     log:
-        "logs/{visit}/optimization/fine/star{star}.log",
+        "logs/{visit}/optimization/fine/part{part}.log",
     group:
         "factors"
     resources:
@@ -100,7 +102,7 @@ rule fine_tune:
     conda:
         "../envs/archi.yaml"
     script:
-        "../scripts/fine_tune_star.py"
+        "../scripts/fine_tune_stars.py"
 
 
 rule choose_factors:
