@@ -6,10 +6,13 @@
   first-frame position (no pointing jitter).
 * ``offsets``: as static, but about the target's DRP centroid of each frame, so the whole
   field follows the pointing jitter.
-* ``dynam``: measured in each frame. All stars are fitted together with the visit's empirical
-  PSF at their ``offsets`` predictions, solving for small shifts (blended neighbours are
-  modelled, not ignored); a shift larger than ``track_tolerance`` or a star too faint or
-  off the field in that frame falls back to the prediction (``Tracks.measured`` False).
+* ``dynam``: measured in each frame. Each star is fitted with the visit's empirical PSF on a
+  25x25-pixel window about its ``offsets`` prediction, solving for a small shift, all
+  frames of a chunk at once (:func:`archi.fieldmodel.fit_shifts`); neighbours whose light
+  reaches the window are modelled with their own fits, iterated (blends are modelled, not
+  ignored). Cosmic-ray hits found by prepare are replaced first. A shift larger than
+  ``track_tolerance`` or a star too faint or off the field in that frame falls back to the
+  prediction (``Tracks.measured`` False).
 
 Roll angles must be finite (the reader estimates NaN ones from time).
 """
