@@ -272,12 +272,6 @@ def _split(p: NDArray, oversample: int) -> tuple[NDArray, NDArray]:
     return whole, np.rint((p - whole) * oversample).astype(np.int64)
 
 
-def _quantised(p: NDArray, oversample: int) -> NDArray:
-    """Where :func:`window_templates` puts a star at p: p rounded to 1/oversample px."""
-    whole, key = _split(p, oversample)
-    return whole + key / oversample
-
-
 def window_templates(psf: EmpiricalPsf, x: NDArray, y: NDArray, ix: NDArray, iy: NDArray,
                      half: int, gradients: bool = True) -> list[NDArray]:
     """Unit-flux PSF of a star at (x[k], y[k]) (and its x/y gradients) sampled on the
@@ -325,37 +319,20 @@ class ShiftFit:
 
 def fit_shifts(frames: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf,
                variance_floor: NDArray, *, blur: NDArray | None = None, half: int = 12,
-               neighbour_distance: float | None = None, sweeps: int = 6, steps: int = 2,
-               clip: float = 6.0) -> ShiftFit:
+               neighbour_distance: float | None = None, sweeps: int = 6, clip: float = 6.0
+               ) -> ShiftFit:
     """Flux and position shift of every star in every frame of ``frames`` (n, H, W).
 
     Each star is fitted on a (2 half + 1)^2 window about its predicted position (x, y)
-    (n_stars, n) with the PSF and its gradients, all frames at once. The fit is linearised
-    about the position: ``steps`` Gauss-Newton steps, each from where the last one ended
-    (one step leaves 0.1 px of a 0.8-px prediction error, two leave 0.01 px). Neighbours
-    closer than ``neighbour_distance`` [pixel] (default: every star whose PSF stamp reaches
-    the window) are modelled with their own fits of the previous sweep (block Jacobi; six
-    sweeps converge for a pair 15 px apart, three do not), so blends and bright halos do not
-    pull positions. ``blur``: (m, n_stars, n, 2) offsets averaged over to model the
-    rotational smear within one exposure. Weights 1/(|model| + floor); pixels beyond
-    ``clip`` sigma (cosmic rays) are dropped in the last sweep.
+    (n_stars, n) with the PSF and its gradients (a linearised, Gauss-Newton step), all
+    frames at once. Neighbours closer than ``neighbour_distance`` [pixel] (default: every
+    star whose PSF stamp reaches the window) are modelled with their own fits of the previous
+    sweep (block Jacobi; six sweeps converge for a pair 15 px apart, three do not), so
+    blends and bright halos do not pull positions.
+    ``blur``: (m, n_stars, n, 2) offsets averaged over to model the rotational smear within
+    one exposure. Weights 1/(|model| + floor); pixels beyond ``clip`` sigma (cosmic rays)
+    are dropped in the last sweep.
     """
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    at_x, at_y = x, y
-    for step in range(steps):
-        fit = _fit_step(frames, at_x, at_y, psf, variance_floor, blur, half,
-                        neighbour_distance, sweeps, clip)
-        if step < steps - 1:  # move to the fitted position (a bounded step) and refit
-            at_x = at_x + np.clip(fit.dx, -2.0, 2.0)
-            at_y = at_y + np.clip(fit.dy, -2.0, 2.0)
-    return ShiftFit(fit.flux, fit.flux_err, at_x - x + fit.dx, at_y - y + fit.dy, fit.covered)
-
-
-def _fit_step(frames: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf,
-              variance_floor: NDArray, blur: NDArray | None, half: int,
-              neighbour_distance: float | None, sweeps: int, clip: float) -> ShiftFit:
-    """One linearised step of :func:`fit_shifts` about positions (x, y)."""
     n_stars, n = x.shape
     size = 2 * half + 1
     if neighbour_distance is None:
@@ -364,13 +341,6 @@ def _fit_step(frames: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf,
     iy = np.floor(y + 0.5).astype(np.int64)
     floor = np.asarray(variance_floor, float)[:, None]
     data, valid, own = [], [], []
-    # the templates sit at positions quantised to 1/oversample px: shifts are measured from
-    # there (for a smeared star, from the mean of its quantised arc)
-    offsets = np.zeros((1, n_stars, n, 2)) if blur is None else blur
-    qx = np.mean([_quantised(x + b[..., 0], psf.oversample) - x for b in offsets], axis=0)
-    qy = np.mean([_quantised(y + b[..., 1], psf.oversample) - y for b in offsets], axis=0)
-    qx -= np.mean(offsets[..., 0], axis=0)
-    qy -= np.mean(offsets[..., 1], axis=0)
     for j in range(n_stars):
         d = cutouts(frames, ix[j] - half, iy[j] - half, (size, size))
         ok = np.isfinite(d)
@@ -418,8 +388,6 @@ def _fit_step(frames: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf,
         dy = np.where(flux > 0, sol[:, :, 2] / flux, 0.0)
         covered = np.array([(own[j][:, :, 0] * valid[j]).sum(axis=1)
                             / own[j][:, :, 0].sum(axis=1) for j in range(n_stars)])
-    measured = flux > 0
     return ShiftFit(np.nan_to_num(flux), np.sqrt(np.nan_to_num(var[:, :, 0], nan=np.inf)),
-                    np.where(measured, np.nan_to_num(dx) + qx, 0.0),
-                    np.where(measured, np.nan_to_num(dy) + qy, 0.0), np.nan_to_num(covered))
+                    np.nan_to_num(dx), np.nan_to_num(dy), np.nan_to_num(covered))
 
