@@ -73,36 +73,29 @@ class EmpiricalPsf:
 
     def phase_stamp(self, fx: float, fy: float) -> tuple[NDArray, NDArray, NDArray]:
         """Stamp and its x/y gradients for a star at sub-pixel offset (fx, fy) in [-0.5, 0.5)
-        from the stamp centre (quantised to 1/oversample px, cached)."""
-        from scipy import ndimage  # lazy: keeps factor jobs' imports light
-        if self._cache is None:
-            self._cache = {}
-        key = (int(round(fx * self.oversample)), int(round(fy * self.oversample)))
-        hit = self._cache.get(key)
-        if hit is None:
-            s = ndimage.shift(self.stamp, (key[1] / self.oversample, key[0] / self.oversample),
-                              order=3, mode="constant")
-            gy, gx = np.gradient(s)
-            hit = self._cache[key] = (s, gx, gy)
-        return hit
+        from the stamp centre (quantised to 1/oversample px, cached in the phase bank)."""
+        kx, ky = int(round(fx * self.oversample)), int(round(fy * self.oversample))
+        bank, row = self.phase_bank(np.array([kx]), np.array([ky]))
+        return bank[0, row[0]], bank[1, row[0]], bank[2, row[0]]
 
     def phase_bank(self, kx: NDArray, ky: NDArray) -> tuple[NDArray, NDArray]:
         """Stamps and gradients of phase keys (kx, ky) [1/oversample px] in one array
         (3, n_phases, size, size), and the row of each key; filled as phases are used."""
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+
         n_keys = self.oversample + 1  # keys -oversample/2 .. +oversample/2
         if self._cache is None:
-            self._cache = {}
-        if "bank" not in self._cache:
-            self._cache["bank"] = np.zeros((3, n_keys * n_keys, self.size, self.size))
-            self._cache["filled"] = np.zeros(n_keys * n_keys, dtype=bool)
+            self._cache = {"bank": np.zeros((3, n_keys * n_keys, self.size, self.size)),
+                           "filled": np.zeros(n_keys * n_keys, dtype=bool)}
         bank, filled = self._cache["bank"], self._cache["filled"]
         half = self.oversample // 2
         row = (np.asarray(ky) + half) * n_keys + (np.asarray(kx) + half)
         for r in np.unique(row[~filled[row]]):
-            stamps = self.phase_stamp((r % n_keys - half) / self.oversample,
-                                      (r // n_keys - half) / self.oversample)
-            for i in range(3):
-                bank[i, r] = stamps[i]
+            shift_x = (r % n_keys - half) / self.oversample
+            shift_y = (r // n_keys - half) / self.oversample
+            s = ndimage.shift(self.stamp, (shift_y, shift_x), order=3, mode="constant")
+            gy, gx = np.gradient(s)
+            bank[0, r], bank[1, r], bank[2, r] = s, gx, gy
             filled[r] = True
         return bank, row
 
