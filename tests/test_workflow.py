@@ -71,6 +71,13 @@ def results_of(workdir: Path, visit: str) -> tuple[np.ndarray, pd.DataFrame]:
     return curves.flux, table
 
 
+def stored_factors(workdir: Path, visit: str) -> dict[int, float]:
+    """Star -> factor of a visit's optimized_factors.yaml."""
+    path = workdir / "results" / visit / "optimization" / "optimized_factors.yaml"
+    (entry,) = yaml.safe_load(path.read_text())["visits"].values()
+    return {star: s["factor"] for star, s in entry["stars"].items()}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Two visits in one invocation with -j4."""
@@ -110,14 +117,25 @@ def test_dry_run_lists_one_photometry_job_per_factor(reference):
         assert f"round0/f{format_factor(f)}.tsv" in dry
 
 
-def test_best_factor_at_the_top_triggers_an_extension_round_and_fine_tune(tmp_path):
-    work = make_workdir(tmp_path, {"edge": 5}, photometry={"val_range": [4, 8], "step": 2})
+EDGE_PHOTOMETRY = {"val_range": [4, 8], "step": 2}
+
+
+@pytest.fixture(scope="module")
+def edge_run(tmp_path_factory):
+    """A visit whose best factors sit at the top of a grid of too small radii: an extension
+    round, then the fine tune."""
+    work = make_workdir(tmp_path_factory.mktemp("edge"), {"edge": 5}, photometry=EDGE_PHOTOMETRY)
     run = snakemake(work, "-j4")
     assert run.returncode == 0, run.stdout[-3000:]
+    return work
+
+
+def test_best_factor_at_the_top_triggers_an_extension_round_and_fine_tune(edge_run):
+    work = edge_run
     opt_dir = work / "results" / "edge" / "optimization"
     decision = search.read_decision(opt_dir / "round0.yaml")
     assert decision.extend  # radii of 4-8 px are far too small for the CHEOPS PSF
-    options = Options.from_mapping({**SMALL_PHOTOMETRY, "val_range": [4, 8], "step": 2})
+    options = Options.from_mapping({**SMALL_PHOTOMETRY, **EDGE_PHOTOMETRY})
     round1 = search.round_factors(options, 1)
     assert round1 == [10.0, 12.0, 14.0, 16.0]
     for f in round1:
@@ -130,6 +148,22 @@ def test_best_factor_at_the_top_triggers_an_extension_round_and_fine_tune(tmp_pa
     assert sorted(set(table.star)) == sorted(plan)
     for _, runs in table.groupby("star"):
         assert len(runs) == 21 and np.allclose(np.diff(np.sort(runs.factor)), 0.1)
+
+
+def test_one_search_job_per_visit_finds_the_same_factors_and_curves(tmp_path, edge_run):
+    work = make_workdir(tmp_path, {"edge": 5}, photometry=EDGE_PHOTOMETRY)
+    run = snakemake(work, "-j2", "--config", "search_jobs=visit")
+    assert run.returncode == 0, run.stdout[-3000:]
+    counts = job_counts(run.stdout)
+    assert counts["search_visit"] == 1
+    assert not {"photometry", "select_round", "fine_tune", "choose_factors"} & set(counts)
+    flux, table = results_of(work, "edge")
+    ref_flux, ref_table = results_of(edge_run, "edge")
+    assert len(table) > len(ref_table.star.unique()) * 21  # grid, extension and fine tune
+    # the same runs; CDPPs equal to rounding (one pass sums the pixels in another order)
+    pd.testing.assert_frame_equal(table, ref_table, check_exact=False, rtol=1e-9)
+    assert stored_factors(work, "edge") == stored_factors(edge_run, "edge")
+    assert np.array_equal(flux, ref_flux, equal_nan=True)
 
 
 def test_a_failed_factor_is_the_only_one_rerun(tmp_path):

@@ -210,21 +210,32 @@ def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dic
     return factors, cdpp, valid
 
 
+def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
+                 metric: Metric | None = None) -> pd.DataFrame:
+    """CDPP table of every star of ``factors`` at each of its factors (star -> factors)."""
+    tables = [star_factor_table(visit, prepared, star, star_factors, metric)
+              for star, star_factors in factors.items() if len(star_factors)]
+    return search.merge_tables(tables)
+
+
 def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None
                      ) -> OptimizationResult:
     """archi's search, in process (:mod:`archi.search`): the factor grid, range extensions
-    for stars whose best factor is at the top edge, then the circle fine tune."""
+    for stars whose best factor is at the top edge, then the circle fine tune. The same
+    runs as the workflow's per-factor jobs, but each round is one pass per star over the
+    cube."""
     options = prepared.options
-    tables = [cdpp_table(visit, prepared, f, metric=metric)
-              for f in search.round_factors(options, 0)]
+    stars = range(prepared.stars.n_stars)
+    grid = search.round_factors(options, 0)
+    tables = [factor_table(visit, prepared, {j: grid for j in stars}, metric)]
     decision = search.decide_round(search.merge_tables(tables), options, 0)
     while not decision.done:
         next_round = decision.round_index + 1
-        tables += [cdpp_table(visit, prepared, f, stars=decision.extend, metric=metric)
-                   for f in search.round_factors(options, next_round)]
+        grid = search.round_factors(options, next_round)
+        tables.append(factor_table(visit, prepared, {j: grid for j in decision.extend}, metric))
         decision = search.decide_round(search.merge_tables(tables), options, next_round)
-    for star, radii in search.fine_tune_plan(search.merge_tables(tables), options).items():
-        tables.append(star_factor_table(visit, prepared, star, radii, metric))
+    plan = search.fine_tune_plan(search.merge_tables(tables), options)
+    tables.append(factor_table(visit, prepared, plan, metric))
     table = search.merge_tables(tables)
     factors, cdpp, valid = choose(table)
     return OptimizationResult(factors, cdpp, valid, table)

@@ -1,6 +1,9 @@
-# The factor search: one photometry job per factor, a checkpoint per round that decides which
-# stars need a higher range, then the circle fine tune in `fine_tune_jobs` jobs per visit. Factor files are written
-# atomically, so a killed job never leaves a table that looks complete.
+# Detection and tracking, then the factor search. With `search_jobs: factor`, one photometry
+# job per factor, a checkpoint per round that decides which stars need a higher range, then
+# the circle fine tune in `fine_tune_jobs` jobs per visit; with `search_jobs: visit`, the
+# whole search of a visit in one job. Either way the search ends in the same two files
+# (optimized_factors.yaml, all_cdpp.tsv). Tables are written atomically, so a killed job
+# never leaves one that looks complete.
 
 
 rule prepare:
@@ -25,100 +28,127 @@ rule prepare:
         "../scripts/prepare.py"
 
 
-rule photometry:
-    """CDPP of every star (round 0) or of the extended stars (later rounds) at one factor."""
-    input:
-        visit=visit_folder,
-        prepared="results/{visit}/prepared.fits",
-        decision=photometry_decision,
-    output:
-        "results/{visit}/optimization/round{round}/f{factor}.tsv",
-    benchmark:
-        "results/{visit}/benchmarks/optimization/round{round}/f{factor}.tsv"
-    log:
-        "logs/{visit}/optimization/round{round}/f{factor}.log",
-    group:
-        "factors"
-    resources:
-        mem_mb=1500,
-        runtime=5,
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/photometry_factor.py"
+if config["search_jobs"] == "factor":
+
+    rule photometry:
+        """CDPP of every star (round 0) or of the extended stars (later rounds) at one factor."""
+        input:
+            visit=visit_folder,
+            prepared="results/{visit}/prepared.fits",
+            decision=photometry_decision,
+        output:
+            "results/{visit}/optimization/round{round}/f{factor}.tsv",
+        benchmark:
+            "results/{visit}/benchmarks/optimization/round{round}/f{factor}.tsv"
+        log:
+            "logs/{visit}/optimization/round{round}/f{factor}.log",
+        group:
+            "factors"
+        resources:
+            mem_mb=1500,
+            runtime=5,
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/photometry_factor.py"
 
 
-checkpoint select_round:
-    """Best factors so far; which stars sit at the top of the range and go on."""
-    input:
-        unpack(select_round_input),
-    output:
-        "results/{visit}/optimization/round{round}.yaml",
-    params:
-        options=options_of,
-    log:
-        "logs/{visit}/optimization/round{round}.log",
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/select_round.py"
+    checkpoint select_round:
+        """Best factors so far; which stars sit at the top of the range and go on."""
+        localrule: True
+        input:
+            unpack(select_round_input),
+        output:
+            "results/{visit}/optimization/round{round}.yaml",
+        params:
+            options=options_of,
+        log:
+            "logs/{visit}/optimization/round{round}.log",
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/select_round.py"
 
 
-checkpoint plan_fine_tune:
-    """Stars of the circle fine tune and their radii (best +/- 1 px in 0.1-px steps)."""
-    input:
-        all_search_tables,
-    output:
-        "results/{visit}/optimization/fine_plan.yaml",
-    params:
-        options=options_of,
-    log:
-        "logs/{visit}/optimization/fine_plan.log",
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/plan_fine_tune.py"
+    checkpoint plan_fine_tune:
+        """Stars of the circle fine tune and their radii (best +/- 1 px in 0.1-px steps)."""
+        localrule: True
+        input:
+            all_search_tables,
+        output:
+            "results/{visit}/optimization/fine_plan.yaml",
+        params:
+            options=options_of,
+        log:
+            "logs/{visit}/optimization/fine_plan.log",
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/plan_fine_tune.py"
 
 
-rule fine_tune:
-    """CDPP of a part of the fine-tune stars over their radii (one cube pass per star)."""
-    input:
-        visit=visit_folder,
-        prepared="results/{visit}/prepared.fits",
-        plan="results/{visit}/optimization/fine_plan.yaml",
-    output:
-        "results/{visit}/optimization/fine/part{part}.tsv",
-    params:
-        jobs=config["fine_tune_jobs"],
-    benchmark:
-        "results/{visit}/benchmarks/optimization/fine/part{part}.tsv"
-    log:
-        "logs/{visit}/optimization/fine/part{part}.log",
-    group:
-        "factors"
-    resources:
-        mem_mb=1500,
-        runtime=5,
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/fine_tune_stars.py"
+    rule fine_tune:
+        """CDPP of a part of the fine-tune stars over their radii (one cube pass per star)."""
+        input:
+            visit=visit_folder,
+            prepared="results/{visit}/prepared.fits",
+            plan="results/{visit}/optimization/fine_plan.yaml",
+        output:
+            "results/{visit}/optimization/fine/part{part}.tsv",
+        params:
+            jobs=config["fine_tune_jobs"],
+        benchmark:
+            "results/{visit}/benchmarks/optimization/fine/part{part}.tsv"
+        log:
+            "logs/{visit}/optimization/fine/part{part}.log",
+        group:
+            "factors"
+        resources:
+            mem_mb=1500,
+            runtime=5,
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/fine_tune_stars.py"
 
 
-rule choose_factors:
-    """The best factor of every star over all runs; the optimised-factors file."""
-    input:
-        search=all_search_tables,
-        fine=fine_tables,
-        prepared="results/{visit}/prepared.fits",
-    output:
-        factors="results/{visit}/optimization/optimized_factors.yaml",
-        table="results/{visit}/optimization/all_cdpp.tsv",
-    params:
-        options=options_of,
-    log:
-        "logs/{visit}/optimization/choose_factors.log",
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/choose_factors.py"
+    rule choose_factors:
+        """The best factor of every star over all runs; the optimised-factors file."""
+        localrule: True
+        input:
+            search=all_search_tables,
+            fine=fine_tables,
+            prepared="results/{visit}/prepared.fits",
+        output:
+            factors="results/{visit}/optimization/optimized_factors.yaml",
+            table="results/{visit}/optimization/all_cdpp.tsv",
+        params:
+            options=options_of,
+        log:
+            "logs/{visit}/optimization/choose_factors.log",
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/choose_factors.py"
+
+else:
+
+    rule search_visit:
+        """The whole factor search of a visit in one job (grid, extensions, fine tune)."""
+        input:
+            visit=visit_folder,
+            prepared="results/{visit}/prepared.fits",
+        output:
+            factors="results/{visit}/optimization/optimized_factors.yaml",
+            table="results/{visit}/optimization/all_cdpp.tsv",
+        benchmark:
+            "results/{visit}/benchmarks/optimization/search_visit.tsv"
+        log:
+            "logs/{visit}/optimization/search_visit.log",
+        resources:
+            mem_mb=1500,
+            runtime=15,
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/search_visit.py"

@@ -1,0 +1,20 @@
+"""Snakemake script: the whole factor search of a visit in one job; the factors file."""
+
+from _common import start_log
+
+from archi import api
+from archi.optimize import write_cdpp_table, write_optimized_factors
+from archi.prepared import read_prepared
+
+log = start_log(snakemake)
+prepared = read_prepared(snakemake.input.prepared)
+options = prepared.options
+visit = api.load_visit(prepared.visit_folder, options, prepared.layout)
+result = api.optimize_factors(visit, prepared)
+log.info("factors %s; cdpp %s; valid %s", result.factors, result.cdpp, result.valid)
+write_cdpp_table(result.table, snakemake.output.table)
+write_optimized_factors(snakemake.output.factors, result.factors, methods=options.method,
+                        visit_id=prepared.visit_key, cdpp=result.cdpp,
+                        settings={"initial_detect": options.initial_detect,
+                                  "detect_mode": options.detect_mode,
+                                  "grid_bg": options.grid_bg})
