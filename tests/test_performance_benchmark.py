@@ -167,8 +167,11 @@ def test_cdpp_comparison_against_a_fake_archi(perf, tiny_run):
     stepped = by_star[kept[0]]
     assert stepped.archi_jumps == 1 and stepped.our_jumps == 0
     size = perf.SizeResult(60, tiny_run[0], perf.WorkflowRun(10.0, {}, math.nan, results),
+                           perf.WorkflowRun(4.0, {}, math.nan, results),
                            archi=archi, comparison=comparison)
     report = perf.render(perf.Benchmark("test", {"CPU": "test"}, sizes=[size]))
     assert "only ours: star 1" in report
-    assert "| 10.0 | 100.0 | 99.0 | 500 |" in report  # ours wall, archi wall, own timer, RSS
-    assert "**10.0x**" in report
+    # per mode: ours wall, archi wall, its own timer, RSS; the speed-up
+    assert "| search_jobs: factor | 10.0 | 100.0 | 99.0 | 500 |" in report
+    assert "| search_jobs: visit | 4.0 | 100.0 | 99.0 | 500 |" in report
+    assert "**10.0x**" in report and "**25.0x**" in report
