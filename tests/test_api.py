@@ -111,3 +111,23 @@ def test_other_mask_kinds_run_end_to_end(options, small_visit_module):
     # the target's light curve is a real measurement: within 20 % of the DRP's DEFAULT flux
     ratio = np.median(curves.flux[0]) / np.median(visit.lightcurves["DEFAULT"].flux)
     assert 0.8 < ratio < 1.2
+
+
+@pytest.mark.parametrize("method", ["circle", "circle+shape"])
+def test_one_pass_factor_table_equals_one_run_per_factor(method, small_visit_module):
+    """The per-visit search measures each round in one pass: the same table as one
+    cdpp_table per (star, factor), circles and shape masks alike."""
+    import pandas as pd
+
+    from archi import search
+
+    options = Options(method=method, val_range=(4, 12), step=4)
+    visit = api.load_visit(small_visit_module.drp_folder, options)
+    prepared = api.prepare(visit, options)
+    factors = {0: [4.0, 8.0, 12.5], 2: [8.0], 3: [4.0, 12.0]}
+    table = api.factor_table(visit, prepared, factors)
+    expected = search.merge_tables([api.cdpp_table(visit, prepared, f, stars=[j])
+                                    for j, star_factors in factors.items()
+                                    for f in star_factors])
+    assert len(table) == 6 and table.valid.any()
+    pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-10)

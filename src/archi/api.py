@@ -212,18 +212,35 @@ def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dic
 
 def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
                  metric: Metric | None = None) -> pd.DataFrame:
-    """CDPP table of every star of ``factors`` at each of its factors (star -> factors)."""
-    tables = [star_factor_table(visit, prepared, star, star_factors, metric)
-              for star, star_factors in factors.items() if len(star_factors)]
-    return search.merge_tables(tables)
+    """CDPP table of every star of ``factors`` at each of its factors (star -> factors), all
+    runs measured in one pass over the cube (the same numbers as one :func:`cdpp_table`
+    per factor)."""
+    runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
+    if not runs:
+        return search.merge_tables([])
+    options = prepared.options
+    stars = np.array([j for j, _ in runs])
+    needs_regions = any(options.star_method(j) == "shape" for j in set(stars.tolist()))
+    regions = _star_regions(visit, prepared) if needs_regions else None
+    apertures = [aperture_for(prepared, j, f, regions) for j, f in runs]
+    tracks = prepared.tracks
+    sums = aperture_photometry(
+        visit.cube, Tracks(x=tracks.x[stars], y=tracks.y[stars], measured=tracks.measured[stars]),
+        apertures, chunk_frames=options.effective_chunk, cosmics=prepared.cosmics)
+    fn = _metric(options, metric)
+    rows = []
+    for i, (j, f) in enumerate(runs):
+        value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
+        rows.append((j, f, value, valid and not engulfs_brighter_star(prepared, {j: f})[j]))
+    return search.merge_tables([opt.runs_table(rows)])
 
 
 def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None
                      ) -> OptimizationResult:
     """archi's search, in process (:mod:`archi.search`): the factor grid, range extensions
     for stars whose best factor is at the top edge, then the circle fine tune. The same
-    runs as the workflow's per-factor jobs, but each round is one pass per star over the
-    cube."""
+    runs as the workflow's per-factor jobs, each round (every star, every factor) measured
+    in one pass over the cube."""
     options = prepared.options
     stars = range(prepared.stars.n_stars)
     grid = search.round_factors(options, 0)

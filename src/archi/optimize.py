@@ -242,18 +242,28 @@ def make_cdpp_table(factors: float | Mapping[int, float], cdpp: Mapping[int, flo
     invalid run gets ``cdpp = INVALID_CDPP`` and ``valid = False``.
     Rows are sorted by star.
     """
-    rows = []
+    runs = []
     for star in sorted(_check_star(s) for s in cdpp):
         if isinstance(factors, Mapping):
             if star not in factors:
                 raise ValueError(f"no factor given for star {star}")
-            factor = round_factor(factors[star])
+            factor = factors[star]
         else:
-            factor = round_factor(factors)
-        value = float(cdpp[star])
-        ok = bool(True if valid is None else valid.get(star, False))
-        ok = ok and math.isfinite(value) and value < INVALID_CDPP
-        rows.append((star, factor, value if ok else INVALID_CDPP, ok))
+            factor = factors
+        runs.append((star, factor, cdpp[star],
+                     bool(True if valid is None else valid.get(star, False))))
+    return runs_table(runs)
+
+
+def runs_table(runs: Iterable[tuple[int, float, float, bool]]) -> pd.DataFrame:
+    """CDPP table of any runs ``(star, factor, cdpp, valid)``, in the given order, with the
+    rule of :func:`make_cdpp_table` for invalid runs."""
+    rows = []
+    for star, factor, value, ok in runs:
+        value = float(value)
+        ok = bool(ok) and math.isfinite(value) and value < INVALID_CDPP
+        rows.append((_check_star(star), round_factor(factor), value if ok else INVALID_CDPP,
+                     ok))
     return _typed_table(pd.DataFrame(rows, columns=list(CDPP_TABLE_COLUMNS)))
 
 
