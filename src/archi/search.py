@@ -21,7 +21,6 @@ import yaml
 
 from archi import optimize as opt
 from archi.errors import CorruptProductError
-from archi.io.fitswrite import atomic_path
 from archi.options import Options
 
 
@@ -65,6 +64,8 @@ def write_decision(path: str | Path, decision: RoundDecision) -> None:
                            "done": decision.done,
                            "best": {k: (None if v != v else v)
                                     for k, v in decision.best.items()}}, sort_keys=False)
+    from archi.io.fitswrite import atomic_path  # lazy: astropy slows Snakemake's start
+
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
 
