@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from archi import api
-from archi.cosmics import find_cosmics
+from archi.cosmics import _NanFill, find_cosmics, find_in_frame
 from archi.io import read_visit
 from archi.options import Options
 from archi.photometry import noise_per_pixel
@@ -49,3 +49,57 @@ def test_cleaning_removes_outliers_from_light_curves(small_visit, tmp_path):
     deviation = lambda f: np.abs(f / truth.flux[0] - np.median(f / truth.flux[0]))
     assert deviation(clean_flux.flux[0]).max() < deviation(raw_flux.flux[0]).max()
     assert np.median(clean_flux.flux[0]) == pytest.approx(np.median(raw_flux.flux[0]), rel=1e-3)
+
+
+def _reference_hits(frame: np.ndarray, floor: float) -> tuple[np.ndarray, ...]:
+    """The search written out plainly (full-frame thresholds, scipy dilation)."""
+    from scipy import ndimage
+
+    from archi.cosmics import NSIGMA, RELATIVE, _median5
+
+    finite = np.isfinite(frame)
+    filled = frame
+    if not finite.all():
+        index = ndimage.distance_transform_edt(~finite, return_distances=False,
+                                               return_indices=True)
+        filled = frame[tuple(index)]
+    local = _median5(filled)
+    excess = filled - local
+    noise = np.sqrt(np.clip(local, 0.0, None) + floor)
+    bright = excess > RELATIVE * np.abs(local)
+    hit = finite & (excess > NSIGMA * noise) & bright
+    near = ndimage.binary_dilation(hit, structure=np.ones((3, 3), bool))
+    hit |= near & finite & (excess > 0.5 * NSIGMA * noise) & bright
+    y, x = np.nonzero(hit)
+    return y, x, local[y, x]
+
+
+def test_the_frame_search_is_the_plain_one():
+    rng = np.random.default_rng(4)
+    yy, xx = np.indices((80, 90))
+    outside = np.hypot(xx - 45, yy - 40) > 38
+    nan_fill = _NanFill()  # shared: cached for the field's mask, redone for others
+    for k in range(6):
+        frame = rng.normal(100.0, 10.0, (80, 90))
+        frame += 5e4 * np.exp(-0.5 * ((xx - 40) ** 2 + (yy - 35) ** 2) / 9.0)  # a star
+        ys, xs = rng.integers(0, 80, 40), rng.integers(0, 90, 40)
+        frame[ys, xs] += rng.uniform(50.0, 3000.0, 40)  # hits, faint and bright
+        frame[ys[:10], np.clip(xs[:10] + 1, 0, 89)] += 400.0  # tracks two pixels long
+        frame[outside] = np.nan
+        if k == 4:
+            frame[10:13, 40:44] = np.nan  # a frame with its own mask
+        y, x, value = find_in_frame(frame, 100.0, nan_fill=nan_fill)
+        want = _reference_hits(frame, 100.0)
+        assert len(want[0]) > 10
+        for got, expected in zip((y, x, value), want):
+            np.testing.assert_array_equal(got, expected)
+    assert len(find_in_frame(np.full((20, 20), np.nan), 100.0)[0]) == 0
+
+
+def test_a_track_end_is_found_next_to_a_hit_only():
+    frame = np.full((40, 40), 100.0)
+    frame[20, 20] = 5000.0  # a hit
+    frame[20, 21] = 100.0 + 4.5 * 10.0  # above half the threshold, next to it
+    frame[5, 5] = 100.0 + 4.5 * 10.0  # the same, alone: not a hit
+    y, x, _ = find_in_frame(frame, 0.0)
+    assert list(zip(y, x)) == [(20, 20), (20, 21)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archi.fieldmodel import EmpiricalPsf, fit_frame, fit_shifts
+from archi.fieldmodel import (EmpiricalPsf, _solve_symmetric3, fit_frame, fit_shifts,
+                              window_templates)
 
 
 def gaussian_psf(radius: int = 30, sigma: float = 3.0) -> EmpiricalPsf:
@@ -71,3 +72,61 @@ def test_a_star_off_the_frame_is_not_covered():
     fit = fit_shifts(frames, np.array([[50.0], [75.0]]).reshape(2, 1),
                      np.array([[50.0], [50.0]]).reshape(2, 1), psf, np.ones(1))
     assert fit.covered[0, 0] > 0.99 and fit.covered[1, 0] < 0.01
+
+
+def test_window_templates_are_the_phase_stamps_sampled_on_the_window():
+    psf = gaussian_psf()
+    rng = np.random.default_rng(5)
+    n = 200
+    x, y = rng.uniform(0, 100, n), rng.uniform(0, 100, n)
+    # window centres near the star, at the stamp's edge and far beyond it
+    ix = np.floor(x + 0.5).astype(int) + rng.integers(-50, 51, n)
+    iy = np.floor(y + 0.5).astype(int) + rng.integers(-50, 51, n)
+    half = 6
+    got = window_templates(psf, x, y, ix, iy, half)
+    assert got.shape == (n, 3, 2 * half + 1, 2 * half + 1)
+    for k in range(n):
+        jx, jy = np.floor(x[k] + 0.5), np.floor(y[k] + 0.5)
+        parts = psf.phase_stamp(x[k] - jx, y[k] - jy)
+        for c in range(3):
+            want = np.zeros((2 * half + 1, 2 * half + 1))
+            for a in range(2 * half + 1):
+                for b in range(2 * half + 1):
+                    ry = int(psf.radius + iy[k] - jy - half + a)
+                    rx = int(psf.radius + ix[k] - jx - half + b)
+                    if 0 <= ry < psf.size and 0 <= rx < psf.size:
+                        want[a, b] = parts[c][ry, rx]
+            np.testing.assert_array_equal(got[k, c], want)
+
+
+def test_symmetric_solve_agrees_with_numpy_and_flags_singular_systems():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(50, 3, 40))
+    normal = a @ a.swapaxes(-1, -2)
+    normal[7] = 0.0  # nothing to fit
+    normal[9] = np.outer([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])  # rank 1
+    rhs = rng.normal(size=(50, 3))
+    sol, var = _solve_symmetric3(normal, rhs)
+    good = np.setdiff1d(np.arange(50), [7, 9])
+    want = np.linalg.solve(normal[good], rhs[good][..., None])[..., 0]
+    np.testing.assert_allclose(sol[good], want, rtol=1e-10)
+    inverse = np.linalg.inv(normal[good])
+    np.testing.assert_allclose(var[good], np.diagonal(inverse, axis1=1, axis2=2), rtol=1e-10)
+    assert np.isnan(sol[[7, 9]]).all() and np.isnan(var[[7, 9]]).all()
+
+
+def test_rendering_without_gradients_gives_the_same_stamp():
+    psf = gaussian_psf()
+    blur = np.array([[-1.2, 0.4], [0.0, 0.0], [1.3, -0.6]])
+    s, gx, gy, ix0, iy0 = psf.render(40.37, 52.81, blur)
+    s1, none_x, none_y, ix1, iy1 = psf.render(40.37, 52.81, blur, gradients=False)
+    np.testing.assert_array_equal(s, s1)
+    assert none_x is None and none_y is None and (ix0, iy0) == (ix1, iy1)
+    assert gx.shape == gy.shape == s.shape
+
+
+def test_a_frame_fit_of_stars_off_the_frame_is_empty():
+    psf = gaussian_psf()
+    fit = fit_frame(np.full((50, 50), np.nan), np.array([20.0, 500.0]),
+                    np.array([20.0, 500.0]), psf, positions=True)
+    assert (fit.flux == 0).all() and np.isinf(fit.flux_err).all() and (fit.covered == 0).all()

@@ -45,22 +45,34 @@ class CosmicHits:
 
 
 class _NanFill:
-    """Index map that fills NaN pixels with their nearest valid pixel, so the field edge looks
-    like itself to the median filter; cached, since the field's NaN mask rarely changes."""
+    """Fills NaN pixels with their nearest valid pixel, so the field edge looks like itself
+    to the median filter; cached, since the field's NaN mask rarely changes."""
 
     def __init__(self) -> None:
         self._mask: NDArray | None = None
-        self._index: tuple[NDArray, NDArray] | None = None
+        self._holes: NDArray | None = None  # flat indices of the NaN pixels
+        self._source: NDArray | None = None  # ... and of the valid pixel filling each
 
     def __call__(self, frame: NDArray, finite: NDArray) -> NDArray:
-        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+        """``frame`` (H, W) with its NaN pixels filled (``frame`` itself when none are)."""
         if finite.all():
             return frame
         if self._mask is None or not np.array_equal(self._mask, finite):
-            self._mask = finite.copy()
-            self._index = tuple(ndimage.distance_transform_edt(
-                ~finite, return_distances=False, return_indices=True))
-        return frame[self._index]
+            self._update(finite)
+        out = np.array(frame, order="C")
+        flat = out.reshape(-1)
+        flat[self._holes] = flat[self._source]
+        return out
+
+    def _update(self, finite: NDArray) -> None:
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+        self._mask = finite.copy()
+        index = ndimage.distance_transform_edt(~finite, return_distances=False,
+                                               return_indices=True)
+        self._holes = np.flatnonzero(~finite)
+        # "wrap": an all-NaN frame has indices -1 (its fill is NaN, and no hit is found)
+        self._source = np.ravel_multi_index(tuple(i.ravel()[self._holes] for i in index),
+                                            finite.shape, mode="wrap")
 
 
 def _median5(image: NDArray) -> NDArray:
@@ -71,25 +83,43 @@ def _median5(image: NDArray) -> NDArray:
     return cv2.medianBlur(np.ascontiguousarray(image, dtype=np.float32), WINDOW).astype(float)
 
 
+def _dilate3(mask: NDArray) -> NDArray[np.bool_]:
+    """Binary dilation of a mask (H, W) by a 3x3 square, nothing beyond the edges
+    (separable: rows, then columns)."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
+
+
 def find_in_frame(frame: NDArray, variance_floor: float, nsigma: float = NSIGMA,
                   relative: float = RELATIVE, nan_fill: _NanFill | None = None
                   ) -> tuple[NDArray, NDArray, NDArray]:
-    """(y, x, replacement) of the hit pixels of one frame [e]; NaN pixels are ignored."""
-    from scipy import ndimage  # lazy: keeps factor jobs' imports light
+    """(y, x, replacement) of the hit pixels of one frame [e], in row-major order; NaN
+    pixels are ignored."""
     finite = np.isfinite(frame)
     filled = (nan_fill or _NanFill())(frame, finite)
     local = _median5(filled)
     excess = filled - local
-    noise = np.sqrt(np.clip(local, 0.0, None) + variance_floor)
-    bright = excess > relative * np.abs(local)
-    hit = finite & (excess > nsigma * noise) & bright
-    if not hit.any():
+    # only pixels above the local level by ``relative`` can be hit (a few %): the noise (a
+    # square root) and the thresholds are evaluated on those alone
+    pixels = np.flatnonzero(finite & (excess > relative * np.abs(local)))
+    level, rise = local.ravel()[pixels], excess.ravel()[pixels]
+    noise = np.sqrt(np.clip(level, 0.0, None) + variance_floor)
+    # above half the threshold: hit if a hit above the full threshold is next to it (the
+    # faint ends of a track)
+    weak = rise > 0.5 * nsigma * noise
+    pixels, strong = pixels[weak], (rise > nsigma * noise)[weak]
+    if not strong.any():
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    # the faint ends of a track: neighbours of a hit above half the threshold
-    near = ndimage.binary_dilation(hit, structure=np.ones((3, 3), bool))
-    hit |= near & finite & (excess > 0.5 * nsigma * noise) & bright
-    y, x = np.nonzero(hit)
-    return y, x, local[y, x]
+    seed = np.zeros(frame.shape, dtype=bool)
+    seed.ravel()[pixels[strong]] = True
+    pixels = pixels[strong | _dilate3(seed).ravel()[pixels]]
+    y, x = np.divmod(pixels, frame.shape[1])
+    return y, x, local.ravel()[pixels]
 
 
 def find_cosmics(cube: NDArray, variance_floor: NDArray, chunk_frames: int = 64,
@@ -99,8 +129,10 @@ def find_cosmics(cube: NDArray, variance_floor: NDArray, chunk_frames: int = 64,
     n = cube.shape[0]
     nan_fill = _NanFill()
     for start in range(0, n, chunk_frames):
-        block = np.asarray(cube[start:start + chunk_frames], dtype=float)
-        for i, frame in enumerate(block):
+        block = cube[start:start + chunk_frames]
+        for i in range(len(block)):
+            # converted frame by frame: the frame stays in the CPU cache for the search
+            frame = np.asarray(block[i], dtype=float)
             y, x, v = find_in_frame(frame, float(variance_floor[start + i]), nsigma, relative,
                                     nan_fill)
             frames.append(np.full(len(y), start + i))

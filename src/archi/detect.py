@@ -132,12 +132,11 @@ def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: f
     resid = img.copy()
     model = np.zeros_like(img)
     found: list[tuple[float, float, float]] = []
+    searched = inner.copy()  # False within 5 px of a candidate found already
     for _ in range(max_stars):
         num = _correlate(resid, kernel)
         var = photon + _correlate((0.05 * model) ** 2, kernel2)
-        s = np.where(inner, num / np.sqrt(np.clip(var, 1e-9, None)), 0.0)
-        for fx, fy, _ in found:
-            s[np.hypot(gx - fx, gy - fy) < 5.0] = 0.0
+        s = np.where(searched, num / np.sqrt(np.clip(var, 1e-9, None)), 0.0)
         y, x = np.unravel_index(int(np.argmax(s)), s.shape)
         if s[y, x] < snr:
             break
@@ -145,14 +144,25 @@ def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: f
         dy = _parabola(num[y - 1, x], num[y, x], num[y + 1, x])
         px, py = x + dx, y + dy
         flux = num[y, x] / norm
-        stamp, _, _, ix0, iy0 = psf.render(px, py)
+        stamp, _, _, ix0, iy0 = psf.render(px, py, gradients=False)
         ys, xs = max(iy0, 0), max(ix0, 0)
         ye, xe = min(iy0 + psf.size, img.shape[0]), min(ix0 + psf.size, img.shape[1])
         piece = flux * stamp[ys - iy0:ye - iy0, xs - ix0:xe - ix0]
         resid[ys:ye, xs:xe] -= piece
         model[ys:ye, xs:xe] += piece
         found.append((float(px), float(py), float(s[y, x])))
+        _exclude_disc(searched, px, py, 5.0)
     return found
+
+
+def _exclude_disc(mask: NDArray[np.bool_], x: float, y: float, radius: float) -> None:
+    """Set ``mask`` False on pixels closer than ``radius`` [pixel] to (x, y), in place."""
+    y0, y1 = max(int(np.floor(y - radius)), 0), min(int(np.ceil(y + radius)) + 1, mask.shape[0])
+    x0, x1 = max(int(np.floor(x - radius)), 0), min(int(np.ceil(x + radius)) + 1, mask.shape[1])
+    if y0 >= y1 or x0 >= x1:
+        return
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    mask[y0:y1, x0:x1] &= ~(np.hypot(xx - x, yy - y) < radius)
 
 
 def _correlate(image: NDArray, kernel: NDArray) -> NDArray:
