@@ -4,6 +4,11 @@ The engine reads the cube in chunks of frames (each chunk once), and for each st
 its aperture's cut-out in all frames of the chunk at once (vectorised over frames), so the
 cost is linear in frames and stars and memory stays bounded. Apertures are any objects with
 ``weights(x, y) -> (weights (n, h, w), ix0 (n,), iy0 (n,))`` (see :mod:`archi.masks`).
+Exact circles (``CircleAperture(mode="exact")``, the factor search's hot path) take a
+faster route with the same numbers, :mod:`archi.circlesum`: prefix sums of each chunk
+(shared by all stars and radii) for the pixels fully inside, exact weights only for the
+boundary pixels, so their cost grows with the radius instead of the area.
+A non-finite position measures nothing: flux and area 0, flagged out of bounds.
 
 Uncertainties follow archi's model, per frame k and star:
 
@@ -23,6 +28,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from archi.circlesum import (ColumnPrefix, boundary_method_pays, circle_boxes,
+                             exact_circle_sums)
 from archi.cosmics import CosmicHits
 from archi.masks import CircleAperture
 from archi.stars import Tracks
@@ -74,6 +81,62 @@ def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
     return weigh(*cut(frames, ix0, iy0, weights.shape[1:]), weights)
 
 
+def is_exact_circle(aperture: object) -> bool:
+    """Whether ``aperture`` is measured by the exact-circle fast path (any grid: only the
+    radius scaling applies to exact circles)."""
+    return isinstance(aperture, CircleAperture) and aperture.mode == "exact"
+
+
+def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
+                           circles: Sequence[CircleAperture],
+                           outer: CircleAperture | None = None
+                           ) -> tuple[NDArray, NDArray, NDArray]:
+    """(flux, area, out of bounds), each (len(circles), m), of exact circles in a chunk of
+    frames (m, ny, nx) (cosmics patched): circle i at positions ``x[i], y[i]`` (m,)
+    [pixel]. Each circle is measured on its own cutout, or with ``outer`` (all circles at
+    the same positions) on the cutouts of that larger circle, as ``weights_in`` does (nested
+    circles, one gather).
+
+    Two methods give the same numbers (to ~1e-13): the boundary method of
+    :mod:`archi.circlesum` (cost growing with the radius, one prefix table for all circles)
+    and exact weights on whole cutouts (cost growing with the radius squared, cheaper for
+    small circles); the one expected to be faster is used.
+    """
+    m = frames.shape[0]
+    n = len(circles)
+    xs = np.asarray(x, float).reshape(n, m)
+    ys = np.asarray(y, float).reshape(n, m)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    radius = np.repeat([c.real_radius for c in circles], m)
+    if outer is None:  # one cutout per circle and frame
+        ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
+        size = np.repeat([c.size for c in circles], m) * finite.ravel()
+        frame, item_box = np.tile(np.arange(m), n), np.arange(n * m)
+    else:  # one cutout per frame, shared by the circles
+        ix0, iy0 = circle_boxes(xs[0], ys[0], outer.real_radius)
+        size = outer.size * finite[0]
+        frame, item_box = np.arange(m), np.tile(np.arange(m), n)
+    if boundary_method_pays(m, frames.shape[1:], ix0, iy0, size, n * m):
+        prefix = ColumnPrefix.build(frames, frame, ix0, iy0, size)
+        sums = exact_circle_sums(frames, prefix, item_box, xs.ravel(), ys.ravel(), radius)
+        return tuple(v.reshape(n, m) for v in sums)
+    flux, area = np.empty((n, m)), np.empty((n, m))
+    oob = ~finite
+    if outer is None:
+        for i, circle in enumerate(circles):
+            sl = slice(i * m, (i + 1) * m)
+            w, _, _ = circle.weights_in(xs[i], ys[i], ix0[sl], iy0[sl], circle.size)
+            flux[i], area[i], touches = gather(frames, w, ix0[sl], iy0[sl])
+            oob[i] |= touches
+    else:
+        values, valid = cut(frames, ix0, iy0, outer.cutout_shape)
+        for i, circle in enumerate(circles):
+            w, _, _ = circle.weights_in(xs[i], ys[i], ix0, iy0, outer.size)
+            flux[i], area[i], touches = weigh(values, valid, w)
+            oob[i] |= touches
+    return flux, area, oob
+
+
 def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
                         chunk_frames: int = 64, cosmics: CosmicHits | None = None
                         ) -> ApertureSums:
@@ -83,16 +146,21 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
     flux = np.full((n_stars, n_frames), np.nan)
     area = np.zeros((n_stars, n_frames))
     oob = np.zeros((n_stars, n_frames), dtype=bool)
+    fast = [j for j, a in enumerate(apertures) if is_exact_circle(a)]
     for start in range(0, n_frames, chunk_frames):
         sl = slice(start, min(start + chunk_frames, n_frames))
         frames = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
         if cosmics is not None:
             cosmics.patch(frames, start)
+        if fast:
+            flux[fast, sl], area[fast, sl], oob[fast, sl] = exact_circles_in_chunk(
+                frames, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
         for j, aperture in enumerate(apertures):
-            if aperture is None:
+            if aperture is None or is_exact_circle(aperture):
                 continue
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
             flux[j, sl], area[j, sl], oob[j, sl] = gather(frames, w, ix0, iy0)
+            oob[j, sl] |= ~(np.isfinite(tracks.x[j, sl]) & np.isfinite(tracks.y[j, sl]))
     return ApertureSums(flux, area, oob)
 
 
@@ -100,10 +168,13 @@ def nested_circle_photometry(cube: NDArray, x: NDArray, y: NDArray,
                              circles: Sequence[CircleAperture], chunk_frames: int = 64,
                              cosmics: CosmicHits | None = None) -> ApertureSums:
     """One star (positions x, y per frame) through several circles: each chunk of frames is
-    cut out once, in the largest circle's box, and every circle weighs the same cutouts.
+    read once and every circle is measured in the largest circle's box (exact circles from
+    one shared set of column prefix sums, others by weighing one shared gather).
     Rows of the result follow ``circles``."""
     n_frames = len(x)
     big = max(circles, key=lambda c: c.real_radius)
+    fast = [i for i, c in enumerate(circles) if is_exact_circle(c)]
+    slow = [i for i in range(len(circles)) if i not in fast]
     flux = np.full((len(circles), n_frames), np.nan)
     area = np.zeros((len(circles), n_frames))
     oob = np.zeros((len(circles), n_frames), dtype=bool)
@@ -112,11 +183,18 @@ def nested_circle_photometry(cube: NDArray, x: NDArray, y: NDArray,
         frames = np.array(cube[sl], dtype=np.float64)
         if cosmics is not None:
             cosmics.patch(frames, start)
-        _, ix0, iy0 = big.weights(x[sl], y[sl])
-        values, valid = cut(frames, ix0, iy0, big.cutout_shape)
-        for i, circle in enumerate(circles):
-            w, _, _ = circle.weights_in(x[sl], y[sl], ix0, iy0, big.size)
-            flux[i, sl], area[i, sl], oob[i, sl] = weigh(values, valid, w)
+        if fast:
+            flux[fast, sl], area[fast, sl], oob[fast, sl] = exact_circles_in_chunk(
+                frames, np.tile(x[sl], len(fast)), np.tile(y[sl], len(fast)),
+                [circles[i] for i in fast], outer=big)
+        if slow:
+            ix0, iy0 = circle_boxes(x[sl], y[sl], big.real_radius)
+            values, valid = cut(frames, ix0, iy0, big.cutout_shape)
+            bad = ~(np.isfinite(x[sl]) & np.isfinite(y[sl]))
+            for i in slow:
+                w, _, _ = circles[i].weights_in(x[sl], y[sl], ix0, iy0, big.size)
+                flux[i, sl], area[i, sl], oob[i, sl] = weigh(values, valid, w)
+                oob[i, sl] |= bad
     return ApertureSums(flux, area, oob)
 
 
