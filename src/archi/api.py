@@ -15,7 +15,9 @@ factor, a selection (:mod:`archi.optimize`) and ``extract``.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,10 +213,47 @@ def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dic
 
 
 def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
-                 metric: Metric | None = None) -> pd.DataFrame:
+                 metric: Metric | None = None, workers: int = 1) -> pd.DataFrame:
     """CDPP table of every star of ``factors`` at each of its factors (star -> factors), all
     runs measured in one pass over the cube (the same numbers as one :func:`cdpp_table`
-    per factor)."""
+    per factor). ``workers`` > 1 shares the stars among that many forked processes (each
+    reads the memory-mapped cube itself; on systems without ``fork`` it runs serially)."""
+    factors = {int(j): [float(f) for f in fs] for j, fs in factors.items() if len(fs)}
+    parts = _share_stars(factors, workers)
+    if len(parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        _FORKED["args"] = (visit, prepared, metric)  # inherited by the forked workers
+        try:
+            with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("fork")
+                                     ) as pool:
+                tables = list(pool.map(_forked_factor_table, parts))
+        finally:
+            _FORKED.clear()
+        return search.merge_tables(tables)
+    return _factor_table(visit, prepared, factors, metric)
+
+
+_FORKED: dict = {}
+
+
+def _forked_factor_table(factors: dict[int, list[float]]) -> pd.DataFrame:
+    visit, prepared, metric = _FORKED["args"]
+    return _factor_table(visit, prepared, factors, metric)
+
+
+def _share_stars(factors: dict[int, list[float]], workers: int) -> list[dict[int, list[float]]]:
+    """At most ``workers`` parts of whole stars with nearly equal work (sum of the runs'
+    radii: a circle's cost grows with its boundary), largest stars first."""
+    parts: list[dict[int, list[float]]] = [{} for _ in range(max(1, min(workers, len(factors))))]
+    load = [0.0] * len(parts)
+    for star in sorted(factors, key=lambda j: -sum(factors[j])):
+        i = load.index(min(load))
+        parts[i][star] = factors[star]
+        load[i] += sum(factors[star])
+    return [part for part in parts if part]
+
+
+def _factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
+                  metric: Metric | None) -> pd.DataFrame:
     runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
     if not runs:
         return search.merge_tables([])
@@ -235,24 +274,25 @@ def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
     return search.merge_tables([opt.runs_table(rows)])
 
 
-def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None
-                     ) -> OptimizationResult:
+def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None,
+                     workers: int = 1) -> OptimizationResult:
     """archi's search, in process (:mod:`archi.search`): the factor grid, range extensions
     for stars whose best factor is at the top edge, then the circle fine tune. The same
     runs as the workflow's per-factor jobs, each round (every star, every factor) measured
-    in one pass over the cube."""
+    in one pass over the cube, its stars shared among ``workers`` processes."""
     options = prepared.options
     stars = range(prepared.stars.n_stars)
     grid = search.round_factors(options, 0)
-    tables = [factor_table(visit, prepared, {j: grid for j in stars}, metric)]
+    tables = [factor_table(visit, prepared, {j: grid for j in stars}, metric, workers)]
     decision = search.decide_round(search.merge_tables(tables), options, 0)
     while not decision.done:
         next_round = decision.round_index + 1
         grid = search.round_factors(options, next_round)
-        tables.append(factor_table(visit, prepared, {j: grid for j in decision.extend}, metric))
+        tables.append(factor_table(visit, prepared, {j: grid for j in decision.extend}, metric,
+                                   workers))
         decision = search.decide_round(search.merge_tables(tables), options, next_round)
     plan = search.fine_tune_plan(search.merge_tables(tables), options)
-    tables.append(factor_table(visit, prepared, plan, metric))
+    tables.append(factor_table(visit, prepared, plan, metric, workers))
     table = search.merge_tables(tables)
     factors, cdpp, valid = choose(table)
     return OptimizationResult(factors, cdpp, valid, table)

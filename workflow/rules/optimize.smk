@@ -145,6 +145,8 @@ else:
             "results/{visit}/benchmarks/optimization/search_visit.tsv"
         log:
             "logs/{visit}/optimization/search_visit.log",
+        # the stars shared among two processes (Snakemake gives fewer with fewer cores)
+        threads: 2
         resources:
             mem_mb=1500,
             runtime=15,

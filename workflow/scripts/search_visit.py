@@ -10,7 +10,7 @@ log = start_log(snakemake)
 prepared = read_prepared(snakemake.input.prepared)
 options = prepared.options
 visit = api.load_visit(prepared.visit_folder, options, prepared.layout)
-result = api.optimize_factors(visit, prepared)
+result = api.optimize_factors(visit, prepared, workers=snakemake.threads)
 log.info("factors %s; cdpp %s; valid %s", result.factors, result.cdpp, result.valid)
 write_cdpp_table(result.table, snakemake.output.table)
 write_optimized_factors(snakemake.output.factors, result.factors, methods=options.method,
