@@ -10,7 +10,8 @@
     curves = extract(visit, prepared, result.factors)  # light curves of every star
 
 The workflow runs the same steps as separate jobs: ``prepare``, one ``cdpp_table`` per
-factor, a selection (:mod:`archi.optimize`) and ``extract``.
+factor, a selection (:mod:`archi.optimize`) and ``extract``; or, with ``search_jobs:
+visit``, ``optimize_factors`` as one job.
 """
 
 from __future__ import annotations
@@ -212,6 +213,9 @@ def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dic
     return factors, cdpp, valid
 
 
+_FORKED: dict = {}  # factor_table's arguments, handed to its forked workers
+
+
 def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
                  metric: Metric | None = None, workers: int = 1) -> pd.DataFrame:
     """CDPP table of every star of ``factors`` at each of its factors (star -> factors), all
@@ -221,7 +225,7 @@ def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
     factors = {int(j): [float(f) for f in fs] for j, fs in factors.items() if len(fs)}
     parts = _share_stars(factors, workers)
     if len(parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        _FORKED["args"] = (visit, prepared, metric)  # inherited by the forked workers
+        _FORKED["args"] = (visit, prepared, metric)  # inherited, not pickled
         try:
             with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("fork")
                                      ) as pool:
@@ -230,9 +234,6 @@ def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
             _FORKED.clear()
         return search.merge_tables(tables)
     return _factor_table(visit, prepared, factors, metric)
-
-
-_FORKED: dict = {}
 
 
 def _forked_factor_table(factors: dict[int, list[float]]) -> pd.DataFrame:

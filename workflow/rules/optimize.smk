@@ -148,7 +148,7 @@ else:
         # the stars shared among two processes (Snakemake gives fewer with fewer cores)
         threads: 2
         resources:
-            mem_mb=1500,
+            mem_mb=3000,
             runtime=15,
         conda:
             "../envs/archi.yaml"
