@@ -34,8 +34,7 @@ from archi.io import read_visit
 from archi.noise import load_metric, score
 from archi.options import Options
 from archi.cosmics import CosmicHits, find_cosmics
-from archi.photometry import (ApertureSums, aperture_photometry, flux_errors,
-                              nested_circle_photometry, noise_per_pixel)
+from archi.photometry import ApertureSums, aperture_photometry, flux_errors, noise_per_pixel
 from archi.prepared import Prepared
 from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
                          StarLightCurves, Tracks)
@@ -157,36 +156,6 @@ def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> d
         brighter = stars.brightness > stars.brightness[j]
         out[j] = bool(np.any(brighter & (d < radius)))
     return out
-
-
-def star_factor_table(visit: Visit, prepared: Prepared, star: int, factors: Sequence[float],
-                      metric: Metric | None = None) -> pd.DataFrame:
-    """CDPP table of one star at several factors, measured in one pass over the cube."""
-    factors = [float(f) for f in factors]
-    n = len(factors)
-    regions = (_star_regions(visit, prepared)
-               if prepared.options.star_method(star) == "shape" else None)
-    apertures = [aperture_for(prepared, star, f, regions) for f in factors]
-    if all(isinstance(a, masks.CircleAperture) for a in apertures):
-        sums = nested_circle_photometry(visit.cube, prepared.tracks.x[star],
-                                        prepared.tracks.y[star], apertures,
-                                        chunk_frames=prepared.options.effective_chunk,
-                                        cosmics=prepared.cosmics)
-    else:
-        tracks = Tracks(x=np.repeat(prepared.tracks.x[star][None, :], n, axis=0),
-                        y=np.repeat(prepared.tracks.y[star][None, :], n, axis=0),
-                        measured=np.repeat(prepared.tracks.measured[star][None, :], n, axis=0))
-        sums = aperture_photometry(visit.cube, tracks, apertures,
-                                   chunk_frames=prepared.options.effective_chunk,
-                                   cosmics=prepared.cosmics)
-    fn = _metric(prepared.options, metric)
-    swallows = [engulfs_brighter_star(prepared, {star: f})[star] for f in factors]
-    rows = []
-    for i, f in enumerate(factors):
-        value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
-        rows.append(opt.make_cdpp_table({star: f}, {star: value},
-                                        {star: valid and not swallows[i]}))
-    return search.merge_tables(rows)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ if config["search_jobs"] == "factor":
 
 
     rule fine_tune:
-        """CDPP of a part of the fine-tune stars over their radii (one cube pass per star)."""
+        """CDPP of a part of the fine-tune stars over their radii (one pass over the cube)."""
         input:
             visit=visit_folder,
             prepared="results/{visit}/prepared.fits",

@@ -1,4 +1,4 @@
-"""Snakemake script: the fine-tune CDPP tables of one part of the stars (one cube pass each)."""
+"""Snakemake script: the fine-tune CDPP table of one part of the stars (one cube pass)."""
 
 import yaml
 from _common import start_log
@@ -12,7 +12,6 @@ prepared = read_prepared(snakemake.input.prepared)
 plan = yaml.safe_load(open(snakemake.input.plan)) or {}
 stars = search.fine_tune_parts(plan, snakemake.params.jobs)[int(snakemake.wildcards.part)]
 visit = api.load_visit(prepared.visit_folder, prepared.options, prepared.layout)
-tables = [api.star_factor_table(visit, prepared, star, plan[star]) for star in stars]
-table = search.merge_tables(tables)
+table = api.factor_table(visit, prepared, {star: plan[star] for star in stars})
 log.info("stars %s:\n%s", stars, table.to_string(index=False))
 write_cdpp_table(table, snakemake.output[0])
