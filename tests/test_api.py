@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import yaml
@@ -131,14 +133,8 @@ def test_one_pass_factor_table_equals_one_run_per_factor(method, small_visit_mod
                                     for f in star_factors])
     assert len(table) == 6 and table.valid.any()
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-10)
-    # the stars shared among two forked processes: the same table
-    pd.testing.assert_frame_equal(api.factor_table(visit, prepared, factors, workers=2), table)
-
-
-def test_stars_are_shared_among_workers_by_work():
-    factors = {0: [20.0] * 3, 1: [10.0], 2: [10.0] * 2, 3: [30.0]}
-    parts = api._share_stars(factors, 2)
-    assert sorted(j for part in parts for j in part) == [0, 1, 2, 3]
-    assert [sorted(part) for part in parts] == [[0], [1, 2, 3]]  # 60 vs 60
-    assert api._share_stars(factors, 9) == [{j: factors[j]} for j in (0, 3, 2, 1)]
-    assert api._share_stars({}, 2) == []
+    # the frames split among three processes at chunk boundaries (chunks of 16 frames):
+    # the same table, bit for bit, as one pass with the same chunks
+    chunked = replace(prepared, options=replace(prepared.options, chunk_frames=16))
+    pd.testing.assert_frame_equal(api.factor_table(visit, chunked, factors, workers=3),
+                                  api.factor_table(visit, chunked, factors), check_exact=True)

@@ -106,6 +106,29 @@ def test_time_fit_equals_savgol_filter_without_gaps():
     np.testing.assert_allclose(_quadratic_trend(flux, t, 41), expected, rtol=0, atol=1e-6)
 
 
+def test_trend_weights_are_kept_per_time_series_and_stay_correct():
+    """A search scores hundreds of curves on the same times: the fit's weights are kept,
+    and a curve on other times (or the same times again later) still gets its own fit."""
+    from archi import noise
+
+    noise._TREND_WEIGHTS.clear()
+    t = 60000.0 + np.arange(300) / 1440.0
+    gapped = np.concatenate([t[:150], t[150:] + 0.05])
+    for times in (t, gapped, t):
+        flux = white(times, 5) + 80 * np.sin(np.arange(300) / 30)
+        # the same fit as a direct least-squares quadratic of each window, in time
+        expected = np.empty(300)
+        for i in range(300):
+            lo = min(max(i - 20, 0), 300 - 41)
+            u = times[lo:lo + 41] - times[i]
+            expected[i] = np.polyval(np.polyfit(u, flux[lo:lo + 41], 2), 0.0)
+        np.testing.assert_allclose(_quadratic_trend(flux, times, 41), expected, rtol=1e-9)
+    assert len(noise._TREND_WEIGHTS) == 2  # t and gapped
+    for k in range(20):  # bounded: only the last few series are kept
+        _quadratic_trend(np.ones(50), np.arange(50.0) + k, 41)
+    assert len(noise._TREND_WEIGHTS) == noise._TREND_CACHE_SIZE
+
+
 def test_cosmic_ray_spikes_are_clipped():
     rng = np.random.default_rng(11)
     clean = white(TIME, 11)

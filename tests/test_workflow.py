@@ -146,8 +146,15 @@ def test_best_factor_at_the_top_triggers_an_extension_round_and_fine_tune(edge_r
     assert 1 <= len(fine) <= 4  # fine_tune_jobs (default 4) jobs share the stars
     table = read_cdpp_tables(fine)
     assert sorted(set(table.star)) == sorted(plan)
-    for _, runs in table.groupby("star"):
-        assert len(runs) == 21 and np.allclose(np.diff(np.sort(runs.factor)), 0.1)
+    everything = read_cdpp_tables(opt_dir / "all_cdpp.tsv")
+    for star in plan:
+        # best grid radius +/- 1 px in 0.1-px steps, the grid's own points not run twice
+        fine_runs = set(np.round(table.factor[table.star == star], 1))
+        grid_runs = set(np.round(everything.factor[everything.star == star], 1)) - fine_runs
+        best = [g for g in grid_runs if fine_runs <= set(np.round(g + np.arange(-10, 11) / 10, 1))]
+        assert len(best) == 1
+        assert fine_runs == set(np.round(best[0] + np.arange(-10, 11) / 10, 1)) - grid_runs
+        assert len(fine_runs) < 21
 
 
 def test_one_search_job_per_visit_finds_the_same_factors_and_curves(tmp_path, edge_run):

@@ -16,9 +16,7 @@ visit``, ``optimize_factors`` as one job.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import pandas as pd
 
 from archi import masks
 from archi import optimize as opt
+from archi import parallel
 from archi import search
 from archi.detect import detect_stars
 from archi.fieldmodel import EmpiricalPsf
@@ -49,14 +48,24 @@ def load_visit(folder: str | Path, options: Options, layout: str = "auto") -> Vi
     return read_visit(folder, layout=layout, aperture=options.official_curve)
 
 
-def prepare(visit: Visit, options: Options, layout: str = "auto") -> Prepared:
-    """Detect the stars (``initial_detect``) and track them (``detect_mode``)."""
+def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int = 1
+            ) -> Prepared:
+    """Detect the stars (``initial_detect``) and track them (``detect_mode``).
+
+    ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
+    detected, and the tracking's frames are split among the workers (the same results)."""
     needs_psf = "dynam" in options.initial_detect or "dynam" in options.detect_mode
-    psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
-    stars = detect_stars(visit, options, psf=psf)
-    cosmics = (find_cosmics(visit.cube, noise_per_pixel(visit), options.effective_chunk)
-               if options.clean_cosmics else CosmicHits.empty())
-    tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics)
+
+    def detection() -> tuple:
+        psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
+        return detect_stars(visit, options, psf=psf), psf
+
+    def cosmic_rays() -> CosmicHits:
+        return (find_cosmics(visit.cube, noise_per_pixel(visit), options.effective_chunk)
+                if options.clean_cosmics else CosmicHits.empty())
+
+    (stars, psf), cosmics = parallel.run_forked([detection, cosmic_rays], workers)
+    tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics, workers=workers)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
                     cosmics)
 
@@ -182,48 +191,12 @@ def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dic
     return factors, cdpp, valid
 
 
-_FORKED: dict = {}  # factor_table's arguments, handed to its forked workers
-
-
 def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
                  metric: Metric | None = None, workers: int = 1) -> pd.DataFrame:
     """CDPP table of every star of ``factors`` at each of its factors (star -> factors), all
     runs measured in one pass over the cube (the same numbers as one :func:`cdpp_table`
-    per factor). ``workers`` > 1 shares the stars among that many forked processes (each
-    reads the memory-mapped cube itself; on systems without ``fork`` it runs serially)."""
-    factors = {int(j): [float(f) for f in fs] for j, fs in factors.items() if len(fs)}
-    parts = _share_stars(factors, workers)
-    if len(parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        _FORKED["args"] = (visit, prepared, metric)  # inherited, not pickled
-        try:
-            with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("fork")
-                                     ) as pool:
-                tables = list(pool.map(_forked_factor_table, parts))
-        finally:
-            _FORKED.clear()
-        return search.merge_tables(tables)
-    return _factor_table(visit, prepared, factors, metric)
-
-
-def _forked_factor_table(factors: dict[int, list[float]]) -> pd.DataFrame:
-    visit, prepared, metric = _FORKED["args"]
-    return _factor_table(visit, prepared, factors, metric)
-
-
-def _share_stars(factors: dict[int, list[float]], workers: int) -> list[dict[int, list[float]]]:
-    """At most ``workers`` parts of whole stars with nearly equal work (sum of the runs'
-    radii: a circle's cost grows with its boundary), largest stars first."""
-    parts: list[dict[int, list[float]]] = [{} for _ in range(max(1, min(workers, len(factors))))]
-    load = [0.0] * len(parts)
-    for star in sorted(factors, key=lambda j: -sum(factors[j])):
-        i = load.index(min(load))
-        parts[i][star] = factors[star]
-        load[i] += sum(factors[star])
-    return [part for part in parts if part]
-
-
-def _factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
-                  metric: Metric | None) -> pd.DataFrame:
+    per factor). ``workers`` > 1 splits the frames among that many processes
+    (:mod:`archi.parallel`: same numbers, bit for bit)."""
     runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
     if not runs:
         return search.merge_tables([])
@@ -233,9 +206,8 @@ def _factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequen
     regions = _star_regions(visit, prepared) if needs_regions else None
     apertures = [aperture_for(prepared, j, f, regions) for j, f in runs]
     tracks = prepared.tracks
-    sums = aperture_photometry(
-        visit.cube, Tracks(x=tracks.x[stars], y=tracks.y[stars], measured=tracks.measured[stars]),
-        apertures, chunk_frames=options.effective_chunk, cosmics=prepared.cosmics)
+    run_tracks = Tracks(x=tracks.x[stars], y=tracks.y[stars], measured=tracks.measured[stars])
+    sums = photometry_in_parts(visit, run_tracks, apertures, prepared, workers)
     fn = _metric(options, metric)
     rows = []
     for i, (j, f) in enumerate(runs):
@@ -244,12 +216,26 @@ def _factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequen
     return search.merge_tables([opt.runs_table(rows)])
 
 
+def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.Aperture | None],
+                        prepared: Prepared, workers: int = 1) -> ApertureSums:
+    """:func:`aperture_photometry` of the visit (chunks and cosmics of ``prepared``), its
+    frames split among ``workers`` processes."""
+    chunk = prepared.options.effective_chunk
+
+    def part(frames: tuple[int, int]) -> Callable[[], ApertureSums]:
+        return lambda: aperture_photometry(visit.cube, tracks, apertures, chunk_frames=chunk,
+                                           cosmics=prepared.cosmics, frames=frames)
+
+    ranges = parallel.frame_ranges(visit.n_frames, chunk, workers) or [(0, 0)]
+    return ApertureSums.joined(parallel.run_forked([part(r) for r in ranges], workers))
+
+
 def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = None,
                      workers: int = 1) -> OptimizationResult:
     """archi's search, in process (:mod:`archi.search`): the factor grid, range extensions
     for stars whose best factor is at the top edge, then the circle fine tune. The same
     runs as the workflow's per-factor jobs, each round (every star, every factor) measured
-    in one pass over the cube, its stars shared among ``workers`` processes."""
+    in one pass over the cube, its frames split among ``workers`` processes."""
     options = prepared.options
     stars = range(prepared.stars.n_stars)
     grid = search.round_factors(options, 0)

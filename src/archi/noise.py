@@ -181,7 +181,24 @@ def savgol_highpass(flux: NDArray[np.float64], time: NDArray[np.float64],
 def _quadratic_trend(flux: NDArray[np.float64], time: NDArray[np.float64],
                      window: int) -> NDArray[np.float64]:
     """Local quadratic least-squares fit in time, vectorised over all samples [e-]."""
-    n = flux.size
+    index, weights = _trend_weights(time, window)
+    return np.einsum("ij,ij->i", flux[index], weights)
+
+
+_TREND_WEIGHTS: dict[tuple[bytes, int], tuple[NDArray, NDArray]] = {}
+_TREND_CACHE_SIZE = 8
+
+
+def _trend_weights(time: NDArray[np.float64], window: int) -> tuple[NDArray, NDArray]:
+    """Sample indices and weights (n, window) with trend = sum(flux[index] * weights, 1).
+
+    The fit is linear in the flux, so its weights depend on the times alone; they are
+    kept for the last few time series, since a factor search scores hundreds of light
+    curves on the same times (computing them is most of a CDPP's cost)."""
+    key = (time.tobytes(), window)
+    if key in _TREND_WEIGHTS:
+        return _TREND_WEIGHTS[key]
+    n = time.size
     start = np.clip(np.arange(n) - window // 2, 0, n - window)
     new_time = np.concatenate([[0], np.cumsum(np.diff(time) > 0)])     # distinct times so far
     if np.any(new_time[start + window - 1] - new_time[start] < 2):
@@ -190,14 +207,15 @@ def _quadratic_trend(flux: NDArray[np.float64], time: NDArray[np.float64],
     t_window = time[index]
     half_span = 0.5 * (t_window[:, -1] - t_window[:, 0])
     u = (t_window - time[:, None]) / half_span[:, None]              # in [-2, 2]
-    y = flux[index]
-    powers = [np.ones_like(u), u, u * u]
-    normal = np.empty((n, 3, 3))
-    for j in range(3):
-        for k in range(j, 3):
-            normal[:, j, k] = normal[:, k, j] = np.sum(powers[j] * powers[k], axis=1)
-    rhs = np.stack([np.sum(p * y, axis=1) for p in powers], axis=1)
-    return np.linalg.solve(normal, rhs[:, :, None])[:, 0, 0]          # value at u = 0
+    powers = np.stack([np.ones_like(u), u, u * u], axis=2)           # (n, window, 3)
+    normal = np.einsum("iwj,iwk->ijk", powers, powers)
+    # the fit's value at u = 0 is the first parameter: e0 . N^-1 P^T y = (P N^-1 e0) . y
+    first = np.linalg.solve(normal, np.broadcast_to(np.eye(3)[:, :1], (n, 3, 1)))
+    weights = (powers @ first)[:, :, 0]
+    if len(_TREND_WEIGHTS) >= _TREND_CACHE_SIZE:
+        del _TREND_WEIGHTS[next(iter(_TREND_WEIGHTS))]  # the oldest
+    _TREND_WEIGHTS[key] = index, weights
+    return index, weights
 
 
 def hanning_smooth(values: NDArray[np.float64], window: int) -> NDArray[np.float64]:

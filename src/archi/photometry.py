@@ -48,6 +48,12 @@ class ApertureSums:
     area: NDArray[np.float64]  # weights on finite pixels [pixel]
     out_of_bounds: NDArray[np.bool_]  # the aperture touches NaN pixels or the image edge
 
+    @classmethod
+    def joined(cls, parts: Sequence[ApertureSums]) -> ApertureSums:
+        """Consecutive frame ranges of the same stars, as one."""
+        return cls(*(np.concatenate([getattr(p, name) for p in parts], axis=1)
+                     for name in ("flux", "area", "out_of_bounds")))
+
 
 def cut(frames: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int]
         ) -> tuple[NDArray, NDArray]:
@@ -138,29 +144,32 @@ def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
 
 
 def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
-                        chunk_frames: int = 64, cosmics: CosmicHits | None = None
-                        ) -> ApertureSums:
+                        chunk_frames: int = 64, cosmics: CosmicHits | None = None,
+                        frames: tuple[int, int] | None = None) -> ApertureSums:
     """Sum every star's aperture in every frame. ``apertures[j]`` None skips star j;
-    ``cosmics``: hit pixels replaced in each chunk as it is read."""
+    ``cosmics``: hit pixels replaced in each chunk as it is read. ``frames`` ``(first,
+    stop)``: only those frames (the result's columns), in chunks from ``first``."""
     n_stars, n_frames = tracks.x.shape
-    flux = np.full((n_stars, n_frames), np.nan)
-    area = np.zeros((n_stars, n_frames))
-    oob = np.zeros((n_stars, n_frames), dtype=bool)
+    first, stop = frames if frames is not None else (0, n_frames)
+    flux = np.full((n_stars, stop - first), np.nan)
+    area = np.zeros((n_stars, stop - first))
+    oob = np.zeros((n_stars, stop - first), dtype=bool)
     fast = [j for j, a in enumerate(apertures) if is_exact_circle(a)]
-    for start in range(0, n_frames, chunk_frames):
-        sl = slice(start, min(start + chunk_frames, n_frames))
-        frames = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
+    for start in range(first, stop, chunk_frames):
+        sl = slice(start, min(start + chunk_frames, stop))  # frames of the cube ...
+        out = slice(sl.start - first, sl.stop - first)  # ... and columns of the result
+        chunk = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
         if cosmics is not None:
-            cosmics.patch(frames, start)
+            cosmics.patch(chunk, start)
         if fast:
-            flux[fast, sl], area[fast, sl], oob[fast, sl] = exact_circles_in_chunk(
-                frames, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
+            flux[fast, out], area[fast, out], oob[fast, out] = exact_circles_in_chunk(
+                chunk, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
         for j, aperture in enumerate(apertures):
             if aperture is None or is_exact_circle(aperture):
                 continue
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
-            flux[j, sl], area[j, sl], oob[j, sl] = gather(frames, w, ix0, iy0)
-            oob[j, sl] |= ~(np.isfinite(tracks.x[j, sl]) & np.isfinite(tracks.y[j, sl]))
+            flux[j, out], area[j, out], oob[j, out] = gather(chunk, w, ix0, iy0)
+            oob[j, out] |= ~(np.isfinite(tracks.x[j, sl]) & np.isfinite(tracks.y[j, sl]))
     return ApertureSums(flux, area, oob)
 
 

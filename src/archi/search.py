@@ -82,14 +82,18 @@ def read_decision(path: str | Path) -> RoundDecision:
 
 
 def fine_tune_plan(table: pd.DataFrame, options: Options) -> dict[int, list[float]]:
-    """Star -> radii of its fine tune (circles whose best run is valid), one job per star."""
+    """Star -> radii of its fine tune (circles whose best run is valid), one job per star;
+    radii the grid already measured (the best, the grid's own points) are not run again."""
     if not options.fine_tune_circle or not len(table):
         return {}
     n_stars = int(table.star.max()) + 1
     methods = {j: options.star_method(j) for j in range(n_stars)}
     plan = opt.fine_tune_plan(opt.best_factors(table), methods)
-    return {int(star): [opt.round_factor(r) for r in radii]
-            for star, radii in sorted(plan.items()) if radii}
+    measured = {(int(j), opt.round_factor(f)) for j, f in zip(table.star, table.factor)}
+    plan = {int(star): [r for r in map(opt.round_factor, radii)
+                        if (int(star), r) not in measured]
+            for star, radii in sorted(plan.items())}
+    return {star: radii for star, radii in plan.items() if radii}
 
 
 def fine_tune_parts(plan: dict[int, list[float]], jobs: int) -> list[list[int]]:

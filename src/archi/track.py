@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from archi import parallel
 from archi.detect import _droll_per_exposure, predicted_positions, roll_offsets
 from archi.cosmics import CosmicHits
 from archi.fieldmodel import EmpiricalPsf, fit_shifts, rotational_blur
@@ -54,16 +55,33 @@ def _offsets(visit: Visit, stars: StarList) -> tuple[NDArray, NDArray]:
 
 
 def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
-           psf: EmpiricalPsf, cosmics: CosmicHits | None = None
+           psf: EmpiricalPsf, cosmics: CosmicHits | None = None, workers: int = 1
            ) -> tuple[NDArray, NDArray, NDArray]:
-    n_stars, n_frames = x_pred.shape
-    x, y = x_pred.copy(), y_pred.copy()
-    measured = np.zeros((n_stars, n_frames), dtype=bool)
+    """Measured positions and whether measured, (n_stars, n_frames) each; the frames split
+    among ``workers`` processes at chunk boundaries (chunks are fitted independently)."""
+    chunk = options.effective_chunk
+
+    def part(span: tuple[int, int]):
+        return lambda: _dynam_frames(visit, x_pred, y_pred, options, psf, cosmics, span)
+
+    spans = parallel.frame_ranges(x_pred.shape[1], chunk, workers) or [(0, 0)]
+    parts = parallel.run_forked([part(span) for span in spans], workers)
+    return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(3))
+
+
+def _dynam_frames(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
+                  psf: EmpiricalPsf, cosmics: CosmicHits | None, span: tuple[int, int]
+                  ) -> tuple[NDArray, NDArray, NDArray]:
+    """:func:`_dynam` of the frames ``first..stop-1`` of ``span`` (the result's columns)."""
+    first, stop = span
+    x, y = x_pred[:, first:stop].copy(), y_pred[:, first:stop].copy()
+    measured = np.zeros(x.shape, dtype=bool)
     droll = _droll_per_exposure(visit)
     variance = noise_per_pixel(visit)
     chunk = options.effective_chunk
-    for start in range(0, n_frames, chunk):
-        sl = slice(start, min(start + chunk, n_frames))
+    for start in range(first, stop, chunk):
+        sl = slice(start, min(start + chunk, stop))
+        out = slice(sl.start - first, sl.stop - first)
         frames = np.array(visit.cube[sl], dtype=float)
         if cosmics is not None:
             cosmics.patch(frames, start)
@@ -74,16 +92,17 @@ def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
             snr = np.where(fit.flux_err > 0, fit.flux / fit.flux_err, 0.0)
         ok = ((snr >= MIN_TRACK_SNR) & (fit.covered > 0.5)
               & (np.hypot(fit.dx, fit.dy) <= options.track_tolerance))
-        x[:, sl] += np.where(ok, fit.dx, 0.0)
-        y[:, sl] += np.where(ok, fit.dy, 0.0)
-        measured[:, sl] = ok
+        x[:, out] += np.where(ok, fit.dx, 0.0)
+        y[:, out] += np.where(ok, fit.dy, 0.0)
+        measured[:, out] = ok
     return x, y, measured
 
 
 def track_stars(visit: Visit, stars: StarList, options: Options,
-                psf: EmpiricalPsf | None = None, cosmics: CosmicHits | None = None) -> Tracks:
+                psf: EmpiricalPsf | None = None, cosmics: CosmicHits | None = None,
+                workers: int = 1) -> Tracks:
     """Positions (n_stars, n_frames) of ``stars`` through the visit; ``cosmics``: hits
-    replaced before ``dynam`` fits."""
+    replaced before ``dynam`` fits; ``workers``: processes sharing the ``dynam`` frames."""
     modes = [options.star_tracking(j) for j in range(stars.n_stars)]
     x = np.empty((stars.n_stars, visit.n_frames))
     y = np.empty_like(x)
@@ -98,7 +117,7 @@ def track_stars(visit: Visit, stars: StarList, options: Options,
         x[rows], y[rows] = ox[rows], oy[rows]
         if "dynam" in modes:
             psf = psf or EmpiricalPsf.from_visit(visit)
-            dxs, dys, meas = _dynam(visit, ox, oy, options, psf, cosmics)
+            dxs, dys, meas = _dynam(visit, ox, oy, options, psf, cosmics, workers)
             rows = [j for j, m in enumerate(modes) if m == "dynam"]
             x[rows], y[rows], measured[rows] = dxs[rows], dys[rows], meas[rows]
     return Tracks(x=x, y=y, measured=measured)

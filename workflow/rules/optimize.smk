@@ -19,6 +19,8 @@ rule prepare:
         "results/{visit}/benchmarks/prepare.tsv"
     log:
         "logs/{visit}/prepare.log",
+    # cosmic rays found while the stars are detected, tracking frames split in two
+    threads: 2
     resources:
         mem_mb=2500,
         runtime=15,
@@ -145,7 +147,7 @@ else:
             "results/{visit}/benchmarks/optimization/search_visit.tsv"
         log:
             "logs/{visit}/optimization/search_visit.log",
-        # the stars shared among two processes (Snakemake gives fewer with fewer cores)
+        # the frames split between two processes (Snakemake gives fewer with fewer cores)
         threads: 2
         resources:
             mem_mb=3000,
