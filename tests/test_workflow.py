@@ -162,8 +162,9 @@ def test_one_search_job_per_visit_finds_the_same_factors_and_curves(tmp_path, ed
     run = snakemake(work, "-j2", "--config", "search_jobs=visit")
     assert run.returncode == 0, run.stdout[-3000:]
     counts = job_counts(run.stdout)
-    assert counts["search_visit"] == 1
-    assert not {"photometry", "select_round", "fine_tune", "choose_factors"} & set(counts)
+    assert counts["search_visit"] == 1  # the search and the extraction
+    assert not {"photometry", "select_round", "fine_tune", "choose_factors",
+                "extract"} & set(counts)
     flux, table = results_of(work, "edge")
     ref_flux, ref_table = results_of(edge_run, "edge")
     assert len(table) > len(ref_table.star.unique()) * 21  # grid, extension and fine tune
@@ -222,13 +223,16 @@ def test_results_do_not_depend_on_the_number_of_cores(tmp_path, reference):
     pd.testing.assert_frame_equal(table, ref_table)
 
 
-def test_stored_factors_are_used_when_optimize_is_false(tmp_path, reference):
+@pytest.mark.parametrize("search_jobs", ["factor", "visit"])
+def test_stored_factors_are_used_when_optimize_is_false(tmp_path, reference, search_jobs):
     work = make_workdir(tmp_path, {"small_a": 3})
     stored = reference[0] / "results" / "small_a" / "optimization" / "optimized_factors.yaml"
-    run = snakemake(work, "-j2", "--config", "optimize=False", f"optimized_factors={stored}")
+    run = snakemake(work, "-j2", "--config", "optimize=False", f"optimized_factors={stored}",
+                    f"search_jobs={search_jobs}")
     assert run.returncode == 0, run.stdout[-3000:]
     counts = job_counts(run.stdout)
-    assert "photometry" not in counts and "choose_factors" not in counts
+    assert counts["extract"] == 1  # no search job of either kind: rule extract
+    assert not {"photometry", "choose_factors", "search_visit"} & set(counts)
     flux = export.read_lightcurves_fits(work / "results" / "small_a" / "lightcurves.fits").flux
     assert np.array_equal(flux, results_of(reference[0], "small_a")[0], equal_nan=True)
 

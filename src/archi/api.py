@@ -11,7 +11,7 @@
 
 The workflow runs the same steps as separate jobs: ``prepare``, one ``cdpp_table`` per
 factor, a selection (:mod:`archi.optimize`) and ``extract``; or, with ``search_jobs:
-visit``, ``optimize_factors`` as one job.
+visit``, ``optimize_factors`` and ``extract`` as one job.
 """
 
 from __future__ import annotations
@@ -103,13 +103,12 @@ def build_apertures(visit: Visit, prepared: Prepared, factors: Mapping[int, floa
     return out
 
 
-def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float]
+def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float], workers: int = 1
             ) -> tuple[ApertureSums, np.ndarray]:
-    """Aperture sums and flux errors [e] of the stars in ``factors``."""
+    """Aperture sums and flux errors [e] of the stars in ``factors`` (frames split among
+    ``workers`` processes)."""
     apertures = build_apertures(visit, prepared, factors)
-    sums = aperture_photometry(visit.cube, prepared.tracks, apertures,
-                               chunk_frames=prepared.options.effective_chunk,
-                               cosmics=prepared.cosmics)
+    sums = photometry_in_parts(visit, prepared.tracks, apertures, prepared, workers)
     errors = flux_errors(sums.flux, sums.area, visit)
     return sums, errors
 
@@ -255,12 +254,13 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = N
 
 
 def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
-            metric: Metric | None = None) -> StarLightCurves:
-    """Light curves of every star with the given mask factors."""
+            metric: Metric | None = None, workers: int = 1) -> StarLightCurves:
+    """Light curves of every star with the given mask factors (frames split among
+    ``workers`` processes: the same curves)."""
     options = prepared.options
     n = prepared.stars.n_stars
     factors = {j: float(factors[j]) for j in range(n)}
-    sums, errors = measure(visit, prepared, factors)
+    sums, errors = measure(visit, prepared, factors, workers)
     flag = np.zeros(sums.flux.shape, dtype=np.int32)
     flag |= np.where(sums.out_of_bounds, FLAG_OUT_OF_BOUNDS, 0).astype(np.int32)
     flag |= np.where(visit.status[None, :] != 0, FLAG_DRP_STATUS, 0).astype(np.int32)
@@ -296,20 +296,21 @@ class RunOutputs:
 def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: str = "auto",
         optimize: bool = True, factors_file: str | Path | None = None,
         export_text: bool = True, show_results: bool = True, debug: bool = True,
-        save_gif: bool = False, metric: Metric | None = None) -> RunOutputs:
+        save_gif: bool = False, metric: Metric | None = None, workers: int = 1) -> RunOutputs:
     """A whole visit in one call, like archi's controller: prepare, optimise the factors
     (or take them from ``factors_file`` when ``optimize`` is False), extract, and write
     the light curves (FITS, text), the run info, the CDPP table, the optimised factors and
-    the plots (and GIF) under ``out_dir``."""
+    the plots (and GIF) under ``out_dir``. ``workers``: processes that share the frames
+    of the costly passes (tracking, the factor search, extraction)."""
     from archi import export, plots
 
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     visit = load_visit(folder, options, layout)
-    prepared = prepare(visit, options, layout)
+    prepared = prepare(visit, options, layout, workers)
     factors_path = Path(factors_file) if factors_file else out / "optimized_factors.yaml"
     if optimize:
-        result = optimize_factors(visit, prepared, metric)
+        result = optimize_factors(visit, prepared, metric, workers)
         factors, table = result.factors, result.table
         opt.write_optimized_factors(
             factors_path, factors, methods=options.method, visit_id=prepared.visit_key,
@@ -325,7 +326,7 @@ def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: st
                               f"{prepared.visit_key}; run the optimisation first")
         factors = {j: float(stored.factors[j]) for j in range(prepared.stars.n_stars)}
         table = opt.make_cdpp_table({}, {})  # no search was run
-    curves = extract(visit, prepared, factors, metric)
+    curves = extract(visit, prepared, factors, metric, workers)
     cdpp_path = out / "cdpp_table.tsv"
     opt.write_cdpp_table(table, cdpp_path)
     fits_path = export.write_lightcurves_fits(curves, out / "lightcurves.fits")

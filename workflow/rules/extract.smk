@@ -1,25 +1,29 @@
-rule extract:
-    """Light curves of every star with the chosen factors (FITS) and the run info."""
-    input:
-        visit=visit_folder,
-        prepared="results/{visit}/prepared.fits",
-        factors=factors_file,
-    output:
-        fits="results/{visit}/lightcurves.fits",
-        info="results/{visit}/run_info.yaml",
-    params:
-        options=options_of,
-    benchmark:
-        "results/{visit}/benchmarks/extract.tsv"
-    log:
-        "logs/{visit}/extract.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/extract.py"
+# With `search_jobs: visit` the search job extracts the light curves itself (one job less
+# per visit); this rule then serves only runs with stored factors (`optimize: false`).
+if config["search_jobs"] == "factor" or not config["optimize"]:
+
+    rule extract:
+        """Light curves of every star with the chosen factors (FITS) and the run info."""
+        input:
+            visit=visit_folder,
+            prepared="results/{visit}/prepared.fits",
+            factors=factors_file,
+        output:
+            fits="results/{visit}/lightcurves.fits",
+            info="results/{visit}/run_info.yaml",
+        params:
+            options=options_of,
+        benchmark:
+            "results/{visit}/benchmarks/extract.tsv"
+        log:
+            "logs/{visit}/extract.log",
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/extract.py"
 
 
 rule export_text:

@@ -1,7 +1,8 @@
 # Detection and tracking, then the factor search. With `search_jobs: factor`, one photometry
 # job per factor, a checkpoint per round that decides which stars need a higher range, then
 # the circle fine tune in `fine_tune_jobs` jobs per visit; with `search_jobs: visit`, the
-# whole search of a visit in one job. Either way the search ends in the same two files
+# whole search of a visit in one job, which also extracts the light curves (rule extract
+# then only serves `optimize: false`). Either way the search ends in the same two files
 # (optimized_factors.yaml, all_cdpp.tsv). Tables are written atomically, so a killed job
 # never leaves one that looks complete.
 
@@ -133,16 +134,19 @@ if config["search_jobs"] == "factor":
         script:
             "../scripts/choose_factors.py"
 
-else:
+elif config["optimize"]:
 
     rule search_visit:
-        """The whole factor search of a visit in one job (grid, extensions, fine tune)."""
+        """The whole factor search of a visit (grid, extensions, fine tune) and the
+        extraction with the chosen factors, in one job."""
         input:
             visit=visit_folder,
             prepared="results/{visit}/prepared.fits",
         output:
             factors="results/{visit}/optimization/optimized_factors.yaml",
             table="results/{visit}/optimization/all_cdpp.tsv",
+            fits="results/{visit}/lightcurves.fits",
+            info="results/{visit}/run_info.yaml",
         benchmark:
             "results/{visit}/benchmarks/optimization/search_visit.tsv"
         log:
