@@ -544,7 +544,7 @@ def workflow_job_stats(bench: Path) -> dict[str, JobStats]:
         "prepare": [bench / "prepare.tsv"],
         "photometry": sorted(bench.glob("optimization/round*/f*.tsv")),
         "fine_tune": sorted(bench.glob("optimization/fine/part*.tsv")),
-        "search_visit": [bench / "optimization" / "search_visit.tsv"],
+        "whole_visit": [bench / "whole_visit.tsv"],
         "extract": [bench / "extract.tsv"],
         "export_text": [bench / "export_text.tsv"],
     }
@@ -888,7 +888,7 @@ def workflow_section(bench: Benchmark) -> str:
     rows = []
     for s in bench.sizes:
         for mode, run in _workflow_modes(s):
-            for name in ("prepare", "photometry", "fine_tune", "search_visit", "extract",
+            for name in ("prepare", "photometry", "fine_tune", "whole_visit", "extract",
                          "export_text"):
                 stats = run.jobs.get(name)
                 if stats is None:

@@ -20,6 +20,7 @@ import yaml
 from archi import export, search
 from archi.optimize import factor_grid, format_factor, read_cdpp_tables
 from archi.options import Options
+from archi.prepared import read_prepared
 
 ROOT = Path(__file__).parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -162,9 +163,9 @@ def test_one_search_job_per_visit_finds_the_same_factors_and_curves(tmp_path, ed
     run = snakemake(work, "-j2", "--config", "search_jobs=visit")
     assert run.returncode == 0, run.stdout[-3000:]
     counts = job_counts(run.stdout)
-    assert counts["search_visit"] == 1  # the search and the extraction
-    assert not {"photometry", "select_round", "fine_tune", "choose_factors",
-                "extract"} & set(counts)
+    assert counts["whole_visit"] == 1  # detection to text export, one job
+    assert not {"prepare", "photometry", "select_round", "fine_tune", "choose_factors",
+                "extract", "export_text"} & set(counts)
     flux, table = results_of(work, "edge")
     ref_flux, ref_table = results_of(edge_run, "edge")
     assert len(table) > len(ref_table.star.unique()) * 21  # grid, extension and fine tune
@@ -172,6 +173,13 @@ def test_one_search_job_per_visit_finds_the_same_factors_and_curves(tmp_path, ed
     pd.testing.assert_frame_equal(table, ref_table, check_exact=False, rtol=1e-9)
     assert stored_factors(work, "edge") == stored_factors(edge_run, "edge")
     assert np.array_equal(flux, ref_flux, equal_nan=True)
+    # the job's other outputs: the same tracks, the same text
+    tracks, ref_tracks = (read_prepared(w / "results" / "edge" / "prepared.fits").tracks
+                          for w in (work, edge_run))
+    assert np.array_equal(tracks.x, ref_tracks.x) and np.array_equal(tracks.y, ref_tracks.y)
+    text, ref_text = ((w / "results" / "edge" / "lightcurves.txt").read_bytes()
+                      for w in (work, edge_run))
+    assert text == ref_text
 
 
 def test_a_failed_factor_is_the_only_one_rerun(tmp_path):
@@ -232,7 +240,7 @@ def test_stored_factors_are_used_when_optimize_is_false(tmp_path, reference, sea
     assert run.returncode == 0, run.stdout[-3000:]
     counts = job_counts(run.stdout)
     assert counts["extract"] == 1  # no search job of either kind: rule extract
-    assert not {"photometry", "choose_factors", "search_visit"} & set(counts)
+    assert not {"photometry", "choose_factors", "whole_visit"} & set(counts)
     flux = export.read_lightcurves_fits(work / "results" / "small_a" / "lightcurves.fits").flux
     assert np.array_equal(flux, results_of(reference[0], "small_a")[0], equal_nan=True)
 

@@ -52,6 +52,12 @@ for _visit, _row in VISITS.iterrows():
     except ArchiError as exc:
         raise ValueError(str(exc)) from None
 
+# one job per visit does everything from detection to the text export (rule whole_visit)
+WHOLE_VISIT_JOBS = config["search_jobs"] == "visit" and config["optimize"]
+TEXT_OUTPUT = (
+    {"text": "results/{visit}/lightcurves.txt"} if config["outputs"]["export_text"] else {}
+)
+
 if not config["optimize"] and not Path(config["optimized_factors"]).is_file():
     raise ValueError(
         f"optimize is false but optimized_factors {config['optimized_factors']!r} is not a file"

@@ -1,6 +1,6 @@
-# With `search_jobs: visit` the search job extracts the light curves itself (one job less
-# per visit); this rule then serves only runs with stored factors (`optimize: false`).
-if config["search_jobs"] == "factor" or not config["optimize"]:
+# With whole-visit jobs (`search_jobs: visit`, `optimize: true`) rule whole_visit writes
+# the light curves and their text itself.
+if not WHOLE_VISIT_JOBS:
 
     rule extract:
         """Light curves of every star with the chosen factors (FITS) and the run info."""
@@ -25,21 +25,20 @@ if config["search_jobs"] == "factor" or not config["optimize"]:
         script:
             "../scripts/extract.py"
 
-
-rule export_text:
-    """archi's text layout: MJD_TIME;ROLL_ANGLE then FLUX and FLUX_ERR per star."""
-    input:
-        "results/{visit}/lightcurves.fits",
-    output:
-        "results/{visit}/lightcurves.txt",
-    benchmark:
-        "results/{visit}/benchmarks/export_text.tsv"
-    log:
-        "logs/{visit}/export_text.log",
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/export_text.py"
+    rule export_text:
+        """archi's text layout: MJD_TIME;ROLL_ANGLE then FLUX and FLUX_ERR per star."""
+        input:
+            "results/{visit}/lightcurves.fits",
+        output:
+            "results/{visit}/lightcurves.txt",
+        benchmark:
+            "results/{visit}/benchmarks/export_text.tsv"
+        log:
+            "logs/{visit}/export_text.log",
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/export_text.py"
 
 
 rule plot_stars:

@@ -1,34 +1,68 @@
 # Detection and tracking, then the factor search. With `search_jobs: factor`, one photometry
 # job per factor, a checkpoint per round that decides which stars need a higher range, then
-# the circle fine tune in `fine_tune_jobs` jobs per visit; with `search_jobs: visit`, the
-# whole search of a visit in one job, which also extracts the light curves (rule extract
-# then only serves `optimize: false`). Either way the search ends in the same two files
-# (optimized_factors.yaml, all_cdpp.tsv). Tables are written atomically, so a killed job
-# never leaves one that looks complete.
+# the circle fine tune in `fine_tune_jobs` jobs per visit. With `search_jobs: visit` (and
+# `optimize: true`) a whole visit is one job: detection, tracking, the search, the
+# extraction and the text export (rules prepare, extract and export_text are then not
+# defined). Either way the search ends in the same two files (optimized_factors.yaml,
+# all_cdpp.tsv). Tables are written atomically, so a killed job never leaves one that looks
+# complete.
 
 
-rule prepare:
-    """Detect the stars of a visit and track them through every frame."""
-    input:
-        visit_folder,
-    output:
-        "results/{visit}/prepared.fits",
-    params:
-        options=options_of,
-        layout=config["layout"],
-    benchmark:
-        "results/{visit}/benchmarks/prepare.tsv"
-    log:
-        "logs/{visit}/prepare.log",
-    # cosmic rays found while the stars are detected, tracking frames split in two
-    threads: 2
-    resources:
-        mem_mb=2500,
-        runtime=15,
-    conda:
-        "../envs/archi.yaml"
-    script:
-        "../scripts/prepare.py"
+if WHOLE_VISIT_JOBS:
+
+    rule whole_visit:
+        """A whole visit in one job: detection and tracking, the factor search (grid,
+        extensions, fine tune), the light curves with the chosen factors, their text."""
+        input:
+            visit_folder,
+        output:
+            prepared="results/{visit}/prepared.fits",
+            factors="results/{visit}/optimization/optimized_factors.yaml",
+            table="results/{visit}/optimization/all_cdpp.tsv",
+            fits="results/{visit}/lightcurves.fits",
+            info="results/{visit}/run_info.yaml",
+            **TEXT_OUTPUT,
+        params:
+            options=options_of,
+            layout=config["layout"],
+        benchmark:
+            "results/{visit}/benchmarks/whole_visit.tsv"
+        log:
+            "logs/{visit}/whole_visit.log",
+        # the frames split between two processes (Snakemake gives fewer with fewer cores)
+        threads: 2
+        resources:
+            mem_mb=3000,
+            runtime=20,
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/whole_visit.py"
+
+else:
+
+    rule prepare:
+        """Detect the stars of a visit and track them through every frame."""
+        input:
+            visit_folder,
+        output:
+            "results/{visit}/prepared.fits",
+        params:
+            options=options_of,
+            layout=config["layout"],
+        benchmark:
+            "results/{visit}/benchmarks/prepare.tsv"
+        log:
+            "logs/{visit}/prepare.log",
+        # cosmic rays found while the stars are detected, tracking frames split in two
+        threads: 2
+        resources:
+            mem_mb=2500,
+            runtime=15,
+        conda:
+            "../envs/archi.yaml"
+        script:
+            "../scripts/prepare.py"
 
 
 if config["search_jobs"] == "factor":
@@ -133,30 +167,3 @@ if config["search_jobs"] == "factor":
             "../envs/archi.yaml"
         script:
             "../scripts/choose_factors.py"
-
-elif config["optimize"]:
-
-    rule search_visit:
-        """The whole factor search of a visit (grid, extensions, fine tune) and the
-        extraction with the chosen factors, in one job."""
-        input:
-            visit=visit_folder,
-            prepared="results/{visit}/prepared.fits",
-        output:
-            factors="results/{visit}/optimization/optimized_factors.yaml",
-            table="results/{visit}/optimization/all_cdpp.tsv",
-            fits="results/{visit}/lightcurves.fits",
-            info="results/{visit}/run_info.yaml",
-        benchmark:
-            "results/{visit}/benchmarks/optimization/search_visit.tsv"
-        log:
-            "logs/{visit}/optimization/search_visit.log",
-        # the frames split between two processes (Snakemake gives fewer with fewer cores)
-        threads: 2
-        resources:
-            mem_mb=3000,
-            runtime=15,
-        conda:
-            "../envs/archi.yaml"
-        script:
-            "../scripts/search_visit.py"

@@ -1,16 +1,21 @@
-"""Snakemake script: the whole factor search of a visit in one job, then its light curves."""
+"""Snakemake script: a whole visit in one job, from detection to the text export."""
 
 from _common import start_log
 
 from archi import api, export
 from archi.optimize import optimized_factors_for, write_cdpp_table, write_optimized_factors
-from archi.prepared import read_prepared
+from archi.options import Options
+from archi.prepared import write_prepared
 
 log = start_log(snakemake)
-prepared = read_prepared(snakemake.input.prepared)
-options = prepared.options
-visit = api.load_visit(prepared.visit_folder, options, prepared.layout)
-result = api.optimize_factors(visit, prepared, workers=snakemake.threads)
+workers = snakemake.threads
+options = Options.from_mapping(snakemake.params.options)
+visit = api.load_visit(snakemake.input[0], options, snakemake.params.layout)
+prepared = api.prepare(visit, options, snakemake.params.layout, workers=workers)
+log.info("%s: %d stars, %d frames", prepared.visit_key, prepared.stars.n_stars, visit.n_frames)
+write_prepared(snakemake.output.prepared, prepared)
+
+result = api.optimize_factors(visit, prepared, workers=workers)
 log.info("factors %s; cdpp %s; valid %s", result.factors, result.cdpp, result.valid)
 write_cdpp_table(result.table, snakemake.output.table)
 write_optimized_factors(snakemake.output.factors, result.factors, methods=options.method,
@@ -18,12 +23,15 @@ write_optimized_factors(snakemake.output.factors, result.factors, methods=option
                         settings={"initial_detect": options.initial_detect,
                                   "detect_mode": options.detect_mode,
                                   "grid_bg": options.grid_bg})
+
 # the factors as the file stores them, so the curves equal those of rule extract
 stored = optimized_factors_for(snakemake.output.factors, prepared.visit_key)
 curves = api.extract(visit, prepared, {j: float(stored.factors[j])
                                        for j in range(prepared.stars.n_stars)},
-                     workers=snakemake.threads)
+                     workers=workers)
 export.write_lightcurves_fits(curves, snakemake.output.fits)
 export.write_run_info(snakemake.output.info, visit_folder=visit.folder,
                       options=options.to_dict(), lc=curves)
+if "text" in snakemake.output.keys():
+    export.write_lightcurves_text(curves, snakemake.output.text)
 log.info("%d stars, factors %s", curves.n_stars, curves.factors.tolist())
