@@ -149,6 +149,34 @@ def test_cdpp_table_round_trip(tmp_path):
     assert leftovers(path.parent) == []
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.1, 2.0, 21.3, 16.75, 8]),
+                          st.floats(allow_nan=True, allow_infinity=True), st.booleans()),
+                max_size=8, unique_by=lambda run: (run[0], run[1])))
+def test_runs_are_written_without_pandas_as_write_cdpp_table_writes_them(tmp_path_factory,
+                                                                          runs):
+    """Per-factor jobs write plain runs (no pandas import): byte for byte the same file."""
+    folder = tmp_path_factory.mktemp("runs")
+    opt.write_runs(runs, folder / "plain.tsv")
+    write_cdpp_table(opt.runs_table(runs), folder / "pandas.tsv")
+    assert (folder / "plain.tsv").read_bytes() == (folder / "pandas.tsv").read_bytes()
+    assert leftovers(folder) == []
+
+
+def test_job_modules_do_not_import_pandas():
+    """What a per-factor job imports leaves pandas out (0.15 s a job); the table functions
+    still get it when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import archi.api, archi.search, archi.optimize, archi.prepared; "
+            "assert 'pandas' not in sys.modules, 'pandas imported'; "
+            "archi.optimize.runs_table([(0, 1.0, 5.0, True)]); "
+            "assert 'pandas' in sys.modules")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
 def test_read_several_tables_and_duplicates(tmp_path):
     a, b, c = tmp_path / "a.tsv", tmp_path / "b.tsv", tmp_path / "c.tsv"
     write_cdpp_table(table([(0, 1, 5.0, True), (1, 1, 6.0, True)]), a)

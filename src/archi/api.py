@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from archi import masks
 from archi import optimize as opt
@@ -39,6 +39,9 @@ from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
                          StarLightCurves, Tracks)
 from archi.track import track_stars
 from archi.visit import Visit
+
+if TYPE_CHECKING:  # annotations only: per-factor jobs do not import pandas
+    import pandas as pd
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -127,21 +130,29 @@ def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
     return value, valid
 
 
-def cdpp_table(visit: Visit, prepared: Prepared, factor: float | Mapping[int, float],
-               stars: Sequence[int] | None = None, metric: Metric | None = None
-               ) -> pd.DataFrame:
-    """One photometry run -> CDPP table (star, factor, cdpp, valid) of ``stars`` (all)."""
-    stars = list(range(prepared.stars.n_stars)) if stars is None else list(stars)
+def cdpp_runs(visit: Visit, prepared: Prepared, factor: float | Mapping[int, float],
+              stars: Sequence[int] | None = None, metric: Metric | None = None
+              ) -> list[opt.Run]:
+    """One photometry run -> the runs (star, factor, cdpp, valid) of ``stars`` (all), by
+    star, as plain tuples (:func:`archi.optimize.write_runs` writes them without pandas)."""
+    stars = sorted(set(range(prepared.stars.n_stars) if stars is None else stars))
     factors = ({j: float(factor[j]) for j in stars} if isinstance(factor, Mapping)
                else {j: float(factor) for j in stars})
     sums, _ = measure(visit, prepared, factors)
     fn = _metric(prepared.options, metric)
     swallows = engulfs_brighter_star(prepared, factors)
-    cdpp, valid = {}, {}
+    runs = []
     for j in stars:
-        cdpp[j], valid[j] = star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)
-        valid[j] = valid[j] and not swallows[j]
-    return opt.make_cdpp_table(factors, cdpp, valid)
+        value, valid = star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)
+        runs.append((j, factors[j], value, valid and not swallows[j]))
+    return opt.checked_runs(runs)
+
+
+def cdpp_table(visit: Visit, prepared: Prepared, factor: float | Mapping[int, float],
+               stars: Sequence[int] | None = None, metric: Metric | None = None
+               ) -> pd.DataFrame:
+    """One photometry run -> CDPP table (star, factor, cdpp, valid) of ``stars`` (all)."""
+    return opt.runs_table(cdpp_runs(visit, prepared, factor, stars, metric))
 
 
 def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> dict[int, bool]:
@@ -196,9 +207,17 @@ def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
     runs measured in one pass over the cube (the same numbers as one :func:`cdpp_table`
     per factor). ``workers`` > 1 splits the frames among that many processes
     (:mod:`archi.parallel`: same numbers, bit for bit)."""
+    return search.merge_tables([opt.runs_table(factor_runs(visit, prepared, factors, metric,
+                                                           workers))])
+
+
+def factor_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
+                metric: Metric | None = None, workers: int = 1) -> list[opt.Run]:
+    """:func:`factor_table` as plain runs (star, factor, cdpp, valid), in the order of
+    ``factors``."""
     runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
     if not runs:
-        return search.merge_tables([])
+        return []
     options = prepared.options
     stars = np.array([j for j, _ in runs])
     needs_regions = any(options.star_method(j) == "shape" for j in set(stars.tolist()))
@@ -212,7 +231,7 @@ def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
     for i, (j, f) in enumerate(runs):
         value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
         rows.append((j, f, value, valid and not engulfs_brighter_star(prepared, {j: f})[j]))
-    return search.merge_tables([opt.runs_table(rows)])
+    return opt.checked_runs(rows)
 
 
 def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.Aperture | None],

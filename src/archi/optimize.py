@@ -34,14 +34,19 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
-import pandas as pd
 import yaml
 
+from archi._lazy import LazyModule
 from archi.noise import INVALID_CDPP
 from archi.errors import ConfigError, CorruptProductError, ProductNotFoundError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # per-factor jobs write their tables without pandas (see archi._lazy)
+    pd = LazyModule("pandas")
 
 __all__ = [
     "FACTOR_DECIMALS",
@@ -58,6 +63,9 @@ __all__ = [
     "star_methods",
     "make_cdpp_table",
     "write_cdpp_table",
+    "checked_runs",
+    "runs_table",
+    "write_runs",
     "read_cdpp_tables",
     "best_factors",
     "ExtensionPlan",
@@ -255,16 +263,40 @@ def make_cdpp_table(factors: float | Mapping[int, float], cdpp: Mapping[int, flo
     return runs_table(runs)
 
 
-def runs_table(runs: Iterable[tuple[int, float, float, bool]]) -> pd.DataFrame:
-    """CDPP table of any runs ``(star, factor, cdpp, valid)``, in the given order, with the
-    rule of :func:`make_cdpp_table` for invalid runs."""
+Run = tuple[int, float, float, bool]
+"""One photometry run of one star: (star, factor, cdpp, valid)."""
+
+
+def checked_runs(runs: Iterable[Run]) -> list[Run]:
+    """Runs with the rule of :func:`make_cdpp_table`: a run is valid when flagged so and its
+    CDPP is a finite number below INVALID_CDPP, else it gets INVALID_CDPP and False; stars
+    checked, factors rounded. Plain tuples: no pandas needed (see :func:`write_runs`)."""
     rows = []
     for star, factor, value, ok in runs:
         value = float(value)
         ok = bool(ok) and math.isfinite(value) and value < INVALID_CDPP
         rows.append((_check_star(star), round_factor(factor), value if ok else INVALID_CDPP,
                      ok))
-    return _typed_table(pd.DataFrame(rows, columns=list(CDPP_TABLE_COLUMNS)))
+    return rows
+
+
+def runs_table(runs: Iterable[Run]) -> pd.DataFrame:
+    """CDPP table of any runs ``(star, factor, cdpp, valid)``, in the given order, with the
+    rule of :func:`make_cdpp_table` for invalid runs."""
+    return _typed_table(pd.DataFrame(checked_runs(runs), columns=list(CDPP_TABLE_COLUMNS)))
+
+
+def write_runs(runs: Iterable[Run], path: str | Path) -> None:
+    """:func:`write_cdpp_table` of ``runs_table(runs)`` without pandas: the same text (CDPP
+    as Python's shortest round-trip repr, which is what pandas writes), atomically."""
+    rows = sorted(checked_runs(runs), key=lambda run: (run[0], run[1]))
+
+    def dump(fh: TextIO) -> None:
+        fh.write("\t".join(CDPP_TABLE_COLUMNS) + "\n")
+        for star, factor, value, ok in rows:
+            fh.write(f"{star}\t{format_factor(factor)}\t{value!r}\t{ok}\n")
+
+    _atomic_write(Path(path), dump)
 
 
 def _typed_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from archi import optimize as opt
+from archi._lazy import LazyModule
 from archi.errors import CorruptProductError
 from archi.options import Options
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # per-factor jobs write their tables without pandas (see archi._lazy)
+    pd = LazyModule("pandas")
 
 
 def round_range(options: Options, round_index: int) -> tuple[float, float]:

@@ -1,10 +1,11 @@
-"""Snakemake script: the fine-tune CDPP table of one part of the stars (one cube pass)."""
+"""Snakemake script: the fine-tune CDPP table of one part of the stars (one cube pass, no
+pandas: a light job)."""
 
 import yaml
 from _common import start_log
 
 from archi import api, search
-from archi.optimize import write_cdpp_table
+from archi.optimize import write_runs
 from archi.prepared import read_prepared
 
 log = start_log(snakemake)
@@ -12,6 +13,6 @@ prepared = read_prepared(snakemake.input.prepared)
 plan = yaml.safe_load(open(snakemake.input.plan)) or {}
 stars = search.fine_tune_parts(plan, snakemake.params.jobs)[int(snakemake.wildcards.part)]
 visit = api.load_visit(prepared.visit_folder, prepared.options, prepared.layout)
-table = api.factor_table(visit, prepared, {star: plan[star] for star in stars})
-log.info("stars %s:\n%s", stars, table.to_string(index=False))
-write_cdpp_table(table, snakemake.output[0])
+runs = api.factor_runs(visit, prepared, {star: plan[star] for star in stars})
+log.info("stars %s: (star, factor, cdpp, valid) %s", stars, runs)
+write_runs(runs, snakemake.output[0])

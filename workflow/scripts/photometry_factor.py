@@ -1,9 +1,9 @@
-"""Snakemake script: the CDPP table of one factor of a search round."""
+"""Snakemake script: the CDPP table of one factor of a search round (no pandas: a light job)."""
 
 from _common import start_log
 
 from archi import api, search
-from archi.optimize import parse_factor, write_cdpp_table
+from archi.optimize import parse_factor, write_runs
 from archi.prepared import read_prepared
 
 log = start_log(snakemake)
@@ -14,6 +14,6 @@ if snakemake.input.decision:  # extension round: the stars the last decision ext
 else:
     stars = list(range(prepared.stars.n_stars))
 visit = api.load_visit(prepared.visit_folder, prepared.options, prepared.layout)
-table = api.cdpp_table(visit, prepared, factor, stars=stars)
-log.info("factor %s, stars %s:\n%s", factor, stars, table.to_string(index=False))
-write_cdpp_table(table, snakemake.output[0])
+runs = api.cdpp_runs(visit, prepared, factor, stars=stars)
+log.info("factor %s: (star, factor, cdpp, valid) %s", factor, runs)
+write_runs(runs, snakemake.output[0])
