@@ -174,6 +174,9 @@ PHOTOMETRY = {
     "val_range": [8, 16],
     "step": 2,
 }
+# the third workflow run: archi's own circles (pixel centre within the radius), like for
+# like with archi; our default circles are exact pixel overlaps
+BINARY_LABEL = "search_jobs: visit, aperture_mode: binary"
 # archi's (pyarchi_runner.py) options for the same search
 ARCHI_OPTIONS = {
     "method": "circle",
@@ -276,9 +279,12 @@ class SizeResult:
     n_frames: int
     in_process: InProcessTimes
     workflow: WorkflowRun  # search_jobs: factor (the default: one job per factor)
-    workflow_visit: WorkflowRun | None = None  # search_jobs: visit (one search job per visit)
+    workflow_visit: WorkflowRun | None = None  # search_jobs: visit (one job per visit)
+    # search_jobs: visit with archi's own mask (aperture_mode: binary): like for like
+    workflow_binary: WorkflowRun | None = None
     archi: ArchiRun | None = None
-    comparison: CdppComparison | None = None
+    comparison: CdppComparison | None = None  # archi against the default (exact) run
+    comparison_binary: CdppComparison | None = None  # archi against workflow_binary
 
     @property
     def cube_mb(self) -> float:
@@ -478,7 +484,8 @@ def warm_up(cache: Path) -> None:
         measure_in_process(paths.drp_folder, Path(tmp), repeats=1)
 
 
-def write_workflow_inputs(work: Path, drp_folder: Path, search_jobs: str = "factor") -> None:
+def write_workflow_inputs(work: Path, drp_folder: Path, search_jobs: str = "factor",
+                          aperture_mode: str = "exact") -> None:
     (work / "visits.tsv").write_text("visit\tpath\tdata_type\tsimulation\n"
                                      f"{VISIT_NAME}\t{drp_folder.resolve()}\treal\t\n")
     config = {
@@ -487,20 +494,22 @@ def write_workflow_inputs(work: Path, drp_folder: Path, search_jobs: str = "fact
         "optimize": True,
         "optimized_factors": "",
         "search_jobs": search_jobs,
-        "photometry": PHOTOMETRY,
+        "photometry": {**PHOTOMETRY, "aperture_mode": aperture_mode},
         "outputs": {"export_text": True, "show_results": False, "debug": False,
                     "save_gif": False},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def run_workflow(drp_folder: Path, work: Path, search_jobs: str = "factor") -> WorkflowRun:
-    """The whole workflow with -j2 in the fresh working directory ``work``; ``search_jobs``:
-    the workflow's option (one job per factor, or one search job per visit)."""
+def run_workflow(drp_folder: Path, work: Path, search_jobs: str = "factor",
+                 aperture_mode: str = "exact") -> WorkflowRun:
+    """The whole workflow with -j2 in the fresh working directory ``work``; ``search_jobs``
+    and ``aperture_mode``: the workflow's options (one job per factor or one job per visit;
+    exact or archi's binary circles)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    write_workflow_inputs(work, drp_folder, search_jobs)
+    write_workflow_inputs(work, drp_folder, search_jobs, aperture_mode)
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE),
                "--configfile", "config.yaml", "-j2", "--quiet"]
     env = {**os.environ,
@@ -722,6 +731,8 @@ def frame_growth(sizes: Sequence[SizeResult]) -> list[tuple[str, list[float], fl
         "workflow -j2 wall": [s.workflow.wall_s for s in sizes],
         "workflow -j2 wall (search_jobs: visit)": [
             s.workflow_visit.wall_s if s.workflow_visit else math.nan for s in sizes],
+        f"workflow -j2 wall ({BINARY_LABEL})": [
+            s.workflow_binary.wall_s if s.workflow_binary else math.nan for s in sizes],
     }
     frames = [s.n_frames for s in sizes]
     return [(name, t, fit_exponent(frames, t)) for name, t in rows.items()]
@@ -856,13 +867,16 @@ def targets_section(bench: Benchmark) -> str:
                              f"exponent <= {LINEAR_EXPONENT_MAX:g}", fmt(exponent),
                              _verdict(exponent <= LINEAR_EXPONENT_MAX
                                       if math.isfinite(exponent) else None)])
-    matched = [m for s in bench.sizes if s.comparison for m in s.comparison.matched]
-    if matched:
-        worse = [m for m in matched if not m.ours_not_worse]
-        rows.append(["CDPP same or better than archi on every star both find (K2 CDPP of "
-                     "each light curve)", "every star",
-                     f"{len(matched) - len(worse)} of {len(matched)} stars",
-                     _verdict(not worse)])
+    for attribute, label in (("comparison", "exact circles (default)"),
+                             ("comparison_binary", "binary circles, as archi's")):
+        matched = [m for s in bench.sizes if getattr(s, attribute)
+                   for m in getattr(s, attribute).matched]
+        if matched:
+            worse = [m for m in matched if not m.ours_not_worse]
+            rows.append([f"CDPP same or better than archi on every star both find, ours with "
+                         f"{label} (K2 CDPP of each light curve)", "every star",
+                         f"{len(matched) - len(worse)} of {len(matched)} stars",
+                         _verdict(not worse)])
     return table(["target", "wanted", "measured", "met"], rows)
 
 
@@ -877,10 +891,13 @@ def in_process_section(bench: Benchmark) -> str:
 
 
 def _workflow_modes(s: SizeResult) -> list[tuple[str, WorkflowRun]]:
-    """(label, run) of the workflow runs of one size: per-factor jobs, then per-visit."""
+    """(label, run) of the workflow runs of one size: per-factor jobs, then per-visit, then
+    per-visit with archi's binary circles."""
     modes = [("search_jobs: factor", s.workflow)]
     if s.workflow_visit is not None:
         modes.append(("search_jobs: visit", s.workflow_visit))
+    if s.workflow_binary is not None:
+        modes.append((BINARY_LABEL, s.workflow_binary))
     return modes
 
 
@@ -953,8 +970,11 @@ def growth_section(bench: Benchmark) -> str:
 
 def cdpp_section(bench: Benchmark) -> str:
     parts = []
-    for s in bench.sizes:
-        c = s.comparison
+    for s, c, label in [(s, c, label) for s in bench.sizes
+                        for c, label in ((s.comparison, "exact circles (default), one job "
+                                          "per factor"),
+                                         (s.comparison_binary, "binary circles (archi's), "
+                                          "one job per visit"))]:
         if c is None:
             continue
         rows = [[m.ours, m.archi, fmt(m.x, 1), fmt(m.y, 1), fmt(m.distance_px), fmt(m.our_factor),
@@ -962,7 +982,7 @@ def cdpp_section(bench: Benchmark) -> str:
                  fmt(m.archi_cdpp / m.our_cdpp), fmt(m.our_reported, 1), fmt(m.archi_reported, 1),
                  m.our_jumps, m.archi_jumps, m.our_untracked,
                  "yes" if m.ours_not_worse else "**NO**"] for m in c.matched]
-        text = (f"### {s.n_frames} frames\n\n"
+        text = (f"### {s.n_frames} frames, ours with {label}\n\n"
                 + table(["our star", "archi star", "x [px]", "y [px]", "match dist [px]",
                          "our radius [px]", "archi radius [px]", "our CDPP [ppm]",
                          "archi CDPP [ppm]", "archi / ours", "our reported best [ppm]",
@@ -1089,15 +1109,20 @@ def measure_size(cache: Path, n_frames: int, archi_python: Path | None) -> SizeR
           flush=True)
     workflow_visit = run_workflow(paths.drp_folder, runs / "workflow_visit", "visit")
     print(f"[{n_frames} frames] workflow (search_jobs: visit) {workflow_visit.wall_s:.1f} s; "
+          "with binary circles", flush=True)
+    workflow_binary = run_workflow(paths.drp_folder, runs / "workflow_binary", "visit",
+                                   "binary")
+    print(f"[{n_frames} frames] workflow ({BINARY_LABEL}) {workflow_binary.wall_s:.1f} s; "
           "compute in process", flush=True)
     in_process = measure_in_process(paths.drp_folder, runs / "in_process",
                                     workflow_factors(workflow.results))
-    result = SizeResult(n_frames, in_process, workflow, workflow_visit)
+    result = SizeResult(n_frames, in_process, workflow, workflow_visit, workflow_binary)
     if archi_python is not None:
         print(f"[{n_frames} frames] archi", flush=True)
         result.archi = run_archi(archi_python, paths.root, runs / "archi")
         print(f"[{n_frames} frames] archi {result.archi.wall_s:.1f} s", flush=True)
         result.comparison = compare_cdpp(workflow.results, result.archi)
+        result.comparison_binary = compare_cdpp(workflow_binary.results, result.archi)
     return result
 
 

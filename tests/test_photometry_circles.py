@@ -276,3 +276,72 @@ def test_exact_weights_are_zero_beyond_large_circles():
         gy = np.maximum(np.abs(cy) - 0.5, 0.0)[:, :, None]
         assert (w[gx ** 2 + gy ** 2 >= r * r] == 0).all()
         np.testing.assert_allclose(w.sum(axis=(1, 2)), np.pi * r * r, rtol=1e-12)
+
+
+def _binary_reference(frames, x, y, radius, frame):
+    """archi's binary mask, one item at a time: CircleAperture(mode="binary").weights
+    gathered and weighed; a non-finite position measures nothing and is out of bounds."""
+    n = len(x)
+    flux, area, oob = np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool)
+    for i in range(n):
+        w, ix0, iy0 = CircleAperture(radius[i], mode="binary").weights(x[i:i + 1], y[i:i + 1])
+        f, a, o = gather(frames[frame[i]:frame[i] + 1], w, ix0, iy0)
+        flux[i], area[i], oob[i] = f[0], a[0], o[0]
+    oob |= ~(np.isfinite(x) & np.isfinite(y))
+    return flux, area, oob
+
+
+@pytest.mark.parametrize("layout", ["window", "boxes"])
+def test_binary_circle_runs_equal_binary_weights(layout):
+    """The same pixels as archi's mask (pixel centres exactly on the circle included: integer
+    positions and radii), the same counts and out-of-bounds flags, sums to rounding."""
+    rng = np.random.default_rng(5)
+    m, n = 8, 300
+    frames = _frames(rng, m, signed=True)
+    x, y = _positions(rng, n)
+    radius = _radii(rng, n)
+    x[10:40], y[10:40], radius[10:40] = 30.0, 25.0, np.arange(1, 31)  # centres on the rim
+    y[40:60] = np.round(y[40:60])
+    frame = rng.integers(0, m, n)
+    ix0, iy0 = circle_boxes(x, y, radius)
+    size = np.array([CircleAperture(r).size for r in radius]) * np.isfinite(x + y)
+    build = ColumnPrefix._on_window if layout == "window" else ColumnPrefix._on_boxes
+    extra = (circlesum._window((H, W), ix0, iy0, size) if layout == "window"
+             else (int(size.max()),))
+    prefix = build(frames, frame, ix0, iy0, size, *extra)
+    flux, area, oob = circlesum.binary_circle_sums(prefix, np.arange(n), x, y, radius)
+    want = _binary_reference(frames, x, y, radius, frame)
+    assert np.array_equal(area, want[1])  # pixel counts: exactly the same pixels
+    assert np.array_equal(oob, want[2]), np.flatnonzero(oob != want[2])
+    np.testing.assert_allclose(flux, want[0], rtol=1e-12, atol=1e-9)
+    assert area[10:40].min() > 0 and oob.any() and not oob.all()
+
+
+def test_photometry_takes_the_binary_fast_path_with_the_same_numbers(monkeypatch):
+    """aperture_photometry measures binary circles of grid 1 by runs, other binary grids by
+    weights, both equal to weighing archi's mask (cosmics patched first)."""
+    rng = np.random.default_rng(9)
+    n_frames = 30
+    cube = _frames(rng, n_frames)
+    x = np.vstack([np.linspace(5.0, 65.0, n_frames), np.full(n_frames, 35.0)])
+    y = np.vstack([np.full(n_frames, 30.0), np.linspace(3.0, 57.0, n_frames)])
+    x[1, 4] = np.nan
+    hits = CosmicHits(np.array([2]), np.array([30]), np.array([int(x[0, 2])]), np.array([50.0]))
+    cube[2, 30, int(x[0, 2])] = 1e6
+    patched = cube.copy()
+    hits.patch(patched, 0)
+    calls = []
+    real = photometry.binary_circles_in_chunk
+    monkeypatch.setattr(photometry, "binary_circles_in_chunk",
+                        lambda *args: calls.append(len(args[3])) or real(*args))
+    apertures = [CircleAperture(8.0, mode="binary"), CircleAperture(30.0, mode="binary", grid=3)]
+    tracks = Tracks(x=x, y=y, measured=np.ones(x.shape, bool))
+    sums = aperture_photometry(cube, tracks, apertures, chunk_frames=16, cosmics=hits)
+    assert calls == [1, 1]  # the grid-1 circle only, in both chunks
+    for j, aperture in enumerate(apertures):
+        w, ix0, iy0 = aperture.weights(x[j], y[j])
+        flux, area, oob = gather(patched, w, ix0, iy0)
+        oob |= ~np.isfinite(x[j])
+        np.testing.assert_allclose(sums.flux[j], flux, rtol=1e-12)
+        assert np.array_equal(sums.area[j], area) and np.array_equal(sums.out_of_bounds[j], oob)
+    assert sums.out_of_bounds[1, 4] and sums.flux[1, 4] == 0.0

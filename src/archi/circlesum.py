@@ -25,6 +25,9 @@ Per frame that is O(r) work per star and radius plus the prefix table, which is 
 the chunk's window (shared) or per cutout (small scattered circles), whichever is cheaper.
 For small circles (r below ~12 px in a 9-star field) computing the weights of whole
 cutouts is still faster; :func:`boundary_method_pays` tells which method to use.
+archi's binary circles (pixel centre within the radius, grid 1) need no boundary weights
+at all: each column's inside pixels are one run, one prefix difference
+(:func:`binary_circle_sums`).
 Pixel conventions: ``archi.__doc__`` (``image[y, x]``, pixel centres at integers).
 """
 
@@ -37,8 +40,8 @@ from numpy.typing import NDArray
 
 from archi.masks import _x_terms, _y_terms
 
-__all__ = ["ColumnPrefix", "boundary_method_pays", "circle_boxes", "exact_circle_sums",
-           "ZERO_WEIGHT"]
+__all__ = ["ColumnPrefix", "binary_circle_sums", "boundary_method_pays", "circle_boxes",
+           "exact_circle_sums", "ZERO_WEIGHT"]
 
 ZERO_WEIGHT = 1e-12
 """Weights below this are rounding noise and count as 0 (as in masks._exact_circle)."""
@@ -398,6 +401,57 @@ def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray,
 
 
 _SLOTS = 2  # boundary pixels per run on the regular layout (most runs have 1 or 2)
+
+
+def binary_circle_sums(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
+                       radius: NDArray | float) -> tuple[NDArray, NDArray, NDArray]:
+    """archi's binary circles (grid 1): the pixels whose centre lies within ``radius``
+    [pixel] of (x, y) (``<=``), summed from ``prefix`` (built on boxes holding the circles,
+    see :func:`circle_boxes`); item i is measured in frame ``prefix.frame[box[i]]``.
+
+    The inside pixels of a column form one run of rows, so a circle costs one prefix
+    difference per column. Returns ``(flux, area, out_of_bounds)`` (n,) as weighing the
+    cutouts with ``CircleAperture(radius, mode="binary").weights`` does (the same pixels,
+    decided by the same floating-point test; sums equal to rounding): area = number of
+    finite in-image pixels, out of bounds = a pixel of the mask is NaN or beyond the edge,
+    or the position is not finite (then flux = area = 0).
+    """
+    x = np.atleast_1d(np.asarray(x, float))
+    n = len(x)
+    y, radius, box = (np.broadcast_to(np.asarray(v), (n,)) for v in (y, radius, box))
+    flux, area = np.zeros(n), np.zeros(n)
+    oob = ~(np.isfinite(x) & np.isfinite(y))
+    items = np.flatnonzero(~oob)
+    step = max(1, _ITEM_ELEMENTS // (int(prefix.size.max()) + 1 if n else 1))
+    for start in range(0, len(items), step):
+        b = items[start:start + step]
+        flux[b], area[b], oob[b] = _binary_batch(prefix, box[b].astype(np.int64), x[b], y[b],
+                                                 radius[b].astype(float))
+    return flux, area, oob
+
+
+def _binary_batch(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
+                  radius: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+    ix0, iy0, size = (v[box] for v in (prefix.ix0, prefix.iy0, prefix.size))
+    cols = ix0[:, None] + np.arange(int(size.max()))  # (n, S) image columns
+    yc, r2 = y[:, None], (radius * radius)[:, None]
+    du2 = (cols - x[:, None]) ** 2
+    half = np.sqrt(np.maximum(r2 - du2, 0.0))
+    lo, hi = np.ceil(yc - half), np.floor(yc + half)
+
+    def inside(v: NDArray) -> NDArray:  # archi's test, as masks._sampled_circle makes it
+        return (v - yc) ** 2 + du2 <= r2
+
+    # the square root may round either way: one step of correction at each end
+    hi = np.where(inside(hi), hi, hi - 1)
+    hi = np.where(inside(hi + 1), hi + 1, hi)
+    lo = np.where(inside(lo), lo, lo + 1)
+    lo = np.where(inside(lo - 1), lo - 1, lo)
+    empty = ~inside(hi) | (lo > hi) | (np.arange(cols.shape[1]) >= size[:, None])
+    lo = np.where(empty, 1.0, lo).astype(np.int64)
+    hi = np.where(empty, 0.0, hi).astype(np.int64)  # a > b: an empty run
+    total, count, complete = prefix.runs(box[:, None], cols, lo, hi)
+    return total.sum(axis=1), count.sum(axis=1, dtype=float), ~complete.all(axis=1)
 
 
 def _threshold(w: NDArray) -> NDArray:

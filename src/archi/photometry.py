@@ -7,7 +7,8 @@ cost is linear in frames and stars and memory stays bounded. Apertures are any o
 Exact circles (``CircleAperture(mode="exact")``, the factor search's hot path) take a
 faster route with the same numbers, :mod:`archi.circlesum`: prefix sums of each chunk
 (shared by all stars and radii) for the pixels fully inside, exact weights only for the
-boundary pixels, so their cost grows with the radius instead of the area.
+boundary pixels, so their cost grows with the radius instead of the area; archi's binary
+circles (grid 1) are one run of whole pixels per column, summed from the same tables.
 A non-finite position measures nothing: flux and area 0, flagged out of bounds.
 
 Uncertainties follow archi's model, per frame k and star:
@@ -28,8 +29,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.circlesum import (ColumnPrefix, boundary_method_pays, circle_boxes,
-                             exact_circle_sums)
+from archi.circlesum import (ColumnPrefix, binary_circle_sums, boundary_method_pays,
+                             circle_boxes, exact_circle_sums)
 from archi.cosmics import CosmicHits
 from archi.masks import CircleAperture
 from archi.stars import Tracks
@@ -91,6 +92,32 @@ def is_exact_circle(aperture: object) -> bool:
     """Whether ``aperture`` is measured by the exact-circle fast path (any grid: only the
     radius scaling applies to exact circles)."""
     return isinstance(aperture, CircleAperture) and aperture.mode == "exact"
+
+
+def is_binary_circle(aperture: object) -> bool:
+    """Whether ``aperture`` is measured by the binary-circle fast path (archi's mask on the
+    pixel grid itself, ``grid`` 1: a run of whole pixels per column)."""
+    return (isinstance(aperture, CircleAperture) and aperture.mode == "binary"
+            and aperture.grid == 1)
+
+
+def binary_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
+                            circles: Sequence[CircleAperture]
+                            ) -> tuple[NDArray, NDArray, NDArray]:
+    """(flux, area, out of bounds), each (len(circles), m), of binary circles (grid 1) in a
+    chunk of frames (m, ny, nx) (cosmics patched), circle i at ``x[i], y[i]`` (m,)
+    [pixel]: the numbers of weighing cutouts with their binary weights
+    (:func:`archi.circlesum.binary_circle_sums`)."""
+    m = frames.shape[0]
+    n = len(circles)
+    xs = np.asarray(x, float).reshape(n, m)
+    ys = np.asarray(y, float).reshape(n, m)
+    radius = np.repeat([c.real_radius for c in circles], m)
+    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
+    size = np.repeat([c.size for c in circles], m) * (np.isfinite(xs) & np.isfinite(ys)).ravel()
+    prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
+    sums = binary_circle_sums(prefix, np.arange(n * m), xs.ravel(), ys.ravel(), radius)
+    return tuple(v.reshape(n, m) for v in sums)
 
 
 def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
@@ -155,6 +182,7 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
     area = np.zeros((n_stars, stop - first))
     oob = np.zeros((n_stars, stop - first), dtype=bool)
     fast = [j for j, a in enumerate(apertures) if is_exact_circle(a)]
+    binary = [j for j, a in enumerate(apertures) if is_binary_circle(a)]
     for start in range(first, stop, chunk_frames):
         sl = slice(start, min(start + chunk_frames, stop))  # frames of the cube ...
         out = slice(sl.start - first, sl.stop - first)  # ... and columns of the result
@@ -164,8 +192,12 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
         if fast:
             flux[fast, out], area[fast, out], oob[fast, out] = exact_circles_in_chunk(
                 chunk, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
+        if binary:
+            flux[binary, out], area[binary, out], oob[binary, out] = binary_circles_in_chunk(
+                chunk, tracks.x[binary, sl], tracks.y[binary, sl],
+                [apertures[j] for j in binary])
         for j, aperture in enumerate(apertures):
-            if aperture is None or is_exact_circle(aperture):
+            if aperture is None or is_exact_circle(aperture) or is_binary_circle(aperture):
                 continue
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
             flux[j, out], area[j, out], oob[j, out] = gather(chunk, w, ix0, iy0)
