@@ -349,30 +349,3 @@ def test_shape_apertures_of_a_frame(blended):
     w, ix0, iy0 = aps[1].weights(truth.x[1], truth.y[1])
     assert w.shape[0] == cube.shape[0]
     assert not outside_field(w, ix0, iy0, np.isnan(cube)).any()
-
-
-@pytest.mark.parametrize("mode", ["exact", "binary"])
-def test_nested_circles_share_one_cutout_and_equal_separate_passes(mode):
-    """The fine tune's one-pass path gives the same sums, areas and edge flags as one pass
-    per circle, including frames where the circles cross the NaN edge of the field."""
-    from archi.cosmics import CosmicHits
-    from archi.photometry import aperture_photometry, nested_circle_photometry
-    from archi.stars import Tracks
-
-    rng = np.random.default_rng(4)
-    cube = rng.normal(100.0, 10.0, (70, 60, 60))
-    cube[:, :, 52:] = np.nan  # the field edge
-    x = np.linspace(20.0, 49.0, 70) + rng.uniform(-0.3, 0.3, 70)
-    y = 30.0 + rng.uniform(-0.5, 0.5, 70)
-    hits = CosmicHits(np.array([3, 40]), np.array([30, 31]), np.array([int(x[3]), int(x[40])]),
-                      np.array([100.0, 100.0]))
-    cube[3, 30, int(x[3])] = cube[40, 31, int(x[40])] = 1e5
-    circles = [CircleAperture(r, mode=mode) for r in (4.0, 4.3, 5.0, 6.7)]
-    nested = nested_circle_photometry(cube, x, y, circles, chunk_frames=16, cosmics=hits)
-    tracks = Tracks(x=np.tile(x, (4, 1)), y=np.tile(y, (4, 1)), measured=np.ones((4, 70), bool))
-    separate = aperture_photometry(cube, tracks, circles, chunk_frames=16, cosmics=hits)
-    np.testing.assert_allclose(nested.flux, separate.flux, rtol=1e-12)
-    np.testing.assert_allclose(nested.area, separate.area, rtol=1e-12)
-    assert (nested.out_of_bounds == separate.out_of_bounds).all()
-    assert nested.out_of_bounds[:, -1].all() and not nested.out_of_bounds[:, 0].any()
-    assert (nested.flux / nested.area).max() < 120  # sky of 100 per pixel: hits were patched

@@ -15,7 +15,7 @@ from archi import circlesum, photometry
 from archi.circlesum import ColumnPrefix, circle_boxes, exact_circle_sums
 from archi.cosmics import CosmicHits
 from archi.masks import CircleAperture
-from archi.photometry import aperture_photometry, gather, nested_circle_photometry
+from archi.photometry import aperture_photometry, gather
 from archi.stars import Tracks
 
 H, W = 60, 70  # frames are not square, to catch swapped axes
@@ -211,8 +211,8 @@ def test_column_prefix_runs_are_brute_force_sums():
 
 @pytest.mark.parametrize("boundary", [True, False])
 def test_photometry_uses_either_method_with_the_same_numbers(monkeypatch, boundary):
-    """aperture_photometry and nested_circle_photometry on exact circles (any grid, cosmics
-    patched first), forced to either method, equal the straightforward computation."""
+    """aperture_photometry on exact circles (any grid, cosmics patched first), forced to
+    either method, equals the straightforward computation."""
     monkeypatch.setattr(photometry, "boundary_method_pays", lambda *args: boundary)
     rng = np.random.default_rng(8)
     n_frames = 40
@@ -238,15 +238,6 @@ def test_photometry_uses_either_method_with_the_same_numbers(monkeypatch, bounda
                           np.arange(n_frames))
         _assert_same((sums.flux[j], sums.area[j], sums.out_of_bounds[j]), want, patched)
     assert sums.out_of_bounds[1, 7] and sums.flux[1, 7] == 0.0
-
-    circles = [CircleAperture(r) for r in (2.0, 9.4, 15.0)]
-    nested = nested_circle_photometry(cube, x[2], y[2], circles, chunk_frames=16,
-                                      cosmics=hits)
-    for i, circle in enumerate(circles):
-        want = _reference(patched, x[2], y[2], np.full(n_frames, circle.real_radius),
-                          np.arange(n_frames))
-        _assert_same((nested.flux[i], nested.area[i], nested.out_of_bounds[i]), want,
-                     patched)
 
 
 def test_boundary_method_is_chosen_for_large_circles_only():

@@ -121,14 +121,11 @@ def binary_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
 
 
 def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
-                           circles: Sequence[CircleAperture],
-                           outer: CircleAperture | None = None
+                           circles: Sequence[CircleAperture]
                            ) -> tuple[NDArray, NDArray, NDArray]:
     """(flux, area, out of bounds), each (len(circles), m), of exact circles in a chunk of
     frames (m, ny, nx) (cosmics patched): circle i at positions ``x[i], y[i]`` (m,)
-    [pixel]. Each circle is measured on its own cutout, or with ``outer`` (all circles at
-    the same positions) on the cutouts of that larger circle, as ``weights_in`` does (nested
-    circles, one gather).
+    [pixel], each on its own cutout.
 
     Two methods give the same numbers (to ~1e-13): the boundary method of
     :mod:`archi.circlesum` (cost growing with the radius, one prefix table for all circles)
@@ -141,32 +138,20 @@ def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
     ys = np.asarray(y, float).reshape(n, m)
     finite = np.isfinite(xs) & np.isfinite(ys)
     radius = np.repeat([c.real_radius for c in circles], m)
-    if outer is None:  # one cutout per circle and frame
-        ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
-        size = np.repeat([c.size for c in circles], m) * finite.ravel()
-        frame, item_box = np.tile(np.arange(m), n), np.arange(n * m)
-    else:  # one cutout per frame, shared by the circles
-        ix0, iy0 = circle_boxes(xs[0], ys[0], outer.real_radius)
-        size = outer.size * finite[0]
-        frame, item_box = np.arange(m), np.tile(np.arange(m), n)
+    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
+    size = np.repeat([c.size for c in circles], m) * finite.ravel()
     if boundary_method_pays(m, frames.shape[1:], ix0, iy0, size, n * m):
-        prefix = ColumnPrefix.build(frames, frame, ix0, iy0, size)
-        sums = exact_circle_sums(frames, prefix, item_box, xs.ravel(), ys.ravel(), radius)
+        prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
+        sums = exact_circle_sums(frames, prefix, np.arange(n * m), xs.ravel(), ys.ravel(),
+                                 radius)
         return tuple(v.reshape(n, m) for v in sums)
     flux, area = np.empty((n, m)), np.empty((n, m))
     oob = ~finite
-    if outer is None:
-        for i, circle in enumerate(circles):
-            sl = slice(i * m, (i + 1) * m)
-            w, _, _ = circle.weights_in(xs[i], ys[i], ix0[sl], iy0[sl], circle.size)
-            flux[i], area[i], touches = gather(frames, w, ix0[sl], iy0[sl])
-            oob[i] |= touches
-    else:
-        values, valid = cut(frames, ix0, iy0, outer.cutout_shape)
-        for i, circle in enumerate(circles):
-            w, _, _ = circle.weights_in(xs[i], ys[i], ix0, iy0, outer.size)
-            flux[i], area[i], touches = weigh(values, valid, w)
-            oob[i] |= touches
+    for i, circle in enumerate(circles):
+        sl = slice(i * m, (i + 1) * m)
+        w, _, _ = circle.weights_in(xs[i], ys[i], ix0[sl], iy0[sl], circle.size)
+        flux[i], area[i], touches = gather(frames, w, ix0[sl], iy0[sl])
+        oob[i] |= touches
     return flux, area, oob
 
 
@@ -202,40 +187,6 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
             flux[j, out], area[j, out], oob[j, out] = gather(chunk, w, ix0, iy0)
             oob[j, out] |= ~(np.isfinite(tracks.x[j, sl]) & np.isfinite(tracks.y[j, sl]))
-    return ApertureSums(flux, area, oob)
-
-
-def nested_circle_photometry(cube: NDArray, x: NDArray, y: NDArray,
-                             circles: Sequence[CircleAperture], chunk_frames: int = 64,
-                             cosmics: CosmicHits | None = None) -> ApertureSums:
-    """One star (positions x, y per frame) through several circles: each chunk of frames is
-    read once and every circle is measured in the largest circle's box (exact circles from
-    one shared set of column prefix sums, others by weighing one shared gather).
-    Rows of the result follow ``circles``."""
-    n_frames = len(x)
-    big = max(circles, key=lambda c: c.real_radius)
-    fast = [i for i, c in enumerate(circles) if is_exact_circle(c)]
-    slow = [i for i in range(len(circles)) if i not in fast]
-    flux = np.full((len(circles), n_frames), np.nan)
-    area = np.zeros((len(circles), n_frames))
-    oob = np.zeros((len(circles), n_frames), dtype=bool)
-    for start in range(0, n_frames, chunk_frames):
-        sl = slice(start, min(start + chunk_frames, n_frames))
-        frames = np.array(cube[sl], dtype=np.float64)
-        if cosmics is not None:
-            cosmics.patch(frames, start)
-        if fast:
-            flux[fast, sl], area[fast, sl], oob[fast, sl] = exact_circles_in_chunk(
-                frames, np.tile(x[sl], len(fast)), np.tile(y[sl], len(fast)),
-                [circles[i] for i in fast], outer=big)
-        if slow:
-            ix0, iy0 = circle_boxes(x[sl], y[sl], big.real_radius)
-            values, valid = cut(frames, ix0, iy0, big.cutout_shape)
-            bad = ~(np.isfinite(x[sl]) & np.isfinite(y[sl]))
-            for i in slow:
-                w, _, _ = circles[i].weights_in(x[sl], y[sl], ix0, iy0, big.size)
-                flux[i, sl], area[i, sl], oob[i, sl] = weigh(values, valid, w)
-                oob[i, sl] |= bad
     return ApertureSums(flux, area, oob)
 
 
