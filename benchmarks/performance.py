@@ -230,6 +230,9 @@ class WorkflowRun:
     max_rss_mb: float  # over every job with a benchmark file
     results: Path
     other_cores: float = math.nan  # other processes' CPU during the run [cores]
+    # from the start until archi's products (factors, light curves FITS and text) were all
+    # written; the rest of the run makes our extra products (plots, summary tables)
+    products_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -515,6 +518,7 @@ def run_workflow(drp_folder: Path, work: Path, search_jobs: str = "factor",
     env = {**os.environ,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(work / "snakemake.out", "w") as log, CpuMeter() as meter:
+        started = time.time()  # the clock of file times
         t0 = time.perf_counter()
         proc = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - t0
@@ -522,9 +526,17 @@ def run_workflow(drp_folder: Path, work: Path, search_jobs: str = "factor",
         tail = (work / "snakemake.out").read_text()[-3000:]
         raise RuntimeError(f"workflow failed in {work} (exit {proc.returncode}):\n{tail}")
     results = work / "results" / VISIT_NAME
+    products = max(p.stat().st_mtime for p in archi_products(results)) - started
     return WorkflowRun(wall, workflow_job_stats(results / "benchmarks"),
                        _max_rss(sorted((results / "benchmarks").rglob("*.tsv"))), results,
-                       meter.other_cores)
+                       meter.other_cores, products)
+
+
+def archi_products(results: Path) -> list[Path]:
+    """Our files for what archi's run makes: the chosen factors, the light curves (FITS and
+    text)."""
+    return [results / "optimization" / "optimized_factors.yaml",
+            results / "lightcurves.fits", results / "lightcurves.txt"]
 
 
 def read_benchmark_tsv(path: Path) -> tuple[float, float]:
@@ -930,17 +942,25 @@ def archi_section(bench: Benchmark) -> str:
         if s.archi is None:
             continue
         for mode, run in _workflow_modes(s):
-            rows.append([s.n_frames, mode, fmt(run.wall_s, 1), fmt(s.archi.wall_s, 1),
+            rows.append([s.n_frames, mode, fmt(run.wall_s, 1), fmt(run.products_s, 1),
+                         fmt(s.archi.wall_s, 1),
                          fmt(s.archi.total_s, 1), fmt(s.archi.peak_rss_mb, 0),
                          fmt(run.max_rss_mb, 0), f"**{fmt(s.archi.wall_s / run.wall_s, 1)}x**",
+                         f"{fmt(s.archi.wall_s / run.products_s, 1)}x",
                          f"{fmt(run.other_cores)} / {fmt(s.archi.other_cores)}"])
     if not rows:
         return bench.archi_skipped or "archi was not run."
-    return table(["frames", "our search", "ours: workflow -j2 wall [s]", "archi: process wall [s]",
-                  "archi: own timer, optimisation+extraction+export [s]",
-                  "archi: peak RSS [MB]", "ours: peak RSS of any job [MB]",
-                  "speed-up (archi wall / our wall)",
-                  "other processes, ours / archi [cores]"], rows)
+    return (table(["frames", "our search", "ours: workflow -j2 wall [s]",
+                   "ours: archi's products written [s]", "archi: process wall [s]",
+                   "archi: own timer, optimisation+extraction+export [s]",
+                   "archi: peak RSS [MB]", "ours: peak RSS of any job [MB]",
+                   "speed-up (archi wall / our wall)",
+                   "speed-up to archi's products (archi wall / ours)",
+                   "other processes, ours / archi [cores]"], rows)
+            + "\n\nThe speed-up is judged on our whole run, which also makes products archi "
+            "does not (the visit's DRP plot and summary, the CDPP plot, the summary table of "
+            "all visits); 'archi's products written' is the time from our start until the "
+            "chosen factors and the light curves (FITS and text) were all on disk.")
 
 
 def growth_section(bench: Benchmark) -> str:

@@ -166,17 +166,19 @@ def test_cdpp_comparison_against_a_fake_archi(perf, tiny_run):
         assert m.distance_px == pytest.approx(np.hypot(0.5, 0.5))
     stepped = by_star[kept[0]]
     assert stepped.archi_jumps == 1 and stepped.our_jumps == 0
-    size = perf.SizeResult(60, tiny_run[0], perf.WorkflowRun(10.0, {}, math.nan, results),
-                           perf.WorkflowRun(4.0, {}, math.nan, results),
-                           perf.WorkflowRun(2.5, {}, math.nan, results),
+    size = perf.SizeResult(60, tiny_run[0],
+                           perf.WorkflowRun(10.0, {}, math.nan, results, products_s=8.0),
+                           perf.WorkflowRun(4.0, {}, math.nan, results, products_s=3.2),
+                           perf.WorkflowRun(2.5, {}, math.nan, results, products_s=2.0),
                            archi=archi, comparison=comparison, comparison_binary=comparison)
     report = perf.render(perf.Benchmark("test", {"CPU": "test"}, sizes=[size]))
     assert "only ours: star 1" in report
-    # per mode: ours wall, archi wall, its own timer, RSS; the speed-up
-    assert "| search_jobs: factor | 10.0 | 100.0 | 99.0 | 500 |" in report
-    assert "| search_jobs: visit | 4.0 | 100.0 | 99.0 | 500 |" in report
-    assert f"| {perf.BINARY_LABEL} | 2.5 | 100.0 | 99.0 | 500 |" in report
+    # per mode: ours wall, our products written, archi wall, its own timer, RSS; speed-ups
+    assert "| search_jobs: factor | 10.0 | 8.0 | 100.0 | 99.0 | 500 |" in report
+    assert "| search_jobs: visit | 4.0 | 3.2 | 100.0 | 99.0 | 500 |" in report
+    assert f"| {perf.BINARY_LABEL} | 2.5 | 2.0 | 100.0 | 99.0 | 500 |" in report
     assert "**10.0x**" in report and "**25.0x**" in report and "**40.0x**" in report
+    assert "| 12.5x |" in report and "| 31.2x |" in report and "| 50.0x |" in report
     # the CDPP comparison of either run, its own target row
     assert "### 60 frames, ours with binary circles" in report
     assert report.count("CDPP same or better than archi on every star both find") == 2
