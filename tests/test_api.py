@@ -115,6 +115,25 @@ def test_other_mask_kinds_run_end_to_end(options, small_visit_module):
     assert 0.8 < ratio < 1.2
 
 
+def test_prepare_shared_among_processes_gives_the_same_stars_tracks_and_hits(
+        small_visit_module):
+    """Cosmic rays searched beside the detection, tracking frames split in three at chunk
+    boundaries (chunks of 16 frames): the same result, bit for bit, as one process."""
+    options = Options(chunk_frames=16, initial_detect="dynam", detect_mode="dynam")
+    visit = api.load_visit(small_visit_module.drp_folder, options)
+    serial = api.prepare(visit, options)
+    shared = api.prepare(visit, options, workers=3)
+    assert shared.stars.n_stars == serial.stars.n_stars >= 3
+    np.testing.assert_array_equal(shared.stars.x0, serial.stars.x0)
+    for name in ("x", "y", "measured"):
+        np.testing.assert_array_equal(getattr(shared.tracks, name),
+                                      getattr(serial.tracks, name))
+    for name in ("frame", "y", "x", "value"):
+        np.testing.assert_array_equal(getattr(shared.cosmics, name),
+                                      getattr(serial.cosmics, name))
+    assert len(serial.cosmics.frame) > 0 and serial.tracks.measured.any()
+
+
 @pytest.mark.parametrize("method", ["circle", "circle+shape"])
 def test_one_pass_factor_table_equals_one_run_per_factor(method, small_visit_module):
     """The per-visit search measures each round in one pass: the same table as one

@@ -11,7 +11,8 @@
 
 The workflow runs the same steps as separate jobs: ``prepare``, one ``cdpp_table`` per
 factor, a selection (:mod:`archi.optimize`) and ``extract``; or, with ``search_jobs:
-visit``, ``optimize_factors`` and ``extract`` as one job.
+visit``, ``prepare``, ``optimize_factors`` and ``extract`` in one job. Their ``workers``
+argument splits the frames of the costly passes among forked processes (the same results).
 """
 
 from __future__ import annotations
