@@ -237,6 +237,15 @@ def exact_circle_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: ND
     weight >= ``ZERO_WEIGHT`` is NaN or beyond the image edge, or the position is not finite
     (then flux = area = 0).
     """
+    return _in_batches(prefix, box, x, y, radius,
+                       lambda *item: _batch_sums(frames, prefix, *item))
+
+
+def _in_batches(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
+                radius: NDArray | float, measure) -> tuple[NDArray, NDArray, NDArray]:
+    """(flux, area, out of bounds) (n,) of items: those with finite positions measured by
+    ``measure(box, x, y, radius)`` in batches of about ``_ITEM_ELEMENTS`` item-columns, the
+    others flux = area = 0 and out of bounds."""
     x = np.atleast_1d(np.asarray(x, float))
     n = len(x)
     y, radius, box = (np.broadcast_to(np.asarray(v), (n,)) for v in (y, radius, box))
@@ -246,8 +255,8 @@ def exact_circle_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: ND
     step = max(1, _ITEM_ELEMENTS // (int(prefix.size.max()) + 1 if n else 1))
     for start in range(0, len(items), step):
         b = items[start:start + step]
-        flux[b], area[b], oob[b] = _batch_sums(frames, prefix, box[b].astype(np.int64),
-                                               x[b], y[b], radius[b].astype(float))
+        flux[b], area[b], oob[b] = measure(box[b].astype(np.int64), x[b], y[b],
+                                           radius[b].astype(float))
     return flux, area, oob
 
 
@@ -416,18 +425,7 @@ def binary_circle_sums(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArra
     finite in-image pixels, out of bounds = a pixel of the mask is NaN or beyond the edge,
     or the position is not finite (then flux = area = 0).
     """
-    x = np.atleast_1d(np.asarray(x, float))
-    n = len(x)
-    y, radius, box = (np.broadcast_to(np.asarray(v), (n,)) for v in (y, radius, box))
-    flux, area = np.zeros(n), np.zeros(n)
-    oob = ~(np.isfinite(x) & np.isfinite(y))
-    items = np.flatnonzero(~oob)
-    step = max(1, _ITEM_ELEMENTS // (int(prefix.size.max()) + 1 if n else 1))
-    for start in range(0, len(items), step):
-        b = items[start:start + step]
-        flux[b], area[b], oob[b] = _binary_batch(prefix, box[b].astype(np.int64), x[b], y[b],
-                                                 radius[b].astype(float))
-    return flux, area, oob
+    return _in_batches(prefix, box, x, y, radius, lambda *item: _binary_batch(prefix, *item))
 
 
 def _binary_batch(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
