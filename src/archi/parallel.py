@@ -7,14 +7,14 @@ its own frames, and the chunks, hence the numbers, are the same bit for bit as i
 
 :func:`run_forked` runs independent pieces of work at once: the first in this process, the
 others in forked processes, which inherit the visit (memory-mapped cube included) instead
-of receiving it pickled; only their results travel back. Where ``fork`` is not available
-(Windows, macOS defaults aside) the pieces run one after another here, with the same
-results.
+of receiving it pickled; only their results travel back. Elsewhere than on Linux (see
+:func:`can_fork`) the pieces run one after another here, with the same results.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -27,8 +27,9 @@ _CALLS: list[Callable[[], Any]] = []  # the pieces of work, inherited by the for
 
 
 def can_fork() -> bool:
-    """Whether this platform can fork worker processes."""
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether worker processes are forked here: on Linux only (macOS can fork, but its
+    system libraries, Accelerate among them, are not safe in a forked child)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def frame_ranges(n_frames: int, chunk_frames: int, parts: int) -> list[tuple[int, int]]:
