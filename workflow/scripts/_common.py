@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+from typing import NoReturn
 
 FAIL_VARIABLE = "ARCHI_FAIL_OUTPUTS"
 """Fault injection for the failure-recovery tests: a job whose output path ends with one of
@@ -25,3 +26,15 @@ def start_log(snakemake) -> logging.Logger:
     if any(str(out).endswith(s) for out in snakemake.output for s in suffixes):
         raise RuntimeError(f"failure injected by {FAIL_VARIABLE} for {list(snakemake.output)}")
     return logger
+
+
+def finish() -> NoReturn:
+    """End a job that succeeded: flush the log and the standard streams, then exit at once.
+
+    The interpreter's own teardown (freeing every object one by one) costs a job 0.05-0.15 s
+    of CPU, a tenth of a factor job, for nothing: the outputs are written and closed, the
+    worker processes joined. A job that fails raises before it gets here, the normal way."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

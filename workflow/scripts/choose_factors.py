@@ -1,6 +1,6 @@
 """Snakemake script: choose every star's factor from all runs; write the factors file."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, search
 from archi.optimize import read_cdpp_tables, write_cdpp_table, write_optimized_factors
@@ -20,3 +20,4 @@ write_optimized_factors(snakemake.output.factors, factors, methods=options.metho
                         settings={"initial_detect": options.initial_detect,
                                   "detect_mode": options.detect_mode,
                                   "grid_bg": options.grid_bg})
+finish()

@@ -1,6 +1,6 @@
 """Snakemake script: light curves of every star with the chosen factors."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, export
 from archi.errors import ConfigError
@@ -23,3 +23,4 @@ export.write_lightcurves_fits(curves, snakemake.output.fits)
 export.write_run_info(snakemake.output.info, visit_folder=visit.folder,
                       options=options.to_dict(), lc=curves)
 log.info("%d stars, factors %s", curves.n_stars, curves.factors.tolist())
+finish()

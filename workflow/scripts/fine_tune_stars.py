@@ -2,7 +2,7 @@
 pandas: a light job)."""
 
 import yaml
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, search
 from archi.optimize import write_runs
@@ -16,3 +16,4 @@ visit = api.load_visit(prepared.visit_folder, prepared.options, prepared.layout)
 runs = api.factor_runs(visit, prepared, {star: plan[star] for star in stars})
 log.info("stars %s: (star, factor, cdpp, valid) %s", stars, runs)
 write_runs(runs, snakemake.output[0])
+finish()

@@ -1,6 +1,6 @@
 """Snakemake script: animated GIF of the frames with every star's aperture."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, export, plots
 from archi.options import Options
@@ -9,3 +9,4 @@ start_log(snakemake)
 curves = export.read_lightcurves_fits(snakemake.input.curves)
 visit = api.load_visit(snakemake.input.visit, Options())
 plots.save_gif(visit, curves, snakemake.output[0])
+finish()

@@ -1,7 +1,7 @@
 """Snakemake script: read a visit, write its summary row and a plot of its DRP light curves."""
 
 import pandas as pd
-from _common import start_log
+from _common import finish, start_log
 
 from archi.io import read_visit
 from archi.io.fitswrite import atomic_path
@@ -16,3 +16,4 @@ log.info("%s", summary)
 with atomic_path(snakemake.output.summary) as tmp:
     pd.DataFrame([summary]).to_csv(tmp, sep="\t", index=False)
 plot_drp_lightcurves(visit, snakemake.output.plot)
+finish()

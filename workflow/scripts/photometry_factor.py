@@ -1,6 +1,6 @@
 """Snakemake script: the CDPP table of one factor of a search round (no pandas: a light job)."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, search
 from archi.optimize import parse_factor, write_runs
@@ -17,3 +17,4 @@ visit = api.load_visit(prepared.visit_folder, prepared.options, prepared.layout)
 runs = api.cdpp_runs(visit, prepared, factor, stars=stars)
 log.info("factor %s: (star, factor, cdpp, valid) %s", factor, runs)
 write_runs(runs, snakemake.output[0])
+finish()

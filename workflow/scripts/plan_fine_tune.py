@@ -1,7 +1,7 @@
 """Snakemake script: the stars of the circle fine tune and the radii of each."""
 
 import yaml
-from _common import start_log
+from _common import finish, start_log
 
 from archi import search
 from archi.io.fitswrite import atomic_path
@@ -14,3 +14,4 @@ plan = search.fine_tune_plan(read_cdpp_tables(snakemake.input), options)
 log.info("fine tune of stars %s", sorted(plan))
 with atomic_path(snakemake.output[0]) as tmp:
     tmp.write_text(yaml.safe_dump(plan))
+finish()

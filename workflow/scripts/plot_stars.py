@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, export, plots
 from archi.options import Options
@@ -14,3 +14,4 @@ out = Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)
 plots.plot_star_lightcurves(curves, out)
 plots.plot_field(visit, curves, out / "field.png")
+finish()

@@ -1,6 +1,6 @@
 """Snakemake script: the target against the DRP light curve (archi's debug plot)."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, export, plots
 from archi.noise import load_metric
@@ -13,3 +13,4 @@ visit = api.load_visit(snakemake.input.visit, options)
 plots.plot_target_vs_drp(curves, visit, snakemake.output[0],
                          official_curve=visit.reference_aperture,
                          metric=load_metric(options.CDPP_type))
+finish()

@@ -1,6 +1,6 @@
 """Snakemake script: detect and track the stars of a visit."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api
 from archi.options import Options
@@ -12,3 +12,4 @@ visit = api.load_visit(snakemake.input[0], options, snakemake.params.layout)
 prepared = api.prepare(visit, options, snakemake.params.layout, workers=snakemake.threads)
 log.info("%s: %d stars, %d frames", prepared.visit_key, prepared.stars.n_stars, visit.n_frames)
 write_prepared(snakemake.output[0], prepared)
+finish()

@@ -1,6 +1,6 @@
 """Snakemake script: after a search round, decide which stars go on to a higher range."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import search
 from archi.optimize import read_cdpp_tables
@@ -12,3 +12,4 @@ table = read_cdpp_tables(snakemake.input.tables)
 decision = search.decide_round(table, options, int(snakemake.wildcards.round))
 log.info("round %d: best %s; extend %s", decision.round_index, decision.best, decision.extend)
 search.write_decision(snakemake.output[0], decision)
+finish()

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
-from _common import start_log
+from _common import finish, start_log
 
 from archi import export
 from archi.io.fitswrite import atomic_path
@@ -22,3 +22,4 @@ for path in snakemake.input:
                      "flagged_fraction": float((curves.flag[j] != 0).mean())})
 with atomic_path(snakemake.output[0]) as tmp:
     pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+finish()

@@ -1,6 +1,6 @@
 """Snakemake script: a whole visit in one job, from detection to the text export."""
 
-from _common import start_log
+from _common import finish, start_log
 
 from archi import api, export
 from archi.optimize import optimized_factors_for, write_cdpp_table, write_optimized_factors
@@ -35,3 +35,4 @@ export.write_run_info(snakemake.output.info, visit_folder=visit.folder,
 if "text" in snakemake.output.keys():
     export.write_lightcurves_text(curves, snakemake.output.text)
 log.info("%d stars, factors %s", curves.n_stars, curves.factors.tolist())
+finish()
