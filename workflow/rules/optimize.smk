@@ -32,7 +32,7 @@ if WHOLE_VISIT_JOBS:
         # the frames split between two processes (Snakemake gives fewer with fewer cores)
         threads: 2
         resources:
-            mem_mb=3000,
+            mem_mb=2500,
             runtime=20,
         conda:
             "../envs/archi.yaml"
