@@ -108,16 +108,24 @@ def binary_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
     chunk of frames (m, ny, nx) (cosmics patched), circle i at ``x[i], y[i]`` (m,)
     [pixel]: the numbers of weighing cutouts with their binary weights
     (:func:`archi.circlesum.binary_circle_sums`)."""
-    m = frames.shape[0]
-    n = len(circles)
-    xs = np.asarray(x, float).reshape(n, m)
-    ys = np.asarray(y, float).reshape(n, m)
-    radius = np.repeat([c.real_radius for c in circles], m)
-    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
-    size = np.repeat([c.size for c in circles], m) * (np.isfinite(xs) & np.isfinite(ys)).ravel()
+    m, n = frames.shape[0], len(circles)
+    xs, ys, _, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
     prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
     sums = binary_circle_sums(prefix, np.arange(n * m), xs.ravel(), ys.ravel(), radius)
     return tuple(v.reshape(n, m) for v in sums)
+
+
+def _circle_items(m: int, x: NDArray, y: NDArray, circles: Sequence[CircleAperture]):
+    """Circle i in frame k of a chunk of m frames is item i m + k: positions xs, ys (n, m),
+    whether finite, and per item the radius, cutout origin and size (0: not measured)."""
+    n = len(circles)
+    xs = np.asarray(x, float).reshape(n, m)
+    ys = np.asarray(y, float).reshape(n, m)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    radius = np.repeat([c.real_radius for c in circles], m)
+    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
+    size = np.repeat([c.size for c in circles], m) * finite.ravel()
+    return xs, ys, finite, radius, ix0, iy0, size
 
 
 def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
@@ -132,14 +140,8 @@ def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
     and exact weights on whole cutouts (cost growing with the radius squared, cheaper for
     small circles); the one expected to be faster is used.
     """
-    m = frames.shape[0]
-    n = len(circles)
-    xs = np.asarray(x, float).reshape(n, m)
-    ys = np.asarray(y, float).reshape(n, m)
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    radius = np.repeat([c.real_radius for c in circles], m)
-    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
-    size = np.repeat([c.size for c in circles], m) * finite.ravel()
+    m, n = frames.shape[0], len(circles)
+    xs, ys, finite, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
     if boundary_method_pays(m, frames.shape[1:], ix0, iy0, size, n * m):
         prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
         sums = exact_circle_sums(frames, prefix, np.arange(n * m), xs.ravel(), ys.ravel(),
