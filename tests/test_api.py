@@ -98,10 +98,12 @@ def test_every_bad_option_gets_a_clear_error(options, message, small_visit_modul
     Options(method="shape", val_range=(1, 4), step=1),
     Options(method="circle", grid_bg=600, aperture_mode="binary", val_range=(45, 75), step=15,
             fine_tune_circle=False),
+    Options(method="circle", aperture_mode="archi", val_range=(16, 28), step=6,
+            optimization_extensions=0),
     # one factor grid serves both kinds (as in archi): radii for the target, layers for the rest
     Options(method="circle+shape", val_range=(8, 24), step=8, fine_tune_circle=False,
             optimization_extensions=0),
-], ids=["shape", "grid_bg-binary", "circle+shape"])
+], ids=["shape", "grid_bg-binary", "archi-circles", "circle+shape"])
 def test_other_mask_kinds_run_end_to_end(options, small_visit_module):
     visit = api.load_visit(small_visit_module.drp_folder, options)
     prepared = api.prepare(visit, options)
@@ -113,6 +115,22 @@ def test_other_mask_kinds_run_end_to_end(options, small_visit_module):
     # the target's light curve is a real measurement: within 20 % of the DRP's DEFAULT flux
     ratio = np.median(curves.flux[0]) / np.median(visit.lightcurves["DEFAULT"].flux)
     assert 0.8 < ratio < 1.2
+
+
+def test_archi_circles_keep_their_first_frame_pixels(small_visit_module):
+    """aperture_mode archi: each star's mask is its first-frame binary circle moved by whole
+    pixels, so its pixel count never changes; binary circles re-drawn at every sub-pixel
+    position gain and lose pixels as the field rolls."""
+    areas = {}
+    for mode in ("archi", "binary"):
+        options = Options(method="circle", aperture_mode=mode)
+        visit = api.load_visit(small_visit_module.drp_folder, options)
+        prepared = api.prepare(visit, options)
+        sums, _ = api.measure(visit, prepared, {j: 6.5 for j in range(prepared.stars.n_stars)})
+        assert not sums.out_of_bounds[0].any()
+        areas[mode] = [a[~oob] for a, oob in zip(sums.area, sums.out_of_bounds) if (~oob).any()]
+    assert len(areas["archi"]) >= 3 and all(np.all(a == a[0]) for a in areas["archi"])
+    assert any(np.ptp(a) > 0 for a in areas["binary"])
 
 
 def test_prepare_shared_among_processes_gives_the_same_stars_tracks_and_hits(

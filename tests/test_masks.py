@@ -98,6 +98,38 @@ def test_binary_circle_is_archis_pixel_centre_mask(radius):
     assert np.array_equal(g1, w)
 
 
+@pytest.mark.parametrize("s, radius", [(1, 7.3), (1, 20.0), (3, 20.0), (3, 7.5)])
+def test_archi_circle_is_the_first_mask_rolled_by_whole_pixels(s, radius):
+    """mode "archi": archi's mask of the reference position on its (fine) grid, moved by
+    np.roll of the rounded offset; its shape and pixel count never change."""
+    rng = np.random.default_rng(11)
+    n = 80
+    x0, y0 = rng.uniform(38, 42, 2)
+    x = x0 + np.r_[0.0, 0.49 / s, 0.51 / s, -0.49 / s, -0.51 / s, rng.uniform(-12, 12, 20)]
+    y = y0 + np.r_[0.0, -0.49 / s, 0.0, 0.3 / s, 0.0, rng.uniform(-12, 12, 20)]
+    ap = CircleAperture(radius, mode="archi", grid=s, reference=(x0, y0))
+    vv, uu = np.mgrid[:n * s, :n * s]
+    first = (uu - (s * x0 + s // 2)) ** 2 + (vv - (s * y0 + s // 2)) ** 2 <= radius ** 2
+    w, ix0, iy0 = ap.weights(x, y)
+    ours = _paste(w, ix0, iy0, shape=(n, n))
+    for k in range(len(x)):
+        dx, dy = (int(np.floor(s * d + 0.5)) for d in (x[k] - x0, y[k] - y0))
+        rolled = np.roll(np.roll(first, dy, axis=0), dx, axis=1)  # far from the edges
+        want = rolled.reshape(n, s, n, s).sum(axis=(1, 3)) / s ** 2
+        assert np.array_equal(ours[k], want), k
+    np.testing.assert_allclose(w.sum(axis=(1, 2)), first.sum() / s ** 2, rtol=1e-13)
+    # half a pixel of the grid moves it by one; less does not move it
+    assert np.array_equal(ours[1], ours[0]) and np.array_equal(ours[3], ours[0])
+    assert not np.array_equal(ours[2], ours[0]) and not np.array_equal(ours[4], ours[0])
+    # without a position to start from, nothing is measured
+    nowhere = CircleAperture(radius, mode="archi", grid=s, reference=(np.nan, np.nan))
+    assert not nowhere.weights(x, y)[0].any()
+    with pytest.raises(ValueError, match="reference"):
+        CircleAperture(radius, mode="archi")
+    with pytest.raises(ValueError, match="reference"):
+        CircleAperture(radius, mode="binary", reference=(x0, y0))
+
+
 @pytest.mark.parametrize("s, radius", [(3, 20.0), (3, 7.5), (5, 33.3), (1, 9.0)])
 def test_grid_circle_equals_the_explicit_upsampled_computation(s, radius):
     rng = np.random.default_rng(3)

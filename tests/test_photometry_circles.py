@@ -309,13 +309,16 @@ def test_binary_circle_runs_equal_binary_weights(layout):
 
 
 def test_photometry_takes_the_binary_fast_path_with_the_same_numbers(monkeypatch):
-    """aperture_photometry measures binary circles of grid 1 by runs, other binary grids by
-    weights, both equal to weighing archi's mask (cosmics patched first)."""
+    """aperture_photometry measures binary circles of grid 1 (re-drawn or archi's, moved by
+    whole pixels) by runs, other binary grids by weights, all equal to weighing their masks
+    (cosmics patched first)."""
     rng = np.random.default_rng(9)
     n_frames = 30
     cube = _frames(rng, n_frames)
-    x = np.vstack([np.linspace(5.0, 65.0, n_frames), np.full(n_frames, 35.0)])
-    y = np.vstack([np.full(n_frames, 30.0), np.linspace(3.0, 57.0, n_frames)])
+    x = np.vstack([np.linspace(5.0, 65.0, n_frames), np.full(n_frames, 35.0),
+                   np.linspace(20.3, 44.6, n_frames)])
+    y = np.vstack([np.full(n_frames, 30.0), np.linspace(3.0, 57.0, n_frames),
+                   np.linspace(40.2, 19.9, n_frames)])
     x[1, 4] = np.nan
     hits = CosmicHits(np.array([2]), np.array([30]), np.array([int(x[0, 2])]), np.array([50.0]))
     cube[2, 30, int(x[0, 2])] = 1e6
@@ -325,10 +328,11 @@ def test_photometry_takes_the_binary_fast_path_with_the_same_numbers(monkeypatch
     real = photometry.binary_circles_in_chunk
     monkeypatch.setattr(photometry, "binary_circles_in_chunk",
                         lambda *args: calls.append(len(args[3])) or real(*args))
-    apertures = [CircleAperture(8.0, mode="binary"), CircleAperture(30.0, mode="binary", grid=3)]
+    apertures = [CircleAperture(8.0, mode="binary"), CircleAperture(30.0, mode="binary", grid=3),
+                 CircleAperture(11.5, mode="archi", reference=(x[2, 0], y[2, 0]))]
     tracks = Tracks(x=x, y=y, measured=np.ones(x.shape, bool))
     sums = aperture_photometry(cube, tracks, apertures, chunk_frames=16, cosmics=hits)
-    assert calls == [1, 1]  # the grid-1 circle only, in both chunks
+    assert calls == [2, 2]  # the grid-1 circles only, in both chunks
     for j, aperture in enumerate(apertures):
         w, ix0, iy0 = aperture.weights(x[j], y[j])
         flux, area, oob = gather(patched, w, ix0, iy0)
@@ -336,3 +340,6 @@ def test_photometry_takes_the_binary_fast_path_with_the_same_numbers(monkeypatch
         np.testing.assert_allclose(sums.flux[j], flux, rtol=1e-12)
         assert np.array_equal(sums.area[j], area) and np.array_equal(sums.out_of_bounds[j], oob)
     assert sums.out_of_bounds[1, 4] and sums.flux[1, 4] == 0.0
+    # archi's circle keeps the pixel count of its first frame; it moves by whole pixels
+    w, ix0, _ = apertures[2].weights(x[2], y[2])
+    assert np.all(w.sum(axis=(1, 2)) == w[0].sum()) and len(np.unique(ix0)) > 10

@@ -86,13 +86,23 @@ def aperture_for(prepared: Prepared, star: int, factor: float, regions: list | N
     """The mask of ``star`` with ``factor`` (circle radius or shape layers)."""
     options = prepared.options
     if options.star_method(star) == "circle":
+        reference = (_first_position(prepared, star) if options.aperture_mode == "archi"
+                     else None)
         return masks.CircleAperture(float(factor), mode=options.aperture_mode,
-                                    grid=options.grid)
+                                    grid=options.grid, reference=reference)
     if regions is None:
         raise ValueError("shape masks need the stars' regions (see _star_regions)")
     return masks.ShapeAperture(regions[star], prepared.tracks.x[star, 0],
                                prepared.tracks.y[star, 0], int(round(factor)),
                                shift=options.shape_shift, grid=options.grid)
+
+
+def _first_position(prepared: Prepared, star: int) -> tuple[float, float]:
+    """The star's first tracked position [pixel] (archi builds its masks there), NaN if
+    it has none."""
+    x, y = prepared.tracks.x[star], prepared.tracks.y[star]
+    finite = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    return (float(x[finite[0]]), float(y[finite[0]])) if len(finite) else (np.nan, np.nan)
 
 
 def build_apertures(visit: Visit, prepared: Prepared, factors: Mapping[int, float]

@@ -15,8 +15,9 @@ Differences from archi's masks (``archi_spec.md`` §4, bugs B8, B9, F6, F7):
 
 * archi builds every mask once on frame 0 and moves it by whole pixels with ``np.roll``,
   which wraps it around the image edges. Here circles are re-rasterised at each sub-pixel
-  position, shape templates are moved by a sub-pixel (bilinear) or rounded shift, nothing
-  wraps, and the out-of-field test is made per frame from each frame's own NaN pattern.
+  position (or, ``mode="archi"``, moved by whole pixels as archi does), shape templates are
+  moved by a sub-pixel (bilinear) or rounded shift, nothing wraps, and the out-of-field
+  test is made per frame from each frame's own NaN pattern.
 * archi's up-sampled "background grid" (``grid_bg = 200 s``) is reproduced without
   up-sampled images: a weight is the fraction of the ``s x s`` sub-pixels of a pixel that
   the fine-grid mask covers (``grid`` argument).
@@ -35,7 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
-    "Aperture", "CircleAperture", "ShapeAperture", "StarSegmentation",
+    "Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "StarSegmentation",
     "star_regions", "segment_stars", "threshold_regions", "grow", "shape_apertures",
     "outside_field", "cutouts", "smooth_image", "estimate_noise",
     "ARCHI_REL_THRESHOLD",
@@ -252,6 +253,9 @@ def _sampled_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, radius: 
     return out
 
 
+CIRCLE_MODES = ("exact", "binary", "archi")
+
+
 class CircleAperture:
     """Circular aperture of ``radius`` centred at each sub-pixel position.
 
@@ -264,6 +268,11 @@ class CircleAperture:
         ``"binary"``: archi's mask, weight 1 where the pixel centre lies within ``radius`` of
         (x, y) (``<=``), else 0. archi rasterised it once at frame 0 and shifted it by
         rounded whole pixels; here it is rasterised afresh at every sub-pixel position.
+        ``"archi"``: archi's own circle, the binary mask of the ``reference`` position
+        moved by whole (grid) pixels: centred at ``reference + round(position -
+        reference)`` (round half up, on the fine grid when ``grid`` > 1), so its shape and
+        pixel count stay those of the first frame while the star moves up to half a pixel
+        within it. For comparisons with archi; nothing wraps around the image edges.
     grid : archi's ``grid_bg / 200`` (odd s = 1, 3, 5, ...). With ``mode="binary"`` a
         weight is the fraction of the s x s sub-pixel centres of the pixel lying within
         ``radius / s`` real pixels of (x, y): exactly archi's binary mask on its s-times
@@ -271,23 +280,44 @@ class CircleAperture:
         without building up-sampled images. With ``mode="exact"`` only the radius scaling
         applies.
 
+    reference : ``(x, y)`` [pixel] of the first frame, for ``mode="archi"`` only (non-finite:
+        the star has no position to start from, and nothing is measured).
+
     ``weights`` returns (n, size, size) cutouts with ``size = floor(2 r) + 2`` (r = real
-    radius) and ``ix0 = floor(x - r + 0.5)``: every pixel that overlaps the circle.
+    radius) and ``ix0 = floor(cx - r + 0.5)``: every pixel that overlaps the circle centred
+    at ``cx, cy = centres(x, y)``.
     """
 
-    def __init__(self, radius: float, mode: str = "exact", grid: int = 1):
+    def __init__(self, radius: float, mode: str = "exact", grid: int = 1,
+                 reference: tuple[float, float] | None = None):
         if not (np.isfinite(radius) and radius > 0):
             raise ValueError(f"radius must be a positive number, got {radius!r}")
-        if mode not in ("exact", "binary"):
-            raise ValueError(f"mode must be 'exact' or 'binary', got {mode!r}")
+        if mode not in CIRCLE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(CIRCLE_MODES)}, got {mode!r}")
+        if (mode == "archi") != (reference is not None):
+            raise ValueError("a reference position is needed with mode 'archi', and only then")
         self.radius = float(radius)
         self.mode = mode
         self.grid = _check_grid(grid)
         self.real_radius = self.radius / self.grid
         self.size = int(math.floor(2.0 * self.real_radius + 1e-9)) + 2
+        self.reference = None if reference is None else tuple(map(float, reference))
 
     def __repr__(self) -> str:
-        return f"CircleAperture(radius={self.radius}, mode={self.mode!r}, grid={self.grid})"
+        ref = "" if self.reference is None else f", reference={self.reference}"
+        return (f"CircleAperture(radius={self.radius}, mode={self.mode!r}, "
+                f"grid={self.grid}{ref})")
+
+    def centres(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray]:
+        """Where the circle is centred [pixel] for stars at (x, y): the positions themselves,
+        or with ``mode="archi"`` the reference moved by the rounded offset (whole pixels of
+        the grid; equal to archi's fine-grid shift to rounding)."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if self.reference is None:
+            return x, y
+        s = self.grid
+        return tuple(r + np.floor(s * (v - r) + 0.5) / s
+                     for v, r in zip((x, y), self.reference))
 
     @property
     def area(self) -> float:
@@ -304,13 +334,13 @@ class CircleAperture:
         """Weights (n, size, size) in [0, 1] and cutout origins ix0, iy0 (n,) for positions
         x, y (n,) [pixel]."""
         r = self.real_radius
-        return self.weights_in(x, y, np.floor(np.asarray(x, float) - r + 0.5),
-                               np.floor(np.asarray(y, float) - r + 0.5), self.size)
+        x, y = self.centres(x, y)
+        return self.weights_in(x, y, np.floor(x - r + 0.5), np.floor(y - r + 0.5), self.size)
 
     def weights_in(self, x: ArrayLike, y: ArrayLike, ix0: ArrayLike, iy0: ArrayLike,
                    size: int) -> tuple[NDArray, NDArray, NDArray]:
-        """As :meth:`weights`, on given (size, size) cutouts at (ix0, iy0) that contain the
-        circle (e.g. the cutouts of a larger circle, so nested circles share one gather)."""
+        """As :meth:`weights` for circles centred at (x, y) (the :meth:`centres`, not
+        shifted again), on given (size, size) cutouts at (ix0, iy0) that contain them."""
         x, y, good = _positions(x, y)
         ix0, iy0 = (np.nan_to_num(np.asarray(v, float), nan=0.0, posinf=0.0, neginf=0.0)
                     .astype(np.int64) for v in (ix0, iy0))

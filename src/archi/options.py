@@ -17,7 +17,7 @@ METHODS = ("circle", "shape")
 INITIAL_DETECTS = ("fits", "dynam")
 DETECT_MODES = ("static", "dynam", "offsets")
 OFFICIAL_CURVES = ("DEFAULT", "OPTIMAL", "RINF", "RSUP")
-APERTURE_MODES = ("exact", "binary")
+APERTURE_MODES = ("exact", "binary", "archi")
 SHAPE_SHIFTS = ("bilinear", "integer")
 
 
@@ -49,7 +49,7 @@ class Options:
     step: float = 2.0
     CDPP_type: str = "K2"  # "K2", "module:function" or "path/file.py:function"
     magnitude_limit: float = 13.0  # catalogue stars fainter than this are ignored [Gaia G]
-    aperture_mode: str = "exact"  # circles: exact pixel overlap, or archi's binary masks
+    aperture_mode: str = "exact"  # circles: exact pixel overlap, binary, or archi's own
     shape_shift: str = "bilinear"  # shape masks follow the star by sub-pixel or integer shifts
     detection_snr: float = 10.0  # dynam detection threshold (matched-filter S/N)
     track_tolerance: float = 3.0  # dynam: largest measured - predicted distance accepted [pixel]

@@ -7,8 +7,9 @@ cost is linear in frames and stars and memory stays bounded. Apertures are any o
 Exact circles (``CircleAperture(mode="exact")``, the factor search's hot path) take a
 faster route with the same numbers, :mod:`archi.circlesum`: prefix sums of each chunk
 (shared by all stars and radii) for the pixels fully inside, exact weights only for the
-boundary pixels, so their cost grows with the radius instead of the area; archi's binary
-circles (grid 1) are one run of whole pixels per column, summed from the same tables.
+boundary pixels, so their cost grows with the radius instead of the area; binary circles
+(grid 1; archi's own, moved by whole pixels, too) are one run of whole pixels per column,
+summed from the same tables.
 A non-finite position measures nothing: flux and area 0, flagged out of bounds.
 
 Uncertainties follow archi's model, per frame k and star:
@@ -95,9 +96,10 @@ def is_exact_circle(aperture: object) -> bool:
 
 
 def is_binary_circle(aperture: object) -> bool:
-    """Whether ``aperture`` is measured by the binary-circle fast path (archi's mask on the
-    pixel grid itself, ``grid`` 1: a run of whole pixels per column)."""
-    return (isinstance(aperture, CircleAperture) and aperture.mode == "binary"
+    """Whether ``aperture`` is measured by the binary-circle fast path (binary masks on the
+    pixel grid itself, ``grid`` 1, moving by sub-pixels or by whole pixels as archi's: a
+    run of whole pixels per column)."""
+    return (isinstance(aperture, CircleAperture) and aperture.mode in ("binary", "archi")
             and aperture.grid == 1)
 
 
@@ -106,9 +108,13 @@ def binary_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
                             ) -> tuple[NDArray, NDArray, NDArray]:
     """(flux, area, out of bounds), each (len(circles), m), of binary circles (grid 1) in a
     chunk of frames (m, ny, nx) (cosmics patched), circle i at ``x[i], y[i]`` (m,)
-    [pixel]: the numbers of weighing cutouts with their binary weights
+    [pixel] (the circles' :meth:`~archi.masks.CircleAperture.centres` there): the numbers
+    of weighing cutouts with their binary weights
     (:func:`archi.circlesum.binary_circle_sums`)."""
     m, n = frames.shape[0], len(circles)
+    x, y = np.asarray(x, float).reshape(n, m), np.asarray(y, float).reshape(n, m)
+    centres = [c.centres(x[i], y[i]) for i, c in enumerate(circles)]
+    x, y = (np.array([c[k] for c in centres]).reshape(n, m) for k in (0, 1))
     xs, ys, _, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
     prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
     sums = binary_circle_sums(prefix, np.arange(n * m), xs.ravel(), ys.ravel(), radius)
