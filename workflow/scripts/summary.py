@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-import pandas as pd
 from _common import finish, start_log
 
 from archi import export
-from archi.io.fitswrite import atomic_path
+from archi.io.tsv import write_tsv
 
 start_log(snakemake)
 rows = []
@@ -20,6 +19,5 @@ for path in snakemake.input:
                      "factor": curves.factors[j], "cdpp_ppm": curves.cdpp[j],
                      "npix": curves.npix[j],
                      "flagged_fraction": float((curves.flag[j] != 0).mean())})
-with atomic_path(snakemake.output[0]) as tmp:
-    pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+write_tsv(rows, snakemake.output[0], float_format="%.6g")
 finish()
