@@ -300,19 +300,21 @@ def _band_terms(ox: NDArray, ex: NDArray, c: NDArray, s_c: NDArray, radius: NDAr
     edge[0, :, -1] = 0.0
     edge[1, :, -1] = radius
     edge[2, :, -1] = _x_terms(rr, rr)[1][:, 0]  # S(r), as the row-edge table has it at r
-    j = np.arange(S)
     right = ex[:, :-1] >= 0  # near edge on the left
     centre = (ex[:, :-1] < 0) & (ex[:, 1:] > 0)
     jc = np.clip(np.floor(0.5 - ox).astype(np.int64), 0, S - 1)
     has = centre[np.arange(n), jc]
-    near = np.empty((n, S + 1), np.int64)
-    far = np.empty((n, S + 1), np.int64)
-    near[:, :S] = np.where(right, j, np.where(centre, S + 1, j + 1))
-    far[:, :S] = np.where(right, j + 1, j)
-    near[:, S] = S + 1
-    far[:, S] = np.where(has, jc + 1, S + 1)  # |x| from 0 to 0 otherwise: no area
-    a_n, c_n, s_n = np.take_along_axis(edge, near[None], axis=2)
-    a_f, c_f, s_f = np.take_along_axis(edge, far[None], axis=2)
+    # (|x|, c, S(c)) at each column's near and far edges: selections, not index gathers
+    left_edge, right_edge, zero = edge[:, :, :S], edge[:, :, 1:S + 1], edge[:, :, S + 1:]
+    near = np.empty((3, n, S + 1))
+    far = np.empty((3, n, S + 1))
+    near[:, :, :S] = np.where(right, left_edge, np.where(centre, zero, right_edge))
+    far[:, :, :S] = np.where(right, right_edge, left_edge)
+    near[:, :, S:] = zero
+    # the centre column's right half: |x| from 0 to its right edge (0 to 0: no area)
+    far[:, :, S] = np.where(has, edge[:, np.arange(n), np.minimum(jc + 1, S)], zero[:, :, 0])
+    a_n, c_n, s_n = near
+    a_f, c_f, s_f = far
     return np.stack([a_f - a_n, a_n, c_f, c_n, s_f, s_n, a_n * c_f - s_f]), jc
 
 
