@@ -22,7 +22,10 @@ git: ``benchmarks/cache/`` is ignored). For each size in ``--sizes`` (9-star fie
   one extension round and the circle fine tune, then extraction and the exports): its wall
   time, and from the workflow's own benchmark files each job as a whole process (interpreter
   start and imports included): time [s] and peak RSS [MB], against the cube's size in
-  memory (frames x 200 x 200 x 8 bytes);
+  memory (frames x 200 x 200 x 8 bytes); four runs: one job per factor (the default) and
+  one job per visit, each with exact circles (the default), then one job per visit with
+  binary circles (re-drawn at each position) and with archi's own circles
+  (``aperture_mode: archi``: the first frame's binary mask moved by whole pixels);
 * for sizes in ``--archi-sizes``: archi (pyarchi 1.2.1, in its own virtual environment made
   under ``<cache>/pyarchi-venv`` when missing, driven by ``benchmarks/pyarchi_runner.py``)
   on the same visit with the same settings: wall time and peak RSS of its process, and the
@@ -174,9 +177,11 @@ PHOTOMETRY = {
     "val_range": [8, 16],
     "step": 2,
 }
-# the third workflow run: archi's own circles (pixel centre within the radius), like for
-# like with archi; our default circles are exact pixel overlaps
+# the workflow runs with one job per visit and other circles than our exact default:
+# binary (pixel centre within the radius, re-drawn at each position) and archi's own (the
+# first frame's binary mask moved by whole pixels: the same masks as archi)
 BINARY_LABEL = "search_jobs: visit, aperture_mode: binary"
+ARCHI_MASK_LABEL = "search_jobs: visit, aperture_mode: archi"
 # archi's (pyarchi_runner.py) options for the same search
 ARCHI_OPTIONS = {
     "method": "circle",
@@ -283,11 +288,13 @@ class SizeResult:
     in_process: InProcessTimes
     workflow: WorkflowRun  # search_jobs: factor (the default: one job per factor)
     workflow_visit: WorkflowRun | None = None  # search_jobs: visit (one job per visit)
-    # search_jobs: visit with archi's own mask (aperture_mode: binary): like for like
-    workflow_binary: WorkflowRun | None = None
+    workflow_binary: WorkflowRun | None = None  # search_jobs: visit, binary circles
+    # search_jobs: visit with archi's own circles (aperture_mode: archi): the same masks
+    workflow_archi: WorkflowRun | None = None
     archi: ArchiRun | None = None
     comparison: CdppComparison | None = None  # archi against the default (exact) run
     comparison_binary: CdppComparison | None = None  # archi against workflow_binary
+    comparison_archi: CdppComparison | None = None  # archi against workflow_archi
 
     @property
     def cube_mb(self) -> float:
@@ -508,7 +515,7 @@ def run_workflow(drp_folder: Path, work: Path, search_jobs: str = "factor",
                  aperture_mode: str = "exact") -> WorkflowRun:
     """The whole workflow with -j2 in the fresh working directory ``work``; ``search_jobs``
     and ``aperture_mode``: the workflow's options (one job per factor or one job per visit;
-    exact or archi's binary circles)."""
+    exact, binary or archi's own circles)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -745,6 +752,8 @@ def frame_growth(sizes: Sequence[SizeResult]) -> list[tuple[str, list[float], fl
             s.workflow_visit.wall_s if s.workflow_visit else math.nan for s in sizes],
         f"workflow -j2 wall ({BINARY_LABEL})": [
             s.workflow_binary.wall_s if s.workflow_binary else math.nan for s in sizes],
+        f"workflow -j2 wall ({ARCHI_MASK_LABEL})": [
+            s.workflow_archi.wall_s if s.workflow_archi else math.nan for s in sizes],
     }
     frames = [s.n_frames for s in sizes]
     return [(name, t, fit_exponent(frames, t)) for name, t in rows.items()]
@@ -880,7 +889,8 @@ def targets_section(bench: Benchmark) -> str:
                              _verdict(exponent <= LINEAR_EXPONENT_MAX
                                       if math.isfinite(exponent) else None)])
     for attribute, label in (("comparison", "exact circles (default)"),
-                             ("comparison_binary", "binary circles, as archi's")):
+                             ("comparison_binary", "binary circles"),
+                             ("comparison_archi", "archi's own circles")):
         matched = [m for s in bench.sizes if getattr(s, attribute)
                    for m in getattr(s, attribute).matched]
         if matched:
@@ -903,13 +913,15 @@ def in_process_section(bench: Benchmark) -> str:
 
 
 def _workflow_modes(s: SizeResult) -> list[tuple[str, WorkflowRun]]:
-    """(label, run) of the workflow runs of one size: per-factor jobs, then per-visit, then
-    per-visit with archi's binary circles."""
+    """(label, run) of the workflow runs of one size: per-factor jobs, then per-visit with
+    exact, binary and archi's own circles."""
     modes = [("search_jobs: factor", s.workflow)]
     if s.workflow_visit is not None:
         modes.append(("search_jobs: visit", s.workflow_visit))
     if s.workflow_binary is not None:
         modes.append((BINARY_LABEL, s.workflow_binary))
+    if s.workflow_archi is not None:
+        modes.append((ARCHI_MASK_LABEL, s.workflow_archi))
     return modes
 
 
@@ -993,8 +1005,11 @@ def cdpp_section(bench: Benchmark) -> str:
     for s, c, label in [(s, c, label) for s in bench.sizes
                         for c, label in ((s.comparison, "exact circles (default), one job "
                                           "per factor"),
-                                         (s.comparison_binary, "binary circles (archi's), "
-                                          "one job per visit"))]:
+                                         (s.comparison_binary, "binary circles (re-drawn "
+                                          "at each position), one job per visit"),
+                                         (s.comparison_archi, "archi's own circles (the "
+                                          "first frame's binary mask moved by whole "
+                                          "pixels), one job per visit"))]:
         if c is None:
             continue
         rows = [[m.ours, m.archi, fmt(m.x, 1), fmt(m.y, 1), fmt(m.distance_px), fmt(m.our_factor),
@@ -1056,6 +1071,11 @@ def setup_section() -> str:
         f"Snakemake `-j2`, `repeat_removal: {PHOTOMETRY['repeat_removal']}`. archi "
         f"{PYARCHI_VERSION}: `optim_processes: {ARCHI_OPTIONS['optim_processes']}`, "
         f"`repeat_removal: {ARCHI_OPTIONS['repeat_removal']}`.",
+        "- Masks: archi's circle is the binary mask (pixel centre within the radius) of the "
+        "first frame, moved by whole pixels (its `np.roll` of the rounded offset). Ours run "
+        "three ways: exact pixel-overlap circles that follow the star to the sub-pixel (the "
+        "default), binary circles re-drawn at each position (`aperture_mode: binary`), and "
+        "archi's own circles (`aperture_mode: archi`): the same masks as archi.",
         "- Compute alone: `time.perf_counter` around each library call in one process, after "
         f"a warm-up run on a {WARM_UP_FRAMES}-frame visit, the cube files in the page cache; "
         f"each step the best of {REPEATS} runs. The photometry job measured alone is one "
@@ -1133,16 +1153,21 @@ def measure_size(cache: Path, n_frames: int, archi_python: Path | None) -> SizeR
     workflow_binary = run_workflow(paths.drp_folder, runs / "workflow_binary", "visit",
                                    "binary")
     print(f"[{n_frames} frames] workflow ({BINARY_LABEL}) {workflow_binary.wall_s:.1f} s; "
+          "with archi's own circles", flush=True)
+    workflow_archi = run_workflow(paths.drp_folder, runs / "workflow_archi", "visit", "archi")
+    print(f"[{n_frames} frames] workflow ({ARCHI_MASK_LABEL}) {workflow_archi.wall_s:.1f} s; "
           "compute in process", flush=True)
     in_process = measure_in_process(paths.drp_folder, runs / "in_process",
                                     workflow_factors(workflow.results))
-    result = SizeResult(n_frames, in_process, workflow, workflow_visit, workflow_binary)
+    result = SizeResult(n_frames, in_process, workflow, workflow_visit, workflow_binary,
+                        workflow_archi)
     if archi_python is not None:
         print(f"[{n_frames} frames] archi", flush=True)
         result.archi = run_archi(archi_python, paths.root, runs / "archi")
         print(f"[{n_frames} frames] archi {result.archi.wall_s:.1f} s", flush=True)
         result.comparison = compare_cdpp(workflow.results, result.archi)
         result.comparison_binary = compare_cdpp(workflow_binary.results, result.archi)
+        result.comparison_archi = compare_cdpp(workflow_archi.results, result.archi)
     return result
 
 

@@ -170,15 +170,21 @@ def test_cdpp_comparison_against_a_fake_archi(perf, tiny_run):
                            perf.WorkflowRun(10.0, {}, math.nan, results, products_s=8.0),
                            perf.WorkflowRun(4.0, {}, math.nan, results, products_s=3.2),
                            perf.WorkflowRun(2.5, {}, math.nan, results, products_s=2.0),
-                           archi=archi, comparison=comparison, comparison_binary=comparison)
+                           perf.WorkflowRun(2.0, {}, math.nan, results, products_s=1.6),
+                           archi=archi, comparison=comparison, comparison_binary=comparison,
+                           comparison_archi=comparison)
     report = perf.render(perf.Benchmark("test", {"CPU": "test"}, sizes=[size]))
     assert "only ours: star 1" in report
     # per mode: ours wall, our products written, archi wall, its own timer, RSS; speed-ups
     assert "| search_jobs: factor | 10.0 | 8.0 | 100.0 | 99.0 | 500 |" in report
     assert "| search_jobs: visit | 4.0 | 3.2 | 100.0 | 99.0 | 500 |" in report
     assert f"| {perf.BINARY_LABEL} | 2.5 | 2.0 | 100.0 | 99.0 | 500 |" in report
+    assert f"| {perf.ARCHI_MASK_LABEL} | 2.0 | 1.6 | 100.0 | 99.0 | 500 |" in report
     assert "**10.0x**" in report and "**25.0x**" in report and "**40.0x**" in report
+    assert "**50.0x**" in report
     assert "| 12.5x |" in report and "| 31.2x |" in report and "| 50.0x |" in report
-    # the CDPP comparison of either run, its own target row
+    assert "| 62.5x |" in report
+    # the CDPP comparison of each run, its own target row
     assert "### 60 frames, ours with binary circles" in report
-    assert report.count("CDPP same or better than archi on every star both find") == 2
+    assert "### 60 frames, ours with archi's own circles" in report
+    assert report.count("CDPP same or better than archi on every star both find") == 3
