@@ -341,6 +341,10 @@ def test_slurm_run_gives_the_same_results_as_a_local_run(tmp_path, reference, sl
     submitted = re.findall(r"SLURM run ID|Job \d+ has been submitted with SLURM jobid (\d+)",
                            run.stdout)
     assert submitted, "no job went through SLURM"
+    # the 2-process rules got their 2 CPUs
+    rule = "whole_visit" if search_jobs == "visit" else "prepare"
+    log = (work / "logs" / "small_a" / f"{rule}.log").read_text()
+    assert "2 CPUs per task, threads 2" in log and "frames, 2 processes" in log
     flux, table = results_of(work, "small_a")
     ref_flux, ref_table = results_of(reference[0], "small_a")
     assert np.array_equal(flux, ref_flux, equal_nan=True)

@@ -22,6 +22,10 @@ def start_log(snakemake) -> logging.Logger:
         sys.__excepthook__(kind, value, tb)
 
     sys.excepthook = excepthook
+    if "SLURM_JOB_ID" in os.environ:  # what the cluster gave the job, for sizing resources
+        logger.info("SLURM job %s on %s: %s CPUs per task, threads %d",
+                    os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?"),
+                    os.environ.get("SLURM_CPUS_PER_TASK", "?"), snakemake.threads)
     suffixes = [s for s in os.environ.get(FAIL_VARIABLE, "").split(",") if s]
     if any(str(out).endswith(s) for out in snakemake.output for s in suffixes):
         raise RuntimeError(f"failure injected by {FAIL_VARIABLE} for {list(snakemake.output)}")

@@ -12,7 +12,8 @@ workers = snakemake.threads
 options = Options.from_mapping(snakemake.params.options)
 visit = api.load_visit(snakemake.input[0], options, snakemake.params.layout)
 prepared = api.prepare(visit, options, snakemake.params.layout, workers=workers)
-log.info("%s: %d stars, %d frames", prepared.visit_key, prepared.stars.n_stars, visit.n_frames)
+log.info("%s: %d stars, %d frames, %d processes", prepared.visit_key,
+         prepared.stars.n_stars, visit.n_frames, workers)
 write_prepared(snakemake.output.prepared, prepared)
 
 result = api.optimize_factors(visit, prepared, workers=workers)
