@@ -9,8 +9,9 @@ from photutils.geometry import circular_overlap_grid
 from scipy import ndimage as ndi
 
 from archi.geometry import field_of_view_mask
+from archi.options import APERTURE_MODES
 from archi.io import read_visit
-from archi.masks import (Aperture, CircleAperture, ShapeAperture, cutouts, grow,
+from archi.masks import (CIRCLE_MODES, Aperture, CircleAperture, ShapeAperture, cutouts, grow,
                          outside_field, segment_stars, shape_apertures, star_regions,
                          threshold_regions)
 from archi.simulate import SimulationConfig, StarSpec, read_truth, simulate_visit
@@ -128,6 +129,7 @@ def test_archi_circle_is_the_first_mask_rolled_by_whole_pixels(s, radius):
         CircleAperture(radius, mode="archi")
     with pytest.raises(ValueError, match="reference"):
         CircleAperture(radius, mode="binary", reference=(x0, y0))
+    assert CIRCLE_MODES == APERTURE_MODES  # every mode the configuration accepts exists
 
 
 @pytest.mark.parametrize("s, radius", [(3, 20.0), (3, 7.5), (5, 33.3), (1, 9.0)])

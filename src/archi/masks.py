@@ -265,9 +265,9 @@ class CircleAperture:
         ``grid = 1``]; the real radius is ``radius / grid``. Fractional values allowed.
     mode : ``"exact"``: exact pixel-overlap fractions of the circle (analytic, no position
         quantisation; equal to photutils' ``method="exact"`` to ~1e-12).
-        ``"binary"``: archi's mask, weight 1 where the pixel centre lies within ``radius`` of
-        (x, y) (``<=``), else 0. archi rasterised it once at frame 0 and shifted it by
-        rounded whole pixels; here it is rasterised afresh at every sub-pixel position.
+        ``"binary"``: archi's pixel test, weight 1 where the pixel centre lies within
+        ``radius`` of (x, y) (``<=``), else 0, rasterised afresh at every sub-pixel
+        position (archi rasterised it once and moved it by whole pixels: ``"archi"``).
         ``"archi"``: archi's own circle, the binary mask of the ``reference`` position
         moved by whole (grid) pixels: centred at ``reference + round(position -
         reference)`` (round half up, on the fine grid when ``grid`` > 1), so its shape and
