@@ -175,3 +175,31 @@ def test_one_pass_factor_table_equals_one_run_per_factor(method, small_visit_mod
     chunked = replace(prepared, options=replace(prepared.options, chunk_frames=16))
     pd.testing.assert_frame_equal(api.factor_table(visit, chunked, factors, workers=3),
                                   api.factor_table(visit, chunked, factors), check_exact=True)
+
+
+@pytest.mark.parametrize("method", ["circle", "circle+shape"])
+def test_extraction_reuses_the_search_sums_of_the_chosen_runs(method, small_visit_module,
+                                                              monkeypatch):
+    """extract with the search that chose the factors takes the chosen runs' sums from it
+    (no new pass over the cube): the curves of measuring again, to rounding. With other
+    factors it measures."""
+    options = Options(method=method, val_range=(6, 12), step=3, optimization_extensions=1)
+    visit = api.load_visit(small_visit_module.drp_folder, options)
+    prepared = api.prepare(visit, options)
+    result = api.optimize_factors(visit, prepared)
+    assert result.sums is not None and result.sums.flux.shape == (prepared.stars.n_stars,
+                                                                  visit.n_frames)
+    measured = api.extract(visit, prepared, result.factors)
+    passes = []
+    real_pass = api.photometry_in_parts
+    monkeypatch.setattr(api, "photometry_in_parts",
+                        lambda *args, **kw: passes.append(1) or real_pass(*args, **kw))
+    reused = api.extract(visit, prepared, result.factors, search_result=result)
+    assert not passes
+    for name in ("flux", "flux_err", "npix", "cdpp"):
+        np.testing.assert_allclose(getattr(reused, name), getattr(measured, name), rtol=1e-12)
+    np.testing.assert_array_equal(reused.flag, measured.flag)
+    assert np.isfinite(reused.flux).any()
+    other = {**result.factors, 0: result.factors[0] + 1.0}
+    moved = api.extract(visit, prepared, other, search_result=result)
+    assert passes and not np.allclose(moved.flux[0], measured.flux[0])

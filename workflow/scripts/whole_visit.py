@@ -25,11 +25,12 @@ write_optimized_factors(snakemake.output.factors, result.factors, methods=option
                                   "detect_mode": options.detect_mode,
                                   "grid_bg": options.grid_bg})
 
-# the factors as the file stores them, so the curves equal those of rule extract
+# the factors as the file stores them, as rule extract reads them; the search's sums of
+# those runs are the curves (no new pass over the cube when the file keeps them exactly)
 stored = optimized_factors_for(snakemake.output.factors, prepared.visit_key)
 curves = api.extract(visit, prepared, {j: float(stored.factors[j])
                                        for j in range(prepared.stars.n_stars)},
-                     workers=workers)
+                     workers=workers, search_result=result)
 export.write_lightcurves_fits(curves, snakemake.output.fits)
 export.write_run_info(snakemake.output.info, visit_folder=visit.folder,
                       options=options.to_dict(), lc=curves)
