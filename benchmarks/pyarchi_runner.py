@@ -8,7 +8,8 @@ it imports nothing from this project. Usage::
 ``BASE_FOLDER`` holds one visit's DRP files one directory down (archi's ``base/*/*``
 search). ``OPTIONS_JSON`` overrides archi configuration keys. Writes ``WORK_DIR/result.json``
 (timings, factors, archi's own CDPP per star) and ``WORK_DIR/curves.npz`` (every star's
-flux, first position and the frame times), and nothing else outside ``WORK_DIR``.
+flux, its first and per-frame positions (y, x) [pixel], the frame times), and nothing else
+outside ``WORK_DIR``.
 
 Two shims, applied here and never in pyarchi's files, make the old code run on current
 libraries:
@@ -103,6 +104,7 @@ def main() -> None:
     np.savez(work / "curves.npz",
              flux=np.array([np.asarray(s.photom, dtype=float) for s in stars]),
              position0=np.array([s.positions[0] for s in stars], dtype=float),
+             positions=np.array([np.asarray(s.positions, dtype=float) for s in stars]),
              out_of_bounds=np.array([s.out_bound for s in stars]),
              mjd_time=time_mjd)
     result = {"timings": timings, "factors": factors, "archi_cdpp": own_cdpp,
