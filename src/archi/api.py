@@ -235,8 +235,12 @@ def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
     runs measured in one pass over the cube (the same numbers as one :func:`cdpp_table`
     per factor). ``workers`` > 1 splits the frames among that many processes
     (:mod:`archi.parallel`: same numbers, bit for bit)."""
-    return search.merge_tables([opt.runs_table(factor_runs(visit, prepared, factors, metric,
-                                                           workers))])
+    return _table(factor_runs(visit, prepared, factors, metric, workers))
+
+
+def _table(runs: Sequence[opt.Run]) -> pd.DataFrame:
+    """The CDPP table of runs, one row per (star, factor)."""
+    return search.merge_tables([opt.runs_table(runs)])
 
 
 def factor_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
@@ -307,8 +311,7 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = N
 
     def measure_round(factors: Mapping[int, Sequence[float]]) -> None:
         rounds.append(measure_runs(visit, prepared, factors, workers))
-        tables.append(search.merge_tables([opt.runs_table(
-            score_runs(visit, prepared, rounds[-1], metric))]))
+        tables.append(_table(score_runs(visit, prepared, rounds[-1], metric)))
 
     grid = search.round_factors(options, 0)
     measure_round({j: grid for j in stars})
