@@ -180,26 +180,57 @@ def test_one_pass_factor_table_equals_one_run_per_factor(method, small_visit_mod
 @pytest.mark.parametrize("method", ["circle", "circle+shape"])
 def test_extraction_reuses_the_search_sums_of_the_chosen_runs(method, small_visit_module,
                                                               monkeypatch):
-    """extract with the search that chose the factors takes the chosen runs' sums from it
-    (no new pass over the cube): the curves of measuring again, to rounding. With other
-    factors it measures."""
+    """extract with the search that chose the factors takes the chosen runs' sums from it:
+    the curves of measuring again, to rounding. Only stars whose chosen run the search did
+    not measure (no valid run: the smallest factor, known to be out of bounds) and stars
+    given other factors take a new pass."""
     options = Options(method=method, val_range=(6, 12), step=3, optimization_extensions=1)
     visit = api.load_visit(small_visit_module.drp_folder, options)
     prepared = api.prepare(visit, options)
     result = api.optimize_factors(visit, prepared)
-    assert result.sums is not None and result.sums.flux.shape == (prepared.stars.n_stars,
-                                                                  visit.n_frames)
+    n = prepared.stars.n_stars
+    assert result.sums.flux.shape == (n, visit.n_frames) and result.kept.sum() >= n - 2
     measured = api.extract(visit, prepared, result.factors)
     passes = []
     real_pass = api.photometry_in_parts
-    monkeypatch.setattr(api, "photometry_in_parts",
-                        lambda *args, **kw: passes.append(1) or real_pass(*args, **kw))
+
+    def counted_pass(visit, tracks, apertures, *args, **kw):
+        passes.append([j for j, a in enumerate(apertures) if a is not None])
+        return real_pass(visit, tracks, apertures, *args, **kw)
+
+    monkeypatch.setattr(api, "photometry_in_parts", counted_pass)
     reused = api.extract(visit, prepared, result.factors, search_result=result)
-    assert not passes
+    assert passes == ([list(np.flatnonzero(~result.kept))] if not result.kept.all() else [])
     for name in ("flux", "flux_err", "npix", "cdpp"):
         np.testing.assert_allclose(getattr(reused, name), getattr(measured, name), rtol=1e-12)
     np.testing.assert_array_equal(reused.flag, measured.flag)
-    assert np.isfinite(reused.flux).any()
-    other = {**result.factors, 0: result.factors[0] + 1.0}
+    assert np.isfinite(reused.flux).sum() > 0.5 * reused.flux.size
+    kept_star = int(np.flatnonzero(result.kept)[0])
+    other = {**result.factors, kept_star: result.factors[kept_star] + 1.0}
+    passes.clear()
     moved = api.extract(visit, prepared, other, search_result=result)
-    assert passes and not np.allclose(moved.flux[0], measured.flux[0])
+    assert kept_star in passes[0] and not np.allclose(moved.flux[kept_star],
+                                                      measured.flux[kept_star])
+
+
+def test_runs_known_to_be_invalid_are_not_measured(small_visit_module, monkeypatch):
+    """Radii that reach over the field's edge, or over a brighter star, are invalid
+    whatever their sums: the search does not measure them, and its table is the one of
+    measuring every run (the penalty for those, the same CDPPs to rounding for the rest)."""
+    import pandas as pd
+
+    options = Options(method="circle", val_range=(10, 70), step=20)
+    visit = api.load_visit(small_visit_module.drp_folder, options)
+    prepared = api.prepare(visit, options)
+    factors = {j: [10.0, 30.0, 50.0, 70.0] for j in range(prepared.stars.n_stars)}
+    measured = api.measure_runs(visit, prepared, factors)
+    skipped = ~measured.measured
+    assert skipped.any() and measured.measured.any()
+    assert np.isnan(measured.sums.flux[skipped]).all()
+    table = api.factor_table(visit, prepared, factors)
+    assert not table.valid[skipped].any()
+    monkeypatch.setattr(api, "known_invalid",
+                        lambda visit, prepared, runs, *_: np.zeros(len(runs), bool))
+    assert api.measure_runs(visit, prepared, factors).measured.all()
+    everything = api.factor_table(visit, prepared, factors)
+    pd.testing.assert_frame_equal(table, everything, check_exact=False, rtol=1e-10)

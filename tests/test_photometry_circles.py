@@ -343,3 +343,31 @@ def test_photometry_takes_the_binary_fast_path_with_the_same_numbers(monkeypatch
     # archi's circle keeps the pixel count of its first frame; it moves by whole pixels
     w, ix0, _ = apertures[2].weights(x[2], y[2])
     assert np.all(w.sum(axis=(1, 2)) == w[0].sum()) and len(np.unique(ix0)) > 10
+
+
+@pytest.mark.parametrize("mode, grid", [("exact", 1), ("binary", 1), ("archi", 1),
+                                        ("binary", 3)])
+def test_surely_out_of_bounds_claims_only_runs_the_photometry_flags(mode, grid):
+    """The pre-check flags a run only when the photometry finds it out of bounds in some
+    frame (here: the field's NaN corners, a NaN column, the image edge, NaN positions), and
+    it does catch the circles that reach well over those."""
+    rng = np.random.default_rng(11)
+    m = 40
+    frames = _frames(rng, m)
+    n = 120
+    # tracks wandering over the frame (and a little beyond), some with a NaN position
+    x = rng.uniform(-3, W + 3, n)[:, None] + np.cumsum(rng.normal(0, 0.4, (n, m)), axis=1)
+    y = rng.uniform(-3, H + 3, n)[:, None] + np.cumsum(rng.normal(0, 0.4, (n, m)), axis=1)
+    x[:3, 7] = np.nan
+    radius = rng.uniform(1.0, 14.0, n) * grid
+    circles = [CircleAperture(r, mode=mode, grid=grid,
+                              reference=(x[i, 0], y[i, 0]) if mode == "archi" else None)
+               for i, r in enumerate(radius)]
+    tracks = Tracks(x=x, y=y, measured=np.ones((n, m), bool))
+    oob = aperture_photometry(frames, tracks, circles).out_of_bounds.any(axis=1)
+    surely = photometry.surely_out_of_bounds(frames, x, y, circles, samples=10)
+    assert not (surely & ~oob).any(), np.flatnonzero(surely & ~oob)
+    assert surely[:3].all()  # NaN positions
+    assert surely.sum() > 0.5 * oob.sum() and surely.sum() < n
+    # not circles: no claim
+    assert not photometry.surely_out_of_bounds(frames, x[:2], y[:2], [None, None]).any()

@@ -34,7 +34,8 @@ from archi.io import read_visit
 from archi.noise import load_metric, score
 from archi.options import Options
 from archi.cosmics import CosmicHits, find_cosmics
-from archi.photometry import ApertureSums, aperture_photometry, flux_errors, noise_per_pixel
+from archi.photometry import (ApertureSums, aperture_photometry, flux_errors,
+                              noise_per_pixel, surely_out_of_bounds)
 from archi.prepared import Prepared
 from archi.stars import (FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS,
                          StarLightCurves, Tracks)
@@ -154,14 +155,7 @@ def cdpp_runs(visit: Visit, prepared: Prepared, factor: float | Mapping[int, flo
     stars = sorted(set(range(prepared.stars.n_stars) if stars is None else stars))
     factors = ({j: float(factor[j]) for j in stars} if isinstance(factor, Mapping)
                else {j: float(factor) for j in stars})
-    sums, _ = measure(visit, prepared, factors)
-    fn = _metric(prepared.options, metric)
-    swallows = engulfs_brighter_star(prepared, factors)
-    runs = []
-    for j in stars:
-        value, valid = star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)
-        runs.append((j, factors[j], value, valid and not swallows[j]))
-    return opt.checked_runs(runs)
+    return factor_runs(visit, prepared, {j: [factors[j]] for j in stars}, metric)
 
 
 def cdpp_table(visit: Visit, prepared: Prepared, factor: float | Mapping[int, float],
@@ -200,17 +194,21 @@ class OptimizationResult:
     valid: dict[int, bool]  # False: no run of this star stayed inside the field
     table: pd.DataFrame  # every run (star, factor, cdpp, valid)
     # the chosen runs' aperture sums, one row per star (n_stars, n_frames): what
-    # :func:`extract` would measure again with ``factors`` (None: not kept)
+    # :func:`extract` would measure again with ``factors`` (None: not kept); ``kept``
+    # tells the stars whose chosen run was measured (not one known to be invalid)
     sums: ApertureSums | None = None
+    kept: np.ndarray | None = None  # (n_stars,) bool
 
 
 @dataclass(frozen=True)
 class MeasuredRuns:
     """Runs (star, factor) measured in one pass over the cube: ``sums`` has one row per
-    run, in the order of ``runs``."""
+    run, in the order of ``runs``; runs known to be invalid beforehand were not measured
+    (``measured`` False: flux NaN, out of bounds everywhere)."""
 
     runs: list[tuple[int, float]]
     sums: ApertureSums
+    measured: np.ndarray  # (n_runs,) bool
 
 
 def choose(table: pd.DataFrame) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
@@ -256,17 +254,34 @@ def measure_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
     all in one pass over the cube, its frames split among ``workers`` processes."""
     runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
     stars = np.array([j for j, _ in runs], dtype=np.int64)
-    if not runs:
-        empty = np.zeros((0, visit.n_frames))
-        return MeasuredRuns([], ApertureSums(empty, empty.copy(), empty.astype(bool)))
     needs_regions = any(prepared.options.star_method(j) == "shape"
                         for j in set(stars.tolist()))
     regions = _star_regions(visit, prepared) if needs_regions else None
     apertures = [aperture_for(prepared, j, f, regions) for j, f in runs]
     tracks = prepared.tracks
     run_tracks = Tracks(x=tracks.x[stars], y=tracks.y[stars], measured=tracks.measured[stars])
-    return MeasuredRuns(runs, photometry_in_parts(visit, run_tracks, apertures, prepared,
-                                                  workers))
+    skip = known_invalid(visit, prepared, runs, run_tracks, apertures)
+    if skip.all():
+        flux = np.full((len(runs), visit.n_frames), np.nan)
+        sums = ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
+    else:
+        sums = photometry_in_parts(visit, run_tracks,
+                                   [None if s else a for a, s in zip(apertures, skip)],
+                                   prepared, workers)
+        sums.out_of_bounds[skip] = True
+    return MeasuredRuns(runs, sums, ~skip)
+
+
+def known_invalid(visit: Visit, prepared: Prepared, runs: Sequence[tuple[int, float]],
+                  tracks: Tracks, apertures: Sequence[masks.Aperture]) -> np.ndarray:
+    """Runs (star, factor) that are invalid whatever their sums, so need not be measured:
+    circles over a brighter star, or surely out of bounds (whole NaN or off-image pixels
+    inside; :func:`archi.photometry.surely_out_of_bounds`); their CDPP is the penalty. The
+    search's largest radii often reach the corners of the field of view. ``tracks`` and
+    ``apertures``: one per run."""
+    skip = surely_out_of_bounds(visit.cube, tracks.x, tracks.y, apertures)
+    skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
+    return skip
 
 
 def score_runs(visit: Visit, prepared: Prepared, measured: MeasuredRuns,
@@ -324,25 +339,39 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: Metric | None = N
     measure_round(search.fine_tune_plan(search.merge_tables(tables), options))
     table = search.merge_tables(tables)
     factors, cdpp, valid = choose(table)
-    return OptimizationResult(factors, cdpp, valid, table,
-                              sums=_chosen_sums(rounds, factors, prepared.stars.n_stars,
-                                                visit.n_frames))
+    sums, kept = _chosen_sums(rounds, factors, prepared.stars.n_stars, visit.n_frames)
+    return OptimizationResult(factors, cdpp, valid, table, sums=sums, kept=kept)
 
 
 def _chosen_sums(rounds: Sequence[MeasuredRuns], factors: Mapping[int, float], n_stars: int,
-                 n_frames: int) -> ApertureSums | None:
+                 n_frames: int) -> tuple[ApertureSums, np.ndarray]:
     """The sums of each star's run at its chosen factor (the first measured, as the table
-    keeps it); None when a star has none."""
+    keeps it), and which stars have them (not those whose chosen run was not measured)."""
     row_of: dict[tuple[int, float], tuple[int, int]] = {}
     for r, measured in enumerate(rounds):
         for i, (j, f) in enumerate(measured.runs):  # the table's factors are rounded
-            row_of.setdefault((j, opt.round_factor(f)), (r, i))
-    rows = [row_of.get((j, factors.get(j))) for j in range(n_stars)]
-    if None in rows:
-        return None
-    return ApertureSums(*(np.array([getattr(rounds[r].sums, name)[i] for r, i in rows]
-                                   ).reshape(n_stars, n_frames)
-                          for name in ("flux", "area", "out_of_bounds")))
+            if measured.measured[i]:
+                row_of.setdefault((j, opt.round_factor(f)), (r, i))
+    flux = np.full((n_stars, n_frames), np.nan)
+    sums = ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
+    kept = np.zeros(n_stars, bool)
+    for j in range(n_stars):
+        at = row_of.get((j, factors.get(j)))
+        if at is not None:
+            r, i = at
+            for name in ("flux", "area", "out_of_bounds"):
+                getattr(sums, name)[j] = getattr(rounds[r].sums, name)[i]
+            kept[j] = True
+    return sums, kept
+
+
+def _reusable(search: OptimizationResult | None, factors: Mapping[int, float]) -> np.ndarray:
+    """Which stars (every star of ``factors``, in order) the search measured at these very
+    factors, so that their sums need no new pass."""
+    if search is None or search.sums is None or search.kept is None:
+        return np.zeros(len(factors), bool)
+    return np.array([bool(search.kept[j]) and search.factors.get(j) == f
+                     for j, f in factors.items()], bool)
 
 
 def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
@@ -350,17 +379,22 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
             search_result: OptimizationResult | None = None) -> StarLightCurves:
     """Light curves of every star with the given mask factors (frames split among
     ``workers`` processes: the same curves). With the ``search_result`` that chose these
-    very factors, its runs' sums are used instead of a new pass over the cube (the same
-    curves to rounding: the search summed each run among other runs)."""
+    factors, its runs' sums are used instead of measuring those stars again (the same
+    curves to rounding: the search summed each run among other runs); only the stars it
+    did not measure at their factor take a pass over the cube."""
     options = prepared.options
     n = prepared.stars.n_stars
     factors = {j: float(factors[j]) for j in range(n)}
-    if (search_result is not None and search_result.sums is not None
-            and all(search_result.factors.get(j) == factors[j] for j in range(n))):
+    reuse = _reusable(search_result, factors)
+    if len(reuse) and reuse.all():
         sums = search_result.sums
-        errors = flux_errors(sums.flux, sums.area, visit)
-    else:
-        sums, errors = measure(visit, prepared, factors, workers)
+    else:  # a pass over the cube for the others only
+        sums, _ = measure(visit, prepared, {j: f for j, f in factors.items() if not reuse[j]},
+                          workers)
+        if reuse.any():
+            for name in ("flux", "area", "out_of_bounds"):
+                getattr(sums, name)[reuse] = getattr(search_result.sums, name)[reuse]
+    errors = flux_errors(sums.flux, sums.area, visit)
     flag = np.zeros(sums.flux.shape, dtype=np.int32)
     flag |= np.where(sums.out_of_bounds, FLAG_OUT_OF_BOUNDS, 0).astype(np.int32)
     flag |= np.where(visit.status[None, :] != 0, FLAG_DRP_STATUS, 0).astype(np.int32)

@@ -198,6 +198,51 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
     return ApertureSums(flux, area, oob)
 
 
+def surely_out_of_bounds(cube: NDArray, x: NDArray, y: NDArray,
+                         circles: Sequence[CircleAperture | None], samples: int = 64
+                         ) -> NDArray[np.bool_]:
+    """Which circles certainly touch a NaN pixel or the image edge in some frame, told from
+    a few frames without measuring: True only where a whole unusable pixel (NaN in that
+    frame, or just beyond the edge) lies inside the circle in one of ``samples`` frames
+    spread over the visit, or a position is not finite. Those runs are out of bounds
+    whatever their sums (:func:`aperture_photometry` would flag them); a False says
+    nothing. Circle i is at ``x[i], y[i]`` (n_frames,) [pixel] (its
+    :meth:`~archi.masks.CircleAperture.centres` there); None: not a circle, False."""
+    n_frames = cube.shape[0]
+    out = np.zeros(len(circles), dtype=bool)
+    use = [i for i, c in enumerate(circles) if isinstance(c, CircleAperture)]
+    if not use or n_frames == 0:
+        return out
+    x, y = np.asarray(x, float)[use], np.asarray(y, float)[use]
+    out[use] = ~(np.isfinite(x) & np.isfinite(y)).all(axis=1)
+    frames = np.unique(np.linspace(0, n_frames - 1, min(samples, n_frames)).astype(int))
+    centres = [circles[i].centres(x[n, frames], y[n, frames]) for n, i in enumerate(use)]
+    cx, cy = (np.nan_to_num(np.array([c[a] for c in centres])) for a in (0, 1))
+    margin = np.array([circles[i].real_radius for i in use])[:, None] - np.sqrt(0.5)
+    # distance from each pixel centre to the nearest unusable pixel's centre, per NaN
+    # pattern (one, as a rule), with a ring of unusable pixels around the image
+    from scipy import ndimage  # lazy: keeps factor jobs' imports light
+
+    bad = ~np.isfinite(np.asarray(cube[frames]))
+    groups: dict[bytes, list[int]] = {}  # sampled frames by NaN pattern
+    for n, mask in enumerate(bad):
+        groups.setdefault(np.packbits(mask).tobytes(), []).append(n)
+    surely = np.zeros(cx.shape, dtype=bool)
+    for sel in groups.values():
+        ring = np.pad(bad[sel[0]], 1, constant_values=True)
+        distance = ndimage.distance_transform_edt(~ring)
+        # the nearest pixel centre, clipped into the ringed image (a ring pixel then)
+        px = np.clip(np.floor(cx[:, sel] + 0.5), -1, ring.shape[1] - 2)
+        py = np.clip(np.floor(cy[:, sel] + 0.5), -1, ring.shape[0] - 2)
+        # an unusable pixel centre within ``reach`` of the circle's centre: the whole
+        # pixel is inside when that is below the radius by half a pixel diagonal
+        reach = (distance[py.astype(int) + 1, px.astype(int) + 1]
+                 + np.hypot(cx[:, sel] - px, cy[:, sel] - py))
+        surely[:, sel] = reach < margin
+    out[use] |= surely.any(axis=1)
+    return out
+
+
 def noise_per_pixel(visit: Visit, aperture_name: str | None = None) -> NDArray[np.float64]:
     """Variance per pixel and frame from sky, dark and read noise [e^2]."""
     return (visit.background_per_pixel(aperture_name) + visit.dark_per_pixel(aperture_name)
