@@ -216,31 +216,49 @@ def surely_out_of_bounds(cube: NDArray, x: NDArray, y: NDArray,
     x, y = np.asarray(x, float)[use], np.asarray(y, float)[use]
     out[use] = ~(np.isfinite(x) & np.isfinite(y)).all(axis=1)
     frames = np.unique(np.linspace(0, n_frames - 1, min(samples, n_frames)).astype(int))
-    centres = [circles[i].centres(x[n, frames], y[n, frames]) for n, i in enumerate(use)]
-    cx, cy = (np.nan_to_num(np.array([c[a] for c in centres])) for a in (0, 1))
-    margin = np.array([circles[i].real_radius for i in use])[:, None] - np.sqrt(0.5)
-    # distance from each pixel centre to the nearest unusable pixel's centre, per NaN
-    # pattern (one, as a rule), with a ring of unusable pixels around the image
-    from scipy import ndimage  # lazy: keeps factor jobs' imports light
-
+    x, y = np.nan_to_num(x[:, frames]), np.nan_to_num(y[:, frames])
+    # distance from each track (runs of one star share theirs) to the nearest unusable
+    # pixel's centre, per NaN pattern of the sampled frames (one, as a rule)
+    tracks: dict[bytes, int] = {}
+    track_of = np.array([tracks.setdefault(x[n].tobytes() + y[n].tobytes(), n)
+                         for n in range(len(x))])
+    first = np.unique(track_of)
+    nearest = np.empty((len(first), len(frames)))
     bad = ~np.isfinite(np.asarray(cube[frames]))
-    groups: dict[bytes, list[int]] = {}  # sampled frames by NaN pattern
-    for n, mask in enumerate(bad):
-        groups.setdefault(np.packbits(mask).tobytes(), []).append(n)
-    surely = np.zeros(cx.shape, dtype=bool)
+    groups: dict[bytes, list[int]] = {}
+    for k, mask in enumerate(bad):
+        groups.setdefault(np.packbits(mask).tobytes(), []).append(k)
     for sel in groups.values():
-        ring = np.pad(bad[sel[0]], 1, constant_values=True)
-        distance = ndimage.distance_transform_edt(~ring)
-        # the nearest pixel centre, clipped into the ringed image (a ring pixel then)
-        px = np.clip(np.floor(cx[:, sel] + 0.5), -1, ring.shape[1] - 2)
-        py = np.clip(np.floor(cy[:, sel] + 0.5), -1, ring.shape[0] - 2)
-        # an unusable pixel centre within ``reach`` of the circle's centre: the whole
-        # pixel is inside when that is below the radius by half a pixel diagonal
-        reach = (distance[py.astype(int) + 1, px.astype(int) + 1]
-                 + np.hypot(cx[:, sel] - px, cy[:, sel] - py))
-        surely[:, sel] = reach < margin
-    out[use] |= surely.any(axis=1)
+        by, bx = _edge_of_unusable(bad[sel[0]])
+        d = np.hypot(x[first][:, sel, None] - bx, y[first][:, sel, None] - by)
+        nearest[:, sel] = d.min(axis=2)
+    nearest = nearest[np.searchsorted(first, track_of)]
+    # the circle's centre is within ``reach`` of an unusable pixel's centre; that whole
+    # pixel is inside when ``reach`` is below the radius by half a pixel diagonal
+    reach = nearest.copy()
+    for n, i in enumerate(use):
+        cx, cy = circles[i].centres(x[n], y[n])
+        reach[n] += np.hypot(cx - x[n], cy - y[n])  # archi's circles: snapped centres
+    radius = np.array([circles[i].real_radius for i in use])
+    out[use] |= (reach < radius[:, None] - np.sqrt(0.5)).any(axis=1)
     return out
+
+
+def _edge_of_unusable(bad: NDArray[np.bool_]) -> tuple[NDArray, NDArray]:
+    """Centres (y, x) [pixel] of the unusable pixels (``bad``, and a ring just beyond the
+    image) next to a usable one (8-neighbours): the nearest unusable pixel centre to any
+    point of a usable pixel is among them."""
+    ring = np.pad(bad, 1, constant_values=True)
+    near_usable = ~ring
+    for axis in (0, 1):  # 3x3 dilation of the usable pixels, separably
+        grown = near_usable.copy()
+        lo, hi = [slice(None)] * 2, [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        grown[tuple(hi)] |= near_usable[tuple(lo)]
+        grown[tuple(lo)] |= near_usable[tuple(hi)]
+        near_usable = grown
+    yy, xx = np.nonzero(ring & near_usable)
+    return yy - 1.0, xx - 1.0
 
 
 def noise_per_pixel(visit: Visit, aperture_name: str | None = None) -> NDArray[np.float64]:
