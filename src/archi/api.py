@@ -251,7 +251,8 @@ def factor_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence
 def measure_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
                  workers: int = 1) -> MeasuredRuns:
     """Aperture sums of every star of ``factors`` at each of its factors (star -> factors),
-    all in one pass over the cube, its frames split among ``workers`` processes."""
+    all in one pass over the cube, its frames split among ``workers`` processes; runs
+    known to be invalid (:func:`known_invalid`) are not measured."""
     runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
     stars = np.array([j for j, _ in runs], dtype=np.int64)
     needs_regions = any(prepared.options.star_method(j) == "shape"
