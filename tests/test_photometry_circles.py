@@ -371,3 +371,7 @@ def test_surely_out_of_bounds_claims_only_runs_the_photometry_flags(mode, grid):
     assert surely.sum() > 0.5 * oob.sum() and surely.sum() < n
     # not circles: no claim
     assert not photometry.surely_out_of_bounds(frames, x[:2], y[:2], [None, None]).any()
+    # a sampled frame without any usable pixel: every circle is out of bounds there
+    frames[13] = np.nan
+    assert photometry.surely_out_of_bounds(frames, x, y, circles, samples=10).all()
+    assert aperture_photometry(frames, tracks, circles).out_of_bounds[:, 13].all()

@@ -83,7 +83,7 @@ def _median5(image: NDArray) -> NDArray:
     return cv2.medianBlur(np.ascontiguousarray(image, dtype=np.float32), WINDOW).astype(float)
 
 
-def _dilate3(mask: NDArray) -> NDArray[np.bool_]:
+def dilate3(mask: NDArray) -> NDArray[np.bool_]:
     """Binary dilation of a mask (H, W) by a 3x3 square, nothing beyond the edges
     (separable: rows, then columns)."""
     rows = mask.copy()
@@ -117,7 +117,7 @@ def find_in_frame(frame: NDArray, variance_floor: float, nsigma: float = NSIGMA,
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     seed = np.zeros(frame.shape, dtype=bool)
     seed.ravel()[pixels[strong]] = True
-    pixels = pixels[strong | _dilate3(seed).ravel()[pixels]]
+    pixels = pixels[strong | dilate3(seed).ravel()[pixels]]
     y, x = np.divmod(pixels, frame.shape[1])
     return y, x, local.ravel()[pixels]
 

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from archi.circlesum import (ColumnPrefix, binary_circle_sums, boundary_method_pays,
                              circle_boxes, exact_circle_sums)
-from archi.cosmics import CosmicHits
+from archi.cosmics import CosmicHits, dilate3
 from archi.masks import CircleAperture
 from archi.stars import Tracks
 from archi.visit import Visit
@@ -230,6 +230,9 @@ def surely_out_of_bounds(cube: NDArray, x: NDArray, y: NDArray,
         groups.setdefault(np.packbits(mask).tobytes(), []).append(k)
     for sel in groups.values():
         by, bx = _edge_of_unusable(bad[sel[0]])
+        if not len(bx):  # no usable pixel at all: every circle touches unusable ones
+            nearest[:, sel] = 0.0
+            continue
         d = np.hypot(x[first][:, sel, None] - bx, y[first][:, sel, None] - by)
         nearest[:, sel] = d.min(axis=2)
     nearest = nearest[np.searchsorted(first, track_of)]
@@ -249,15 +252,7 @@ def _edge_of_unusable(bad: NDArray[np.bool_]) -> tuple[NDArray, NDArray]:
     image) next to a usable one (8-neighbours): the nearest unusable pixel centre to any
     point of a usable pixel is among them."""
     ring = np.pad(bad, 1, constant_values=True)
-    near_usable = ~ring
-    for axis in (0, 1):  # 3x3 dilation of the usable pixels, separably
-        grown = near_usable.copy()
-        lo, hi = [slice(None)] * 2, [slice(None)] * 2
-        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
-        grown[tuple(hi)] |= near_usable[tuple(lo)]
-        grown[tuple(lo)] |= near_usable[tuple(hi)]
-        near_usable = grown
-    yy, xx = np.nonzero(ring & near_usable)
+    yy, xx = np.nonzero(ring & dilate3(~ring))
     return yy - 1.0, xx - 1.0
 
 
