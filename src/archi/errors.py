@@ -33,3 +33,12 @@ def reject_unknown_keys(values: dict, cls: type, where: str) -> None:
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise ConfigError(f"{where} {', '.join(unknown)}")
+
+
+def one_line(message: object) -> str:
+    """``message`` (an exception or any object) as one line: whitespace runs collapsed; an
+    exception with an empty message gives its type's name."""
+    text = " ".join(str(message).split())
+    if not text and isinstance(message, BaseException):
+        return type(message).__name__
+    return text

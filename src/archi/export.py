@@ -55,8 +55,8 @@ from astropy.io import fits
 from numpy.typing import NDArray
 
 import archi
-from archi.errors import CorruptProductError, ProductNotFoundError
-from archi.io.fitswrite import atomic_path
+from archi.errors import CorruptProductError, ProductNotFoundError, one_line
+from archi.io.atomic import atomic_path
 from archi.stars import FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks
 
 __all__ = [
@@ -306,7 +306,7 @@ def read_lightcurves_fits(path: str | Path) -> StarLightCurves:
     try:
         hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
     except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise CorruptProductError(path, f"not a readable FITS file ({_one_line(exc)})") from None
+        raise CorruptProductError(path, f"not a readable FITS file ({one_line(exc)})") from None
     with hdul:
         return _read_lightcurves_hdul(hdul, path)
 
@@ -693,7 +693,7 @@ def _products(visit_folder: Path) -> tuple[dict[str, Any], str | None]:
     try:
         found = find_visit_products(visit_folder)
     except ProductNotFoundError as exc:
-        return {}, _one_line(exc)
+        return {}, one_line(exc)
 
     def rel(p: Path) -> str:
         try:
@@ -797,9 +797,3 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
     return path
-
-
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split()) or (type(exc).__name__ if isinstance(exc, BaseException)
-                                          else "")
-

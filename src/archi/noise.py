@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from archi.errors import ConfigError
+from archi.errors import ConfigError, one_line
 
 __all__ = ["INVALID_CDPP", "NoiseMetric", "hanning_smooth", "k2_cdpp", "load_metric",
            "savgol_highpass", "score"]
@@ -303,10 +303,10 @@ def load_metric(spec: str, *, base_dir: str | Path | None = None) -> NoiseMetric
             obj = importlib.import_module(source)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"CDPP_type {spec!r}: cannot import module {source!r} "
-                              f"({_one_line(exc)})") from exc
+                              f"({one_line(exc)})") from exc
         except Exception as exc:  # any error raised by the module's own code
             raise ConfigError(f"CDPP_type {spec!r}: importing module {source!r} failed: "
-                              f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}") from exc
 
     for name in attribute.split("."):
         try:
@@ -341,7 +341,7 @@ def _load_file(spec: str, source: str, base_dir: str | Path | None) -> object:
     except Exception as exc:
         del sys.modules[name]
         raise ConfigError(f"CDPP_type {spec!r}: loading {str(path)!r} failed: "
-                          f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                          f"{type(exc).__name__}: {one_line(exc)}") from exc
     return module
 
 
@@ -384,17 +384,11 @@ def score(metric: NoiseMetric, flux: ArrayLike, time: ArrayLike, valid: bool) ->
         value = metric(flux, time)
     except Exception as exc:
         raise ConfigError(f"CDPP_type metric {name} raised {type(exc).__name__} on a light "
-                          f"curve of {flux.size} samples: {_one_line(exc)}") from exc
+                          f"curve of {flux.size} samples: {one_line(exc)}") from exc
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if not isinstance(value, numbers.Real):
-        raise ConfigError(f"CDPP_type metric {name} returned {_one_line(repr(value))[:80]}, "
+        raise ConfigError(f"CDPP_type metric {name} returned {one_line(repr(value))[:80]}, "
                           f"not a number")
     value = float(value)
     return value if np.isfinite(value) else INVALID_CDPP
-
-
-def _one_line(message: object) -> str:
-    """First line of ``str(message)``, so that error messages stay on one line."""
-    lines = str(message).strip().splitlines()
-    return lines[0] if lines else ""

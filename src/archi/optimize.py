@@ -28,9 +28,7 @@ Factors are rounded to :data:`FACTOR_DECIMALS` decimals everywhere, so that ``0.
 from __future__ import annotations
 
 import math
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +39,8 @@ import yaml
 
 from archi._lazy import LazyModule
 from archi.noise import INVALID_CDPP
-from archi.errors import ConfigError, CorruptProductError, ProductNotFoundError
+from archi.errors import ConfigError, CorruptProductError, ProductNotFoundError, one_line
+from archi.io.atomic import write_text_atomically
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -296,7 +295,7 @@ def write_runs(runs: Iterable[Run], path: str | Path) -> None:
         for star, factor, value, ok in rows:
             fh.write(f"{star}\t{format_factor(factor)}\t{value!r}\t{ok}\n")
 
-    _atomic_write(Path(path), dump)
+    write_text_atomically(Path(path), dump)
 
 
 def _typed_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -319,7 +318,7 @@ def _check_table(table: pd.DataFrame, *, best: bool = False) -> pd.DataFrame:
     try:
         df = _typed_table(df)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"CDPP table has missing or non-numeric values: {_one_line(exc)}") from None
+        raise ValueError(f"CDPP table has missing or non-numeric values: {one_line(exc)}") from None
     no_factor = df["factor"].isna()
     if best:
         no_factor &= df["valid"]
@@ -347,7 +346,7 @@ def write_cdpp_table(df: pd.DataFrame, path: str | Path) -> None:
     def dump(fh: TextIO) -> None:
         out.to_csv(fh, sep="\t", index=False, lineterminator="\n")
 
-    _atomic_write(Path(path), dump)
+    write_text_atomically(Path(path), dump)
 
 
 def read_cdpp_tables(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -407,7 +406,7 @@ def _read_one_cdpp_table(path: Path) -> pd.DataFrame:
         raise CorruptProductError(path, "empty file, expected a CDPP table with header "
                                         + "\\t".join(CDPP_TABLE_COLUMNS)) from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise CorruptProductError(path, f"cannot be read as a CDPP table: {_one_line(exc)}") from None
+        raise CorruptProductError(path, f"cannot be read as a CDPP table: {one_line(exc)}") from None
     missing = [c for c in CDPP_TABLE_COLUMNS if c not in raw.columns]
     if missing:
         raise CorruptProductError(path, f"missing column(s) {', '.join(missing)} "
@@ -712,7 +711,7 @@ def write_optimized_factors(path: str | Path, factors: Mapping[int, float | None
     def dump(fh: TextIO) -> None:
         yaml.safe_dump(document, fh, sort_keys=False, default_flow_style=None)
 
-    _atomic_write(path, dump)
+    write_text_atomically(path, dump)
     return visit
 
 
@@ -731,7 +730,7 @@ def read_optimized_factors(path: str | Path) -> dict[str, VisitFactors]:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CorruptProductError(path, f"cannot be read as YAML: {_one_line(exc)}") from None
+        raise CorruptProductError(path, f"cannot be read as YAML: {one_line(exc)}") from None
 
     def bad(problem: str) -> CorruptProductError:
         return CorruptProductError(path, problem)
@@ -870,34 +869,8 @@ def _check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, write: Callable[[TextIO], None]) -> None:
-    """Run ``write`` on a temporary file next to ``path``, then ``os.replace`` it onto ``path``.
-
-    On any error the temporary file is removed and ``path`` is left as it was. The temporary
-    file is created with ``open(..., "x")`` so it gets the usual umask-based permissions.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _is_nan(value: Any) -> bool:
     try:
         return math.isnan(float(value))
     except (TypeError, ValueError):
         return False
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.io.fitswrite import atomic_path
+from archi.io.atomic import atomic_path
 from archi.noise import INVALID_CDPP, NoiseMetric, score
 from archi.stars import StarLightCurves
 from archi.visit import Visit

@@ -18,7 +18,7 @@ from astropy.io import fits
 
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
-from archi.io.fitswrite import atomic_path
+from archi.io.atomic import atomic_path
 from archi.options import Options
 from archi.stars import StarList, Tracks
 

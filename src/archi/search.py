@@ -70,7 +70,7 @@ def write_decision(path: str | Path, decision: RoundDecision) -> None:
                            "done": decision.done,
                            "best": {k: (None if v != v else v)
                                     for k, v in decision.best.items()}}, sort_keys=False)
-    from archi.io.fitswrite import atomic_path  # lazy: astropy slows Snakemake's start
+    from archi.io.atomic import atomic_path  # lazy: astropy slows Snakemake's start
 
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)

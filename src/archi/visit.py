@@ -9,13 +9,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:  # a type only: importing archi.io here would be circular
-    from archi.io.products import VisitId
+
+@dataclass(frozen=True)
+class VisitId:
+    """Identity of a visit: the parts of the CHEOPS file key ``CH_PRppnnnn_TGttttvv_Vrrpp``."""
+
+    progtype: int
+    prog_id: int
+    req_id: int
+    visitctr: int
+    version: int = 300  # ARCH_REV * 100 + PROC_NUM
+    obsid: int = 0
+
+    @property
+    def visit_key(self) -> str:
+        """``PRppnnnn_TGttttvv`` (the visit part of the file key)."""
+        return (f"PR{self.progtype:02d}{self.prog_id:04d}"
+                f"_TG{self.req_id:04d}{self.visitctr:02d}")
+
+    @property
+    def file_key(self) -> str:
+        """``CH_PRppnnnn_TGttttvv_Vrrpp``."""
+        return f"CH_{self.visit_key}_V{self.version:04d}"
+
+    @property
+    def dace_folder(self) -> str:
+        """Top folder of an unpacked DACE download: the file key without ``CH_``."""
+        return f"{self.visit_key}_V{self.version:04d}"
+
 
 GAIN_E_PER_ADU = 1.96
 """Conversion of the DRP RON column [ADU per readout] to electrons (archi's value; the

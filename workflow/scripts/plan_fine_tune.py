@@ -4,7 +4,7 @@ import yaml
 from _common import finish, start_log
 
 from archi import search
-from archi.io.fitswrite import atomic_path
+from archi.io.atomic import atomic_path
 from archi.optimize import read_cdpp_tables
 from archi.options import Options
 

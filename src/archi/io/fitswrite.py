@@ -7,15 +7,14 @@ writer never leaves a file that looks finished.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
+from archi.io.atomic import atomic_path
 from archi.io.products import Column
 
 Card = tuple[str, Any, str]
@@ -72,19 +71,6 @@ def image_header(extname: str, shape: tuple[int, ...], dtype: str,
         header[f"NAXIS{axis}"] = size
     _apply_cards(header, extname, cards)
     return header
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class CubeWriter:

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from archi.visit import VisitId
+
 # --------------------------------------------------------------------------------------
 # Visit identity and file names
 # --------------------------------------------------------------------------------------
@@ -35,34 +37,6 @@ SMEARING_ROW_ERROR = "SCI_COR_SmearingRowError"
 
 APERTURE_RADII = {"RINF": 22.5, "DEFAULT": 25.0, "RSUP": 30.0}
 """Radii [pixel] of the DRP's fixed-name moving apertures (OPTIMAL is chosen per visit)."""
-
-
-@dataclass(frozen=True)
-class VisitId:
-    """Identity of a visit: the parts of the CHEOPS file key ``CH_PRppnnnn_TGttttvv_Vrrpp``."""
-
-    progtype: int
-    prog_id: int
-    req_id: int
-    visitctr: int
-    version: int = 300  # ARCH_REV * 100 + PROC_NUM
-    obsid: int = 0
-
-    @property
-    def visit_key(self) -> str:
-        """``PRppnnnn_TGttttvv`` (the visit part of the file key)."""
-        return (f"PR{self.progtype:02d}{self.prog_id:04d}"
-                f"_TG{self.req_id:04d}{self.visitctr:02d}")
-
-    @property
-    def file_key(self) -> str:
-        """``CH_PRppnnnn_TGttttvv_Vrrpp``."""
-        return f"CH_{self.visit_key}_V{self.version:04d}"
-
-    @property
-    def dace_folder(self) -> str:
-        """Top folder of an unpacked DACE download: the file key without ``CH_``."""
-        return f"{self.visit_key}_V{self.version:04d}"
 
 
 def product_file_name(visit: VisitId, tu: str, product: str, dataname: str | None = None) -> str:

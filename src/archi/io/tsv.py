@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archi.io.fitswrite import atomic_path
+from archi.io.atomic import atomic_path
 
 __all__ = ["format_field", "write_tsv"]
 

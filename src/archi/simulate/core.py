@@ -30,7 +30,8 @@ from astropy.time import Time
 
 from archi.geometry import PLATE_SCALE, star_positions
 from archi.io import products as P
-from archi.io.fitswrite import CubeWriter, append_hdus, atomic_path, table_hdu, write_tables
+from archi.io.atomic import atomic_path
+from archi.io.fitswrite import CubeWriter, append_hdus, table_hdu, write_tables
 from archi.photometry import circular_aperture_sums
 from archi.simulate import products as SP
 from archi.simulate.config import SimulationConfig

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
-from archi.io.fitswrite import atomic_path
+from archi.io.atomic import atomic_path
 from archi.simulate.scene import Scene
 
 
