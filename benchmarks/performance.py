@@ -99,7 +99,7 @@ import yaml
 
 from archi import api, export
 from archi.noise import k2_cdpp
-from archi.optimize import optimized_factors_for
+from archi.io.factors_file import optimized_factors_for
 from archi.options import Options
 from archi.simulate import SimulationConfig, simulate_visit
 from archi.simulate.config import StarSpec

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from archi import api, export
+from archi import api, export, runs
+from archi.cdpp_table import CdppTable
 from archi.errors import ConfigError
 from archi.options import Options
 
@@ -69,7 +70,7 @@ def test_custom_metric_from_yaml(small_visit_module, tmp_path):
     table = api.cdpp_table(visit, prepared, 12.0, stars=[0])
     sums, _ = api.measure(visit, prepared, {0: 12.0})
     rel = sums.flux[0] / np.median(sums.flux[0])
-    assert table.cdpp.iloc[0] == pytest.approx(1e6 * np.median(np.abs(np.diff(rel))))
+    assert table.cdpp[0] == pytest.approx(1e6 * np.median(np.abs(np.diff(rel))))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -90,7 +91,7 @@ def test_custom_metric_from_yaml(small_visit_module, tmp_path):
 def test_every_bad_option_gets_a_clear_error(options, message, small_visit_module):
     with pytest.raises(ConfigError, match=message) as err:
         opts = Options.from_mapping(options, source="my.yaml")
-        api._metric(opts, None)  # a metric spec is checked when it is loaded
+        runs.metric_for(opts, None)  # a metric spec is checked when it is loaded
     assert "\n" not in str(err.value)
 
 
@@ -156,25 +157,21 @@ def test_prepare_shared_among_processes_gives_the_same_stars_tracks_and_hits(
 def test_one_pass_factor_table_equals_one_run_per_factor(method, small_visit_module):
     """The per-visit search measures each round in one pass: the same table as one
     cdpp_table per (star, factor), circles and shape masks alike."""
-    import pandas as pd
-
-    from archi import search
-
     options = Options(method=method, val_range=(4, 12), step=4)
     visit = api.load_visit(small_visit_module.drp_folder, options)
     prepared = api.prepare(visit, options)
     factors = {0: [4.0, 8.0, 12.5], 2: [8.0], 3: [4.0, 12.0]}
     table = api.factor_table(visit, prepared, factors)
-    expected = search.merge_tables([api.cdpp_table(visit, prepared, f, stars=[j])
-                                    for j, star_factors in factors.items()
-                                    for f in star_factors])
+    expected = CdppTable.merge([api.cdpp_table(visit, prepared, f, stars=[j])
+                                for j, star_factors in factors.items()
+                                for f in star_factors])
     assert len(table) == 6 and table.valid.any()
-    pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-10)
+    assert_tables_equal(table, expected, rtol=1e-10)
     # the frames split among three processes at chunk boundaries (chunks of 16 frames):
     # the same table, bit for bit, as one pass with the same chunks
     chunked = replace(prepared, options=replace(prepared.options, chunk_frames=16))
-    pd.testing.assert_frame_equal(api.factor_table(visit, chunked, factors, workers=3),
-                                  api.factor_table(visit, chunked, factors), check_exact=True)
+    assert_tables_equal(api.factor_table(visit, chunked, factors, workers=3),
+                        api.factor_table(visit, chunked, factors), rtol=0)
 
 
 @pytest.mark.parametrize("method", ["circle", "circle+shape"])
@@ -192,13 +189,13 @@ def test_extraction_reuses_the_search_sums_of_the_chosen_runs(method, small_visi
     assert result.sums.flux.shape == (n, visit.n_frames) and result.kept.sum() >= n - 2
     measured = api.extract(visit, prepared, result.factors)
     passes = []
-    real_pass = api.photometry_in_parts
+    real_pass = runs.photometry_in_parts
 
     def counted_pass(visit, tracks, apertures, *args, **kw):
         passes.append([j for j, a in enumerate(apertures) if a is not None])
         return real_pass(visit, tracks, apertures, *args, **kw)
 
-    monkeypatch.setattr(api, "photometry_in_parts", counted_pass)
+    monkeypatch.setattr(runs, "photometry_in_parts", counted_pass)
     reused = api.extract(visit, prepared, result.factors, search_result=result)
     assert passes == ([list(np.flatnonzero(~result.kept))] if not result.kept.all() else [])
     for name in ("flux", "flux_err", "npix", "cdpp"):
@@ -217,8 +214,6 @@ def test_runs_known_to_be_invalid_are_not_measured(small_visit_module, monkeypat
     """Radii that reach over the field's edge, or over a brighter star, are invalid
     whatever their sums: the search does not measure them, and its table is the one of
     measuring every run (the penalty for those, the same CDPPs to rounding for the rest)."""
-    import pandas as pd
-
     options = Options(method="circle", val_range=(10, 70), step=20)
     visit = api.load_visit(small_visit_module.drp_folder, options)
     prepared = api.prepare(visit, options)
@@ -229,8 +224,20 @@ def test_runs_known_to_be_invalid_are_not_measured(small_visit_module, monkeypat
     assert np.isnan(measured.sums.flux[skipped]).all()
     table = api.factor_table(visit, prepared, factors)
     assert not table.valid[skipped].any()
-    monkeypatch.setattr(api, "known_invalid",
+    monkeypatch.setattr(runs, "known_invalid",
                         lambda visit, prepared, runs, *_: np.zeros(len(runs), bool))
     assert api.measure_runs(visit, prepared, factors).measured.all()
     everything = api.factor_table(visit, prepared, factors)
-    pd.testing.assert_frame_equal(table, everything, check_exact=False, rtol=1e-10)
+    assert_tables_equal(table, everything, rtol=1e-10)
+
+
+def assert_tables_equal(table: CdppTable, expected: CdppTable, rtol: float) -> None:
+    """The same rows: stars, factors and validity exactly, CDPPs within ``rtol``
+    (``rtol=0``: bit for bit)."""
+    assert len(table) == len(expected)
+    for name in ("star", "factor", "valid"):
+        np.testing.assert_array_equal(table[name], expected[name])
+    if rtol:
+        np.testing.assert_allclose(table.cdpp, expected.cdpp, rtol=rtol)
+    else:
+        np.testing.assert_array_equal(table.cdpp, expected.cdpp)

@@ -1,4 +1,6 @@
-"""Tests of archi.optimize: grids, CDPP tables, best factors, extension rule, fine tune, factors file."""
+"""Tests of the factor search: factors and grids (archi.factors), CDPP tables
+(archi.cdpp_table, archi.io.search_files), best factors, extension rule and fine tune
+(archi.optimize), factors file (archi.io.factors_file)."""
 
 from __future__ import annotations
 
@@ -7,37 +9,27 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # only to check that the files are byte for byte what pandas wrote
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archi import optimize as opt
+from archi.cdpp_table import COLUMNS as CDPP_TABLE_COLUMNS
+from archi.cdpp_table import CdppTable
 from archi.errors import ArchiError, ConfigError, CorruptProductError, ProductNotFoundError
-from archi.optimize import (
-    CDPP_TABLE_COLUMNS,
-    INVALID_CDPP,
-    best_factors,
-    factor_grid,
-    fine_tune_grid,
-    fine_tune_plan,
-    format_factor,
-    make_cdpp_table,
-    optimized_factors_for,
-    parse_factor,
-    plan_extension,
-    range_for_round,
-    read_cdpp_tables,
-    read_optimized_factors,
-    star_methods,
-    write_cdpp_table,
-    write_optimized_factors,
-)
+from archi.factors import factor_grid, format_factor, parse_factor, range_for_round, round_factor
+from archi.io import search_files
+from archi.io.factors_file import (optimized_factors_for, read_optimized_factors,
+                                   write_optimized_factors)
+from archi.io.search_files import read_cdpp_tables, write_cdpp_table
+from archi.noise import INVALID_CDPP
+from archi.optimize import fine_tune_grid, fine_tune_plan, plan_extension
+from archi.options import Options
 
 
 def table(rows):
-    return pd.DataFrame(rows, columns=list(CDPP_TABLE_COLUMNS))
+    return CdppTable.from_rows(rows)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -95,7 +87,7 @@ def test_every_grid_value_round_trips_through_its_name():
 @settings(max_examples=200, deadline=None)
 @given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
 def test_format_parse_round_trip_property(x):
-    assert parse_factor(format_factor(x)) == opt.round_factor(x)
+    assert parse_factor(format_factor(x)) == round_factor(x)
     assert format_factor(parse_factor(format_factor(x))) == format_factor(x)
 
 
@@ -106,6 +98,10 @@ def test_range_for_round_doubles_the_maximum():
     assert range_for_round((1, 10), 3) == (40, 80)
     with pytest.raises(ConfigError):
         range_for_round((1, 10), -1)
+
+
+def star_methods(method, stars):
+    return {j: Options(method=method).star_method(j) for j in stars}
 
 
 def test_star_methods():
@@ -120,13 +116,14 @@ def test_star_methods():
 # ---------------------------------------------------------------------------- CDPP tables
 
 def test_make_cdpp_table_penalises_invalid_runs():
-    t = make_cdpp_table(3.1, {1: 250.0, 0: 100.0, 2: float("nan"), 3: 80.0},
-                        valid={0: True, 1: False, 2: True, 3: True})
+    cdpp = {1: 250.0, 0: 100.0, 2: float("nan"), 3: 80.0}
+    valid = {0: True, 1: False, 2: True, 3: True}
+    t = CdppTable.from_runs([(j, 3.1, cdpp[j], valid[j]) for j in cdpp]).sorted()
     assert t["star"].tolist() == [0, 1, 2, 3]
     assert t["factor"].tolist() == [3.1] * 4
     assert t["cdpp"].tolist() == [100.0, INVALID_CDPP, INVALID_CDPP, 80.0]
     assert t["valid"].tolist() == [True, False, False, True]
-    per_star = make_cdpp_table({0: 9.9, 1: 4.2}, {0: 1.0, 1: 2.0})
+    per_star = CdppTable.from_runs([(0, 9.9, 1.0, True), (1, 4.2, 2.0, True)])
     assert per_star["factor"].tolist() == [9.9, 4.2]
     assert per_star["valid"].all()
 
@@ -153,26 +150,33 @@ def test_cdpp_table_round_trip(tmp_path):
 @given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.1, 2.0, 21.3, 16.75, 8]),
                           st.floats(allow_nan=True, allow_infinity=True), st.booleans()),
                 max_size=8, unique_by=lambda run: (run[0], run[1])))
-def test_runs_are_written_without_pandas_as_write_cdpp_table_writes_them(tmp_path_factory,
-                                                                          runs):
-    """Per-factor jobs write plain runs (no pandas import): byte for byte the same file."""
+def test_runs_are_written_without_pandas_as_pandas_wrote_them(tmp_path_factory, runs):
+    """The tables are written without pandas: byte for byte the file pandas wrote
+    (sorted rows, canonical factors, CDPP at full precision)."""
     folder = tmp_path_factory.mktemp("runs")
-    opt.write_runs(runs, folder / "plain.tsv")
-    write_cdpp_table(opt.runs_table(runs), folder / "pandas.tsv")
+    table = CdppTable.from_runs(runs)
+    write_cdpp_table(table, folder / "plain.tsv")
+    frame = pd.DataFrame({c: table[c] for c in CDPP_TABLE_COLUMNS})
+    frame = frame.sort_values(["star", "factor"], kind="mergesort")
+    frame["factor"] = frame["factor"].map(format_factor)
+    frame.to_csv(folder / "pandas.tsv", sep="\t", index=False, lineterminator="\n")
     assert (folder / "plain.tsv").read_bytes() == (folder / "pandas.tsv").read_bytes()
     assert leftovers(folder) == []
 
 
 def test_job_modules_do_not_import_pandas():
-    """What a per-factor job imports leaves pandas out (0.15 s a job); the table functions
-    still get it when they run."""
+    """What a per-factor job imports leaves pandas out (0.15 s a job), and so do the
+    tables it makes, writes and reads."""
     import subprocess
     import sys
 
-    code = ("import sys; import archi.api, archi.search, archi.optimize, archi.prepared; "
+    code = ("import sys, tempfile; import archi.api, archi.search, archi.optimize, "
+            "archi.prepared, archi.runs, archi.io.search_files as files; "
             "assert 'pandas' not in sys.modules, 'pandas imported'; "
-            "archi.optimize.runs_table([(0, 1.0, 5.0, True)]); "
-            "assert 'pandas' in sys.modules")
+            "t = archi.cdpp_table.CdppTable.from_runs([(0, 1.0, 5.0, True)]); "
+            "p = tempfile.mkdtemp() + '/t.tsv'; files.write_cdpp_table(t.best(), p); "
+            "files.read_cdpp_tables(p); "
+            "assert 'pandas' not in sys.modules, 'pandas imported by the tables'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
 
@@ -186,7 +190,7 @@ def test_read_several_tables_and_duplicates(tmp_path):
     assert list(zip(both["star"], both["factor"])) == [(0, 1.0), (0, 2.0), (1, 1.0)]
     with pytest.raises(CorruptProductError, match="c.tsv.*star 1 factor 1"):
         read_cdpp_tables([a, c])
-    assert read_cdpp_tables([]).empty
+    assert len(read_cdpp_tables([])) == 0
     assert read_cdpp_tables(str(a))["star"].tolist() == [0, 1]
 
 
@@ -220,7 +224,7 @@ def test_read_cdpp_table_errors_name_the_file(tmp_path):
 
 def test_write_cdpp_table_rejects_a_table_without_columns(tmp_path):
     with pytest.raises(ValueError, match="valid"):
-        write_cdpp_table(pd.DataFrame({"star": [0], "factor": [1.0], "cdpp": [1.0]}),
+        write_cdpp_table(CdppTable.from_columns({"star": [0], "factor": [1.0], "cdpp": [1.0]}),
                          tmp_path / "t.tsv")
     assert not (tmp_path / "t.tsv").exists()
 
@@ -230,11 +234,10 @@ def test_write_cdpp_table_is_atomic(tmp_path, monkeypatch):
     write_cdpp_table(table([(0, 1, 5.0, True)]), path)
     before = path.read_text()
 
-    def broken(self, fh, **kwargs):
-        fh.write("star\tfac")
+    def broken(factor):  # the header is written, then the first row fails
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    monkeypatch.setattr(search_files, "format_factor", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write_cdpp_table(table([(0, 2, 4.0, True)]), path)
     assert path.read_text() == before
@@ -257,24 +260,24 @@ def test_best_factor_ties_invalid_runs_and_all_invalid_star():
         # star 3: NaN cdpp marked valid is not usable
         (3, 1, float("nan"), True), (3, 2, 9.0, True),
     ])
-    best = best_factors(t)
+    best = t.best()
     assert list(best.columns) == list(CDPP_TABLE_COLUMNS)
     assert best["star"].tolist() == [0, 1, 2, 3]
     assert best["factor"].tolist()[:2] == [3.0, 7.0]
-    assert math.isnan(best["factor"].iloc[2])
-    assert best["factor"].iloc[3] == 2.0
+    assert math.isnan(best["factor"][2])
+    assert best["factor"][3] == 2.0
     assert best["cdpp"].tolist() == [100.0, 300.0, INVALID_CDPP, 9.0]
     assert best["valid"].tolist() == [True, True, False, True]
 
 
 def test_best_factor_uses_fractional_factors_without_truncation():
     t = table([(0, 10.0, 5.0, True), (0, 10.3, 4.0, True), (0, 10.7, 4.5, True)])
-    assert best_factors(t)["factor"].tolist() == [10.3]
+    assert t.best()["factor"].tolist() == [10.3]
 
 
 def test_best_factors_rejects_a_table_without_columns():
     with pytest.raises(ValueError, match="cdpp"):
-        best_factors(pd.DataFrame({"star": [0], "factor": [1.0], "valid": [True]}))
+        CdppTable.from_columns({"star": [0], "factor": [1.0], "valid": [True]}).best()
 
 
 # ---------------------------------------------------------------------------- extension rule
@@ -293,12 +296,12 @@ def test_extension_for_stars_at_the_top_edge_only():
     # grid 1..10: top three values are 8, 9, 10
     t = grid_table({0: 5, 1: 10, 2: 9, 3: 8, 4: 7, 5: 50}, (1, 10), 1, invalid={5})
     plan = plan_extension(t, (1, 10), 1, round_index=0, max_extensions=3)
-    assert plan.extend == (1, 2, 3)
-    assert plan.converged == (0, 4)
-    assert plan.invalid == (5,)
-    assert plan.at_limit == ()
+    assert plan.extend == [1, 2, 3]
+    assert plan.converged == [0, 4]
+    assert plan.invalid == [5]
+    assert plan.at_limit == []
     assert plan.new_range == (10.0, 20.0)
-    assert plan.new_factors == [float(i) for i in range(10, 21)]
+    assert factor_grid(plan.new_range, 1) == [float(i) for i in range(10, 21)]
     assert plan.next_round == 1 and not plan.done
 
 
@@ -306,8 +309,8 @@ def test_extension_edge_tolerates_float_drift():
     # grid 0.1..1.0 step 0.1: 1.0 - 2*0.1 = 0.8 (0.7999999999999999 in floats) must trigger
     t = grid_table({0: 0.8, 1: 0.7}, (0.1, 1.0), 0.1)
     plan = plan_extension(t, (0.1, 1.0), 0.1, 0, 2)
-    assert plan.extend == (0,)
-    assert plan.converged == (1,)
+    assert plan.extend == [0]
+    assert plan.converged == [1]
     assert plan.new_range == (1.0, 2.0)
 
 
@@ -315,15 +318,14 @@ def test_extension_edge_uses_the_last_grid_value_when_the_range_end_is_off_grid(
     # grid 1, 3, 5, 7, 9 (10 not on the grid): the top three are 5, 7, 9
     t = grid_table({0: 5, 1: 3}, (1, 10), 2)
     plan = plan_extension(t, (1, 10), 2, 0, 1)
-    assert plan.extend == (0,) and plan.converged == (1,)
+    assert plan.extend == [0] and plan.converged == [1]
     assert plan.new_range == (10.0, 20.0)
 
 
 def test_no_extension_when_nothing_is_at_the_edge():
     plan = plan_extension(grid_table({0: 2, 1: 4}, (1, 10), 1), (1, 10), 1, 0, 5)
     assert plan.done and plan.new_range is None and plan.next_round is None
-    assert plan.new_factors == []
-    assert plan.converged == (0, 1)
+    assert plan.converged == [0, 1]
 
 
 def test_extension_stops_after_max_extensions():
@@ -336,7 +338,7 @@ def test_extension_stops_after_max_extensions():
     while True:
         ranges.append(current)
         measured.append(grid_table({s: optima[s] for s in active}, current, step))
-        plan = plan_extension(pd.concat(measured, ignore_index=True), current, step,
+        plan = plan_extension(CdppTable.concat(measured), current, step,
                               round_index, max_ext)
         if plan.done:
             break
@@ -344,9 +346,9 @@ def test_extension_stops_after_max_extensions():
         active, current, round_index = list(plan.extend), plan.new_range, plan.next_round
     assert ranges == [(1, 10), (10, 20), (20, 40), (40, 80)]  # 1 + max_ext rounds
     assert round_index == max_ext
-    assert plan.at_limit == (2,)
-    assert plan.converged == (0, 1)
-    best = best_factors(pd.concat(measured, ignore_index=True))
+    assert plan.at_limit == [2]
+    assert plan.converged == [0, 1]
+    best = CdppTable.concat(measured).best()
     assert best["factor"].tolist() == [4.0, 15.0, 80.0]
 
 
@@ -355,14 +357,14 @@ def test_converged_star_is_not_extended_again_even_if_later_rounds_are_worse():
     # overall best stays 9, below the new edge: converged
     r0 = table([(0, f, 10.0 - f if f <= 9 else 5.0, True) for f in factor_grid((1, 10), 1)])
     r1 = table([(0, f, 2.0 + f, True) for f in factor_grid((10, 20), 1)])
-    assert plan_extension(r0, (1, 10), 1, 0, 3).extend == (0,)
-    plan = plan_extension(pd.concat([r0, r1]), (10, 20), 1, 1, 3)
-    assert plan.converged == (0,) and plan.done
+    assert plan_extension(r0, (1, 10), 1, 0, 3).extend == [0]
+    plan = plan_extension(CdppTable.concat([r0, r1]), (10, 20), 1, 1, 3)
+    assert plan.converged == [0] and plan.done
 
 
 def test_max_extensions_zero_means_no_extension():
     plan = plan_extension(grid_table({0: 10}, (1, 10), 1), (1, 10), 1, 0, 0)
-    assert plan.done and plan.at_limit == (0,)
+    assert plan.done and plan.at_limit == [0]
 
 
 @pytest.mark.parametrize("round_index, max_ext", [(4, 3), (-1, 3), (0, -1), (0, True), (0, 1.5)])
@@ -398,15 +400,14 @@ def test_fine_tune_grid_values():
 
 
 def test_fine_tune_plan_only_for_valid_circle_stars():
-    best = table([(0, 10.0, 5.0, True), (1, 3.0, 6.0, True), (2, float("nan"), INVALID_CDPP, False)])
-    methods = star_methods("circle+shape", [0, 1, 2])
-    assert list(fine_tune_plan(best, methods)) == [0]
-    plan = fine_tune_plan(best, star_methods("circle", [0, 1, 2]))
+    runs = table([(0, 10.0, 5.0, True), (1, 3.0, 6.0, True), (2, 4.0, INVALID_CDPP, False)])
+    assert list(fine_tune_plan(runs, Options(method="circle+shape"))) == [0]
+    plan = fine_tune_plan(runs, Options(method="circle"))
     assert list(plan) == [0, 1]
     assert plan[1][0] == 2.0
-    assert fine_tune_plan(best, star_methods("shape", [0, 1, 2])) == {}
-    with pytest.raises(ValueError, match="star 2"):
-        fine_tune_plan(best, {0: "circle", 1: "shape"})
+    assert 3.0 not in plan[1] and len(plan[1]) == 20  # the measured best is not run again
+    assert fine_tune_plan(runs, Options(method="shape")) == {}
+    assert fine_tune_plan(runs, Options(method="circle", fine_tune_circle=False)) == {}
 
 
 def test_fine_tune_results_combine_with_the_grid():
@@ -415,7 +416,7 @@ def test_fine_tune_results_combine_with_the_grid():
     rows = []
     for f in tune_factors[0]:
         rows.append((0, f, 4.5 + abs(f - 10.4), True))
-    best = best_factors(pd.concat([grid, table(rows)]))
+    best = CdppTable.concat([grid, table(rows)]).best()
     assert best["factor"].tolist() == [10.4, 3.0]
 
 
@@ -548,7 +549,7 @@ def test_factors_file_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_fine_tune_parts_share_the_stars_evenly():
-    from archi.search import fine_tune_parts
+    from archi.optimize import fine_tune_parts
 
     plan = {j: [10.0] for j in (0, 2, 3, 5, 7, 8, 9)}
     assert fine_tune_parts(plan, 3) == [[0, 2, 3], [5, 7], [8, 9]]

@@ -136,7 +136,7 @@ def test_cdpp_comparison_against_a_fake_archi(perf, tiny_run):
     """Our curves of the tiny visit against an 'archi' that misses our star 1, lists the
     others in reverse order and has one star's flux halved after frame 30."""
     from archi import export
-    from archi.optimize import write_optimized_factors
+    from archi.io.factors_file import write_optimized_factors
 
     _, out = tiny_run
     curves = export.read_lightcurves_fits(out / "lightcurves.fits")

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from archi import export, search
-from archi.optimize import factor_grid, format_factor, read_cdpp_tables
+from archi.factors import factor_grid, format_factor
+from archi.io.search_files import read_cdpp_tables
 from archi.options import Options
 from archi.prepared import read_prepared
 

@@ -1,122 +1,93 @@
-"""The factor search as a sequence of decisions, shared by the workflow and the API.
+"""Home of the factor search's workflow jobs (``search_jobs: factor``): each function is the
+work of one job, from its input files to its output files.
 
-Round 0 measures every star over ``factor_grid(val_range, step)``. After each round a
-decision is taken on all tables so far (:func:`decide_round`): stars whose best factor lies
-within two steps of the top of the round's range are measured again over
-``(previous max, 2 x previous max)`` (at most ``optimization_extensions`` rounds); the others
-have converged. When no star needs another round, circles are fine-tuned: best +/- 1 px in
-0.1-px steps (:func:`fine_tune_plan`: one job per star, all its radii in one pass).
-
-A decision is a small YAML file, so each round can be a Snakemake checkpoint.
+Round 0 measures every star at each factor of the grid, one job per factor
+(:func:`photometry_job`); after each round a decision (:func:`select_round_job`) names the
+stars measured again over a higher range; then the circle fine tune is planned
+(:func:`plan_fine_tune_job`) and measured in a few jobs (:func:`fine_tune_job`); finally
+every star's factor is chosen (:func:`choose_factors_job`). The rules are in
+:mod:`archi.optimize`, the measurements in :mod:`archi.runs`, the files in
+:mod:`archi.io.search_files`. These jobs import no pandas: a per-factor job measures for
+a fraction of a second.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-import yaml
-
-from archi import optimize as opt
-from archi._lazy import LazyModule
-from archi.errors import CorruptProductError
+from archi import runs
+from archi.api import load_visit
+from archi.cdpp_table import CdppTable
+from archi.factors import parse_factor
+from archi.io.factors_file import write_search_factors
+from archi.io.search_files import (read_cdpp_tables, read_decision, read_fine_plan,
+                                   write_cdpp_table, write_decision, write_fine_plan)
+from archi.optimize import (RoundDecision, choose, decide_round, fine_tune_parts,
+                            fine_tune_plan, round_factors)
 from archi.options import Options
+from archi.prepared import Prepared, read_prepared
+from archi.visit import Visit
 
-if TYPE_CHECKING:
-    import pandas as pd
-else:  # per-factor jobs write their tables without pandas (see archi._lazy)
-    pd = LazyModule("pandas")
+__all__ = ["photometry_job", "select_round_job", "plan_fine_tune_job", "fine_tune_job",
+           "choose_factors_job", "read_decision", "round_factors", "fine_tune_parts",
+           "read_fine_plan"]
 
-
-def round_range(options: Options, round_index: int) -> tuple[float, float]:
-    """Factor range of a round: val_range, then (max, 2 max), (2 max, 4 max), ..."""
-    return opt.range_for_round(options.val_range, round_index)
+Paths = Iterable[str | Path]
 
 
-def round_factors(options: Options, round_index: int) -> list[float]:
-    """Factors measured in a round (an extension round skips its first factor, the previous
-    round's maximum, which is already measured)."""
-    grid = opt.factor_grid(round_range(options, round_index), options.step)
-    return grid if round_index == 0 else grid[1:]
+def _visit_of(prepared: Prepared) -> Visit:
+    return load_visit(prepared.visit_folder, prepared.options, prepared.layout)
 
 
-@dataclass(frozen=True)
-class RoundDecision:
-    """What to do after a round."""
-
-    round_index: int
-    extend: list[int]  # stars to measure in round ``round_index + 1``
-    best: dict[int, float]  # best factor so far per star (NaN: no valid run)
-
-    @property
-    def done(self) -> bool:
-        return not self.extend
-
-
-def decide_round(table: pd.DataFrame, options: Options, round_index: int) -> RoundDecision:
-    """Decision after ``round_index`` from every CDPP table measured so far."""
-    plan = opt.plan_extension(table, round_range(options, round_index), options.step,
-                              round_index, options.optimization_extensions)
-    best = opt.best_factors(table)
-    extend = sorted(int(s) for s in plan.extend) if not plan.done else []
-    return RoundDecision(round_index, extend,
-                         {int(r.star): float(r.factor) for r in best.itertuples()})
+def photometry_job(prepared_path: str | Path, factor: str, decisions: Paths,
+                   out_path: str | Path) -> CdppTable:
+    """The CDPP table of one factor (its canonical text) of a search round: every star in
+    round 0, the stars the last decision extended (``decisions``: its file) later."""
+    prepared = read_prepared(prepared_path)
+    decisions = list(decisions)
+    stars = (read_decision(decisions[0]).extend if decisions
+             else list(range(prepared.stars.n_stars)))
+    table = runs.cdpp_table(_visit_of(prepared), prepared, parse_factor(factor), stars=stars)
+    write_cdpp_table(table, out_path)
+    return table
 
 
-def write_decision(path: str | Path, decision: RoundDecision) -> None:
-    text = yaml.safe_dump({"round": decision.round_index, "extend": decision.extend,
-                           "done": decision.done,
-                           "best": {k: (None if v != v else v)
-                                    for k, v in decision.best.items()}}, sort_keys=False)
-    from archi.io.atomic import atomic_path  # lazy: astropy slows Snakemake's start
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+def select_round_job(tables: Paths, options: Options, round_index: int,
+                     out_path: str | Path) -> RoundDecision:
+    """The decision after a round, from every table so far."""
+    decision = decide_round(read_cdpp_tables(tables), options, round_index)
+    write_decision(out_path, decision)
+    return decision
 
 
-def read_decision(path: str | Path) -> RoundDecision:
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-        return RoundDecision(int(doc["round"]), [int(s) for s in doc["extend"]],
-                             {int(k): (float("nan") if v is None else float(v))
-                              for k, v in doc["best"].items()})
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise CorruptProductError(path, f"not a round decision ({exc})") from None
+def plan_fine_tune_job(tables: Paths, options: Options, out_path: str | Path
+                       ) -> dict[int, list[float]]:
+    """The stars of the circle fine tune and the radii of each."""
+    plan = fine_tune_plan(read_cdpp_tables(tables), options)
+    write_fine_plan(out_path, plan)
+    return plan
 
 
-def fine_tune_plan(table: pd.DataFrame, options: Options) -> dict[int, list[float]]:
-    """Star -> radii of its fine tune (circles whose best run is valid), one job per star;
-    radii the grid already measured (the best, the grid's own points) are not run again."""
-    if not options.fine_tune_circle or not len(table):
-        return {}
-    n_stars = int(table.star.max()) + 1
-    methods = {j: options.star_method(j) for j in range(n_stars)}
-    plan = opt.fine_tune_plan(opt.best_factors(table), methods)
-    measured = {(int(j), opt.round_factor(f)) for j, f in zip(table.star, table.factor)}
-    plan = {int(star): [r for r in map(opt.round_factor, radii)
-                        if (int(star), r) not in measured]
-            for star, radii in sorted(plan.items())}
-    return {star: radii for star, radii in plan.items() if radii}
+def fine_tune_job(prepared_path: str | Path, plan_path: str | Path, jobs: int, part: int,
+                  out_path: str | Path) -> CdppTable:
+    """The fine-tune CDPP table of part ``part`` of ``jobs`` of the planned stars (one pass
+    over the cube)."""
+    prepared = read_prepared(prepared_path)
+    plan = read_fine_plan(plan_path)
+    stars = fine_tune_parts(plan, jobs)[part]
+    table = runs.factor_table(_visit_of(prepared), prepared, {star: plan[star] for star in stars})
+    write_cdpp_table(table, out_path)
+    return table
 
 
-def fine_tune_parts(plan: dict[int, list[float]], jobs: int) -> list[list[int]]:
-    """The stars of each fine-tune job: at most ``jobs`` parts of nearly equal size (fewer
-    when there are fewer stars), in star order. Few parts pay the start-up cost of a job
-    (interpreter, imports, reading the cube) few times; many parts run in parallel."""
-    if jobs < 1:
-        raise ValueError(f"fine-tune jobs must be >= 1, got {jobs}")
-    stars = sorted(plan)
-    n = min(jobs, len(stars))
-    return [[int(s) for s in part] for part in np.array_split(stars, n)] if n else []
-
-
-def merge_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """All runs, one row per (star, factor) (rounds overlap at their edges)."""
-    if not tables:
-        return opt.make_cdpp_table({}, {})
-    merged = pd.concat(tables, ignore_index=True)
-    merged = merged.drop_duplicates(subset=["star", "factor"], keep="first")
-    return merged.sort_values(["star", "factor"]).reset_index(drop=True)
+def choose_factors_job(tables: Paths, prepared_path: str | Path, options: Options,
+                       factors_path: str | Path, table_path: str | Path
+                       ) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
+    """Every star's factor from all runs: the table of all runs and the factors file."""
+    prepared = read_prepared(prepared_path)
+    table = CdppTable.merge([read_cdpp_tables(tables)])
+    factors, cdpp, valid = choose(table)
+    write_cdpp_table(table, table_path)
+    write_search_factors(factors_path, options, prepared.visit_key, factors, cdpp)
+    return factors, cdpp, valid

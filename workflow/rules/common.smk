@@ -5,9 +5,10 @@ import pandas as pd
 import yaml
 from snakemake.utils import validate
 
-from archi import search
 from archi.errors import ArchiError
-from archi.optimize import format_factor
+from archi.factors import format_factor
+from archi.io.search_files import read_decision, read_fine_plan
+from archi.optimize import fine_tune_parts, round_factors
 from archi.options import Options
 
 validate(config, "../schemas/config.schema.yaml")
@@ -94,7 +95,7 @@ def round_tables(visit, upto):
     return [
         f"{opt_dir(visit)}/round{r}/f{format_factor(f)}.tsv"
         for r in range(upto + 1)
-        for f in search.round_factors(options, r)
+        for f in round_factors(options, r)
     ]
 
 
@@ -118,7 +119,7 @@ def last_round(visit):
     critical path."""
     options = OPTIONS[visit]
     for r in range(options.optimization_extensions):
-        decision = search.read_decision(
+        decision = read_decision(
             checkpoints.select_round.get(visit=visit, round=r).output[0]
         )
         if decision.done:
@@ -128,8 +129,7 @@ def last_round(visit):
 
 def fine_tables(wildcards):
     plan_path = checkpoints.plan_fine_tune.get(visit=wildcards.visit).output[0]
-    plan = yaml.safe_load(Path(plan_path).read_text()) or {}
-    parts = search.fine_tune_parts(plan, config["fine_tune_jobs"])
+    parts = fine_tune_parts(read_fine_plan(plan_path), config["fine_tune_jobs"])
     return [f"{opt_dir(wildcards.visit)}/fine/part{i}.tsv" for i in range(len(parts))]
 
 

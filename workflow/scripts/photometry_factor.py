@@ -2,19 +2,11 @@
 
 from _common import finish, start_log
 
-from archi import api, search
-from archi.optimize import parse_factor, write_runs
-from archi.prepared import read_prepared
+from archi import search
 
 log = start_log(snakemake)
-prepared = read_prepared(snakemake.input.prepared)
-factor = parse_factor(snakemake.wildcards.factor)
-if snakemake.input.decision:  # extension round: the stars the last decision extended
-    stars = search.read_decision(snakemake.input.decision[0]).extend
-else:
-    stars = list(range(prepared.stars.n_stars))
-visit = api.load_visit(prepared.visit_folder, prepared.options, prepared.layout)
-runs = api.cdpp_runs(visit, prepared, factor, stars=stars)
-log.info("factor %s: (star, factor, cdpp, valid) %s", factor, runs)
-write_runs(runs, snakemake.output[0])
+table = search.photometry_job(snakemake.input.prepared, snakemake.wildcards.factor,
+                              snakemake.input.decision, snakemake.output[0])
+log.info("factor %s: (star, factor, cdpp, valid) %s", snakemake.wildcards.factor,
+         list(table.rows()))
 finish()
