@@ -17,11 +17,25 @@ from hypothesis import strategies as st
 
 from archi.cdpp_table import COLUMNS as CDPP_TABLE_COLUMNS
 from archi.cdpp_table import CdppTable
-from archi.errors import ArchiError, ConfigError, CorruptProductError, ProductNotFoundError
-from archi.factors import factor_grid, format_factor, parse_factor, range_for_round, round_factor
+from archi.errors import (
+    ArchiError,
+    ConfigError,
+    CorruptProductError,
+    ProductNotFoundError,
+)
+from archi.factors import (
+    factor_grid,
+    format_factor,
+    parse_factor,
+    range_for_round,
+    round_factor,
+)
 from archi.io import search_files
-from archi.io.factors_file import (optimized_factors_for, read_optimized_factors,
-                                   write_optimized_factors)
+from archi.io.factors_file import (
+    optimized_factors_for,
+    read_optimized_factors,
+    write_optimized_factors,
+)
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.noise import INVALID_CDPP
 from archi.optimize import fine_tune_grid, fine_tune_plan, plan_extension

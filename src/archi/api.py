@@ -31,22 +31,45 @@ from archi import parallel
 from archi.cdpp_table import CdppTable
 from archi.cosmics import CosmicHits, find_cosmics
 from archi.detect import detect_stars
+from archi.factors import round_factor
 from archi.fieldmodel import EmpiricalPsf
 from archi.io import read_visit
-from archi.io.factors_file import read_optimized_factors, stored_factors, write_search_factors
+from archi.io.factors_file import (
+    read_optimized_factors,
+    stored_factors,
+    write_search_factors,
+)
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.noise import NoiseMetric
-from archi.factors import round_factor
 from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
 from archi.options import Options
 from archi.photometry import ApertureSums, flux_errors, noise_per_pixel
 from archi.prepared import Prepared, read_prepared, write_prepared
-from archi.runs import (MeasuredRuns, aperture_for, build_apertures, cdpp_table,  # noqa: F401
-                        factor_table, known_invalid, measure, measure_runs, metric_for,
-                        photometry_in_parts, score_runs, star_cdpp)
-from archi.stars import FLAG_DRP_STATUS, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS, StarLightCurves
+from archi.runs import (
+    MeasuredRuns,
+    aperture_for,
+    build_apertures,
+    cdpp_table,
+    factor_table,
+    measure,
+    measure_runs,
+    metric_for,
+    score_runs,
+    star_cdpp,
+)
+from archi.stars import (
+    FLAG_DRP_STATUS,
+    FLAG_NOT_MEASURED,
+    FLAG_OUT_OF_BOUNDS,
+    StarLightCurves,
+)
 from archi.track import track_stars
 from archi.visit import Visit
+
+__all__ = ["OptimizationResult", "ProcessedVisit", "RunOutputs", "VisitFiles", "aperture_for",
+           "build_apertures", "cdpp_table", "extract", "extract_job", "factor_table",
+           "load_visit", "measure", "measure_runs", "optimize_factors", "plot_search",
+           "plot_search_files", "prepare", "process_visit", "run"]
 
 
 def load_visit(folder: str | Path, options: Options, layout: str = "auto") -> Visit:

@@ -121,9 +121,8 @@ class CdppTable:
 
     def rows(self) -> Iterator[Run]:
         """The rows as Python tuples (star, factor, cdpp, valid)."""
-        for row in zip(self.star.tolist(), self.factor.tolist(), self.cdpp.tolist(),
-                       self.valid.tolist()):
-            yield row
+        return zip(self.star.tolist(), self.factor.tolist(), self.cdpp.tolist(),
+                   self.valid.tolist())
 
     def select(self, rows: np.ndarray) -> CdppTable:
         """The rows picked by a boolean mask or an index array, in that order."""

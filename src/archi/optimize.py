@@ -27,8 +27,14 @@ import numpy as np
 
 from archi.cdpp_table import CdppTable
 from archi.errors import ConfigError
-from archi.factors import (STEP_TOLERANCE, check_range, check_step, factor_grid,
-                           range_for_round, round_factor)
+from archi.factors import (
+    STEP_TOLERANCE,
+    check_range,
+    check_step,
+    factor_grid,
+    range_for_round,
+    round_factor,
+)
 from archi.options import Options
 
 

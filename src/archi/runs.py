@@ -18,8 +18,12 @@ from archi import masks, parallel
 from archi.cdpp_table import CdppTable
 from archi.noise import NoiseMetric, load_metric, score
 from archi.options import Options
-from archi.photometry import (ApertureSums, aperture_photometry, flux_errors,
-                              surely_out_of_bounds)
+from archi.photometry import (
+    ApertureSums,
+    aperture_photometry,
+    flux_errors,
+    surely_out_of_bounds,
+)
 from archi.prepared import Prepared
 from archi.stars import Tracks
 from archi.visit import Visit

@@ -21,17 +21,29 @@ from archi.api import load_visit
 from archi.cdpp_table import CdppTable
 from archi.factors import parse_factor
 from archi.io.factors_file import write_search_factors
-from archi.io.search_files import (read_cdpp_tables, read_decision, read_fine_plan,
-                                   write_cdpp_table, write_decision, write_fine_plan)
-from archi.optimize import (RoundDecision, choose, decide_round, fine_tune_parts,
-                            fine_tune_plan, round_factors)
+from archi.io.search_files import (
+    read_cdpp_tables,
+    read_decision,
+    read_fine_plan,
+    write_cdpp_table,
+    write_decision,
+    write_fine_plan,
+)
+from archi.optimize import (
+    RoundDecision,
+    choose,
+    decide_round,
+    fine_tune_parts,
+    fine_tune_plan,
+    round_factors,
+)
 from archi.options import Options
 from archi.prepared import Prepared, read_prepared
 from archi.visit import Visit
 
-__all__ = ["photometry_job", "select_round_job", "plan_fine_tune_job", "fine_tune_job",
-           "choose_factors_job", "read_decision", "round_factors", "fine_tune_parts",
-           "read_fine_plan"]
+# read_decision and round_factors are here too: the workflow walks the rounds with them
+__all__ = ["choose_factors_job", "fine_tune_job", "photometry_job", "plan_fine_tune_job",
+           "read_decision", "round_factors", "select_round_job"]
 
 Paths = Iterable[str | Path]
 

@@ -28,7 +28,12 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
-from archi.errors import ConfigError, CorruptProductError, ProductNotFoundError, one_line
+from archi.errors import (
+    ConfigError,
+    CorruptProductError,
+    ProductNotFoundError,
+    one_line,
+)
 from archi.factors import check_star_index, round_factor
 from archi.io.atomic import write_text_atomically
 from archi.options import METHODS, Options

@@ -9,6 +9,7 @@ a file that cannot be read or has the wrong content raises
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -136,7 +137,7 @@ def write_decision(path: str | Path, decision: RoundDecision) -> None:
     without a valid run has best ``null``), atomically."""
     text = yaml.safe_dump({"round": decision.round_index, "extend": decision.extend,
                            "done": decision.done,
-                           "best": {k: (None if v != v else v)
+                           "best": {k: (None if math.isnan(v) else v)
                                     for k, v in decision.best.items()}}, sort_keys=False)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
