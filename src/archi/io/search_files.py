@@ -59,10 +59,12 @@ def read_cdpp_tables(paths: str | Path | Iterable[str | Path]) -> CdppTable:
         paths = [paths]
     unique = list(dict.fromkeys(Path(p) for p in paths))
     tables = [_read_one_cdpp_table(p) for p in unique]
+    everything = CdppTable.concat(tables)
     source = np.concatenate([np.full(len(t), i) for i, t in enumerate(tables)] or [[]])
-    order = np.lexsort((CdppTable.concat(tables).factor, CdppTable.concat(tables).star))
-    table, source = CdppTable.concat(tables).select(order), source[order].astype(int)
+    order = np.lexsort((everything.factor, everything.star))  # stable: files in order
+    table, source = everything.select(order), source[order].astype(int)
     repeated = table.repeated()
+    # the first row of each (star, factor): the one kept, the others must agree with it
     first = np.maximum.accumulate(np.where(repeated, 0, np.arange(len(table))))
     for i in np.flatnonzero(repeated):
         _check_same_run(table, i, first[i], unique[source[i]], unique[source[first[i]]])
