@@ -86,9 +86,11 @@ def write_search_factors(path: str | Path, options: Options, visit_id: str,
                          factors: Mapping[int, float], cdpp: Mapping[int, float]
                          ) -> VisitFactors:
     """:func:`write_optimized_factors` of a search's choice, with the options it records."""
-    return write_optimized_factors(path, factors, methods=options.method, visit_id=visit_id,
-                                   cdpp=cdpp, settings={name: getattr(options, name)
-                                                        for name in SEARCH_SETTINGS})
+    return write_optimized_factors(path, factors,
+                                   methods={j: options.star_method(j) for j in factors},
+                                   visit_id=visit_id, cdpp=cdpp,
+                                   settings={name: getattr(options, name)
+                                             for name in SEARCH_SETTINGS})
 
 
 def stored_factors(path: str | Path, visit_id: str, n_stars: int) -> dict[int, float]:
