@@ -20,7 +20,7 @@ import yaml
 from archi import export, search
 from archi.optimize import factor_grid, format_factor, read_cdpp_tables
 from archi.options import Options
-from archi.prepared import read_prepared
+from archi.io.prepared import read_prepared
 
 ROOT = Path(__file__).parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"

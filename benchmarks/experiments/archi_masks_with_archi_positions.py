@@ -39,7 +39,7 @@ import numpy as np
 from archi import masks
 from archi.io import read_visit
 from archi.noise import k2_cdpp
-from archi.prepared import read_prepared
+from archi.io.prepared import read_prepared
 from archi.photometry import aperture_photometry
 from archi.simulate import read_truth
 from archi.stars import Tracks

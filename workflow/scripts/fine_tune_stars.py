@@ -6,7 +6,7 @@ from _common import finish, start_log
 
 from archi import api, search
 from archi.optimize import write_runs
-from archi.prepared import read_prepared
+from archi.io.prepared import read_prepared
 
 log = start_log(snakemake)
 prepared = read_prepared(snakemake.input.prepared)

@@ -4,7 +4,7 @@ from _common import finish, start_log
 
 from archi import api, search
 from archi.optimize import parse_factor, write_runs
-from archi.prepared import read_prepared
+from archi.io.prepared import read_prepared
 
 log = start_log(snakemake)
 prepared = read_prepared(snakemake.input.prepared)
