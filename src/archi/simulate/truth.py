@@ -1,4 +1,5 @@
-"""The truth of a simulated visit: what every star really did, and the noise levels.
+"""Home of ``truth.fits``, the truth of a simulated visit: what every star really did, and the
+noise levels.
 
 ``truth.fits`` holds:
 
