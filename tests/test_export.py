@@ -12,7 +12,7 @@ from astropy.io import fits
 
 import archi
 from archi.errors import CorruptProductError, ProductNotFoundError
-from archi.io import lightcurves_text
+from archi.io import lightcurves_text, read_visit
 from archi.io.lightcurves import read_lightcurves_fits, write_lightcurves_fits
 from archi.io.lightcurves_text import (
     read_lightcurves_text,
@@ -21,7 +21,6 @@ from archi.io.lightcurves_text import (
     write_star_texts,
 )
 from archi.io.run_info import write_run_info
-from archi.io import read_visit
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import (
     FLAG_DRP_STATUS,

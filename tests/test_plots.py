@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from archi import plots
-from archi.plots import field, outlines
 from archi.io import read_visit
+from archi.plots import field, outlines
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import FLAG_DRP_STATUS, FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks
 

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from archi import export, search
+from archi.io.prepared import read_prepared
 from archi.optimize import factor_grid, format_factor, read_cdpp_tables
 from archi.options import Options
-from archi.io.prepared import read_prepared
 
 ROOT = Path(__file__).parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"

@@ -3,9 +3,9 @@
 from _common import finish, start_log
 
 from archi import api, search
+from archi.io.prepared import read_prepared
 from archi.optimize import read_cdpp_tables, write_cdpp_table, write_optimized_factors
 from archi.options import Options
-from archi.io.prepared import read_prepared
 
 log = start_log(snakemake)
 options = Options.from_mapping(snakemake.params.options)

@@ -4,9 +4,9 @@ from _common import finish, start_log
 
 from archi import api, export
 from archi.errors import ConfigError
+from archi.io.prepared import read_prepared
 from archi.optimize import optimized_factors_for
 from archi.options import Options
-from archi.io.prepared import read_prepared
 
 log = start_log(snakemake)
 options = Options.from_mapping(snakemake.params.options)

@@ -3,8 +3,8 @@
 from _common import finish, start_log
 
 from archi import api, search
-from archi.optimize import parse_factor, write_runs
 from archi.io.prepared import read_prepared
+from archi.optimize import parse_factor, write_runs
 
 log = start_log(snakemake)
 prepared = read_prepared(snakemake.input.prepared)

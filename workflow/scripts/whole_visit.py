@@ -3,9 +3,9 @@
 from _common import finish, start_log
 
 from archi import api, export
+from archi.io.prepared import write_prepared
 from archi.optimize import optimized_factors_for, write_cdpp_table, write_optimized_factors
 from archi.options import Options
-from archi.io.prepared import write_prepared
 
 log = start_log(snakemake)
 workers = snakemake.threads
