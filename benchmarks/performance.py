@@ -97,7 +97,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from archi import api, export
+from archi import api
+from archi.io.lightcurves import read_lightcurves_fits, write_lightcurves_fits
+from archi.io.lightcurves_text import write_lightcurves_text
 from archi.noise import k2_cdpp
 from archi.io.factors_file import optimized_factors_for
 from archi.options import Options
@@ -460,8 +462,8 @@ def _timed(fn: Callable, *args, repeats: int = 1, **kwargs):
 
 
 def _export(curves, out_dir: Path) -> None:
-    export.write_lightcurves_fits(curves, out_dir / "lightcurves.fits")
-    export.write_lightcurves_text(curves, out_dir / "lightcurves.txt")
+    write_lightcurves_fits(curves, out_dir / "lightcurves.fits")
+    write_lightcurves_text(curves, out_dir / "lightcurves.txt")
 
 
 def measure_in_process(drp_folder: Path, out_dir: Path,
@@ -583,7 +585,7 @@ def workflow_job_stats(bench: Path) -> dict[str, JobStats]:
 def workflow_factors(results: Path) -> dict[int, float]:
     """The factors the workflow chose ({} if some star has none)."""
     path = results / "optimization" / "optimized_factors.yaml"
-    curves = export.read_lightcurves_fits(results / "lightcurves.fits")
+    curves = read_lightcurves_fits(results / "lightcurves.fits")
     stored = optimized_factors_for(path, curves.visit_key)
     factors = stored.factors
     if any(f is None for f in factors.values()):
@@ -692,7 +694,7 @@ def jump_count(flux: np.ndarray, threshold: float = JUMP_THRESHOLD) -> int:
 
 
 def compare_cdpp(results: Path, archi: ArchiRun) -> CdppComparison:
-    curves = export.read_lightcurves_fits(results / "lightcurves.fits")
+    curves = read_lightcurves_fits(results / "lightcurves.fits")
     stored = optimized_factors_for(results / "optimization" / "optimized_factors.yaml",
                                    curves.visit_key)
     time_mjd = curves.mjd_time

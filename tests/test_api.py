@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from archi import api, export, runs
+from archi import api, runs
+from archi.io.lightcurves import read_lightcurves_fits
+from archi.io.lightcurves_text import read_lightcurves_text
 from archi.cdpp_table import CdppTable
 from archi.errors import ConfigError
 from archi.options import Options
@@ -30,10 +32,10 @@ def small_visit_module(tmp_path_factory):
 
 def test_run_writes_every_output(outputs):
     out, files = outputs
-    curves = export.read_lightcurves_fits(files.lightcurves_fits)
+    curves = read_lightcurves_fits(files.lightcurves_fits)
     assert curves.n_frames == 60 and curves.n_stars >= 7
     assert np.all(np.isfinite(curves.flux[0])) and np.all(curves.flux_err[0] > 0)
-    text = export.read_lightcurves_text(files.lightcurves_text)
+    text = read_lightcurves_text(files.lightcurves_text)
     assert np.allclose(text.flux, curves.flux, equal_nan=True)
     info = yaml.safe_load(files.run_info.read_text())
     assert len(info["stars"]) == curves.n_stars
@@ -46,12 +48,12 @@ def test_run_writes_every_output(outputs):
 
 def test_stored_factors_are_reused_without_optimising(outputs, small_visit_module, tmp_path):
     out, files = outputs
-    first = export.read_lightcurves_fits(files.lightcurves_fits)
+    first = read_lightcurves_fits(files.lightcurves_fits)
     again = api.run(small_visit_module.drp_folder,
                     Options(val_range=(10, 24), step=2, optimization_extensions=1),
                     tmp_path, optimize=False, factors_file=files.factors, show_results=False,
                     debug=False)
-    second = export.read_lightcurves_fits(again.lightcurves_fits)
+    second = read_lightcurves_fits(again.lightcurves_fits)
     assert np.array_equal(first.factors, second.factors)
     assert np.allclose(first.flux, second.flux, equal_nan=True)
 

@@ -8,9 +8,9 @@ import pytest
 from archi import api
 from archi.cosmics import _NanFill, find_cosmics, find_in_frame
 from archi.io import read_visit
+from archi.io.prepared import read_prepared, write_prepared
 from archi.options import Options
 from archi.photometry import noise_per_pixel
-from archi.prepared import read_prepared, write_prepared
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 
 

@@ -11,18 +11,16 @@ import yaml
 from astropy.io import fits
 
 import archi
-from archi import export
 from archi.errors import CorruptProductError, ProductNotFoundError
-from archi.export import (
-    read_lightcurves_fits,
+from archi.io import lightcurves_text, read_visit
+from archi.io.lightcurves import read_lightcurves_fits, write_lightcurves_fits
+from archi.io.lightcurves_text import (
     read_lightcurves_text,
     read_star_text,
-    write_lightcurves_fits,
     write_lightcurves_text,
-    write_run_info,
     write_star_texts,
 )
-from archi.io import read_visit
+from archi.io.run_info import write_run_info
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import (
     FLAG_DRP_STATUS,
@@ -290,7 +288,7 @@ def test_star_texts(lc, tmp_path):
 
 def test_text_write_is_atomic(lc, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = export._fmt
+    real = lightcurves_text._fmt
 
     def failing(value):
         calls["n"] += 1
@@ -298,7 +296,7 @@ def test_text_write_is_atomic(lc, tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real(value)
 
-    monkeypatch.setattr(export, "_fmt", failing)
+    monkeypatch.setattr(lightcurves_text, "_fmt", failing)
     with pytest.raises(RuntimeError, match="killed"):
         write_lightcurves_text(lc, tmp_path / "lc.txt")
     assert list(tmp_path.iterdir()) == []

@@ -135,11 +135,11 @@ def test_in_process_measurement_on_a_tiny_visit(perf, tiny_run, tmp_path):
 def test_cdpp_comparison_against_a_fake_archi(perf, tiny_run):
     """Our curves of the tiny visit against an 'archi' that misses our star 1, lists the
     others in reverse order and has one star's flux halved after frame 30."""
-    from archi import export
     from archi.io.factors_file import write_optimized_factors
+    from archi.io.lightcurves import read_lightcurves_fits
 
     _, out = tiny_run
-    curves = export.read_lightcurves_fits(out / "lightcurves.fits")
+    curves = read_lightcurves_fits(out / "lightcurves.fits")
     n = curves.n_stars
     results = out / "results"
     write_optimized_factors(results / "optimization" / "optimized_factors.yaml",

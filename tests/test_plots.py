@@ -11,6 +11,7 @@ import pytest
 
 from archi import plots
 from archi.io import read_visit
+from archi.plots import field, outlines
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import FLAG_DRP_STATUS, FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks
 
@@ -141,7 +142,7 @@ def test_plot_field(data, tmp_path):
 def test_mask_edges_outline_a_pixel_block():
     mask = np.zeros((5, 6), dtype=bool)
     mask[1:3, 2:5] = True  # 2 rows x 3 columns
-    edges = plots._mask_edges(mask)
+    edges = outlines.mask_edges(mask)
     assert edges.shape == (2 * (2 + 3), 2, 2)  # perimeter in pixel edges
     xs, ys = edges[..., 0], edges[..., 1]
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (1.5, 4.5, 0.5, 2.5)
@@ -170,7 +171,7 @@ def test_gif_frames_and_duration(data, tmp_path):
 
 def test_gif_write_is_atomic(data, tmp_path, monkeypatch):
     lc, visit = data
-    real = plots._GifRenderer.render
+    real = field._GifRenderer.render
     calls = {"n": 0}
 
     def failing(self, frame):
@@ -179,7 +180,7 @@ def test_gif_write_is_atomic(data, tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real(self, frame)
 
-    monkeypatch.setattr(plots._GifRenderer, "render", failing)
+    monkeypatch.setattr(field._GifRenderer, "render", failing)
     with pytest.raises(RuntimeError, match="killed"):
         plots.save_gif(visit, lc, tmp_path / "track.gif", max_frames=5)
     assert list(tmp_path.iterdir()) == []
@@ -219,14 +220,14 @@ class BoxAperture:
 
 def test_aperture_objects_give_masks_at_the_tracked_position(data, tmp_path):
     lc, visit = data
-    getter = plots._mask_getter([BoxAperture()] * lc.n_stars, lc, (200, 200))
+    getter = outlines.mask_getter([BoxAperture()] * lc.n_stars, lc, (200, 200))
     mask = getter(0, 4)
     iy, ix = np.nonzero(mask)
     assert mask.sum() == 9
     assert ix.mean() == round(lc.tracks.x[0, 4]) and iy.mean() == round(lc.tracks.y[0, 4])
     edge = StarLightCurves(**{**lc.__dict__, "tracks": Tracks(
         np.zeros_like(lc.tracks.x), np.zeros_like(lc.tracks.y), lc.tracks.measured)})
-    corner = plots._mask_getter([BoxAperture()] * lc.n_stars, edge, (200, 200))(0, 0)
+    corner = outlines.mask_getter([BoxAperture()] * lc.n_stars, edge, (200, 200))(0, 0)
     assert corner.sum() == 4 and corner[:2, :2].all()  # clipped at the image edge
     plots.plot_field(visit, lc, tmp_path / "boxes.png", apertures=[BoxAperture()] * lc.n_stars)
     assert (tmp_path / "boxes.png").stat().st_size > 1000

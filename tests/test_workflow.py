@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from archi import export, search
+from archi import search
+from archi.io.lightcurves import read_lightcurves_fits
+from archi.io.lightcurves_text import read_lightcurves_text
 from archi.factors import factor_grid, format_factor
+from archi.io.prepared import read_prepared
 from archi.io.search_files import read_cdpp_tables
 from archi.options import Options
-from archi.prepared import read_prepared
 
 ROOT = Path(__file__).parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -68,7 +70,7 @@ def make_workdir(path: Path, visits: dict[str, int], photometry: dict | None = N
 
 
 def results_of(workdir: Path, visit: str) -> tuple[np.ndarray, pd.DataFrame]:
-    curves = export.read_lightcurves_fits(workdir / "results" / visit / "lightcurves.fits")
+    curves = read_lightcurves_fits(workdir / "results" / visit / "lightcurves.fits")
     table = pd.read_csv(workdir / "results" / visit / "optimization" / "all_cdpp.tsv", sep="\t")
     return curves.flux, table
 
@@ -97,7 +99,7 @@ def test_two_visits_run_end_to_end(reference):
     assert summary.visit.nunique() == 2
     for visit in ("small_a", "small_b"):
         out = work / "results" / visit
-        curves = export.read_lightcurves_fits(out / "lightcurves.fits")
+        curves = read_lightcurves_fits(out / "lightcurves.fits")
         assert curves.n_frames == 60 and curves.n_stars >= 6
         for name in ("lightcurves.txt", "run_info.yaml", "plots/target_vs_drp.png",
                      "plots/cdpp_vs_factor.png", "plots/stars/star_0.png",
@@ -179,7 +181,7 @@ def test_one_search_job_per_visit_finds_the_same_factors_and_curves(tmp_path, ed
     tracks, ref_tracks = (read_prepared(w / "results" / "edge" / "prepared.fits").tracks
                           for w in (work, edge_run))
     assert np.array_equal(tracks.x, ref_tracks.x) and np.array_equal(tracks.y, ref_tracks.y)
-    text, ref_text = (export.read_lightcurves_text(w / "results" / "edge" / "lightcurves.txt")
+    text, ref_text = (read_lightcurves_text(w / "results" / "edge" / "lightcurves.txt")
                       for w in (work, edge_run))
     assert text.columns == ref_text.columns and text.options == ref_text.options
     assert [(s.factor, s.method) for s in text.stars] == [(s.factor, s.method)
@@ -249,7 +251,7 @@ def test_stored_factors_are_used_when_optimize_is_false(tmp_path, reference, sea
     counts = job_counts(run.stdout)
     assert counts["extract"] == 1  # no search job of either kind: rule extract
     assert not {"photometry", "choose_factors", "whole_visit"} & set(counts)
-    flux = export.read_lightcurves_fits(work / "results" / "small_a" / "lightcurves.fits").flux
+    flux = read_lightcurves_fits(work / "results" / "small_a" / "lightcurves.fits").flux
     assert np.array_equal(flux, results_of(reference[0], "small_a")[0], equal_nan=True)
 
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from archi import masks
 from archi.io import read_visit
+from archi.io.prepared import read_prepared
 from archi.noise import k2_cdpp
-from archi.prepared import read_prepared
 from archi.photometry import aperture_photometry
 from archi.simulate import read_truth
 from archi.stars import Tracks

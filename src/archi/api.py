@@ -39,12 +39,16 @@ from archi.io.factors_file import (
     stored_factors,
     write_search_factors,
 )
+from archi.io.lightcurves import write_lightcurves_fits
+from archi.io.lightcurves_text import write_lightcurves_text
+from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.noise import NoiseMetric
 from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
 from archi.options import Options
 from archi.photometry import ApertureSums, flux_errors, noise_per_pixel
-from archi.prepared import Prepared, read_prepared, write_prepared
+from archi.io.prepared import read_prepared, write_prepared
+from archi.prepared import Prepared
 from archi.runs import (
     MeasuredRuns,
     aperture_for,
@@ -260,8 +264,6 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     """A whole visit: prepare, optimise the factors (or take them from ``files.factors``
     when ``optimize`` is False), extract, and write ``files``. ``workers``: processes that
     share the frames of the costly passes (tracking, the factor search, extraction)."""
-    from archi import export
-
     visit = load_visit(folder, options, layout)
     prepared = prepare(visit, options, layout, workers)
     if files.prepared is not None:
@@ -277,11 +279,10 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     factors = stored_factors(files.factors, prepared.visit_key, prepared.stars.n_stars)
     curves = extract(visit, prepared, factors, metric, workers, search_result=result)
     write_cdpp_table(table, files.table)
-    export.write_lightcurves_fits(curves, files.fits)
-    export.write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(),
-                          lc=curves)
+    write_lightcurves_fits(curves, files.fits)
+    write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves)
     if files.text is not None:
-        export.write_lightcurves_text(curves, files.text)
+        write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
 
 
@@ -289,26 +290,20 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
                 fits_path: str | Path, info_path: str | Path) -> StarLightCurves:
     """The workflow's extraction: the light curves of a prepared visit with its stored
     factors, written as FITS with the run info."""
-    from archi import export
-
     prepared = read_prepared(prepared_path)
     factors = stored_factors(factors_path, prepared.visit_key, prepared.stars.n_stars)
     visit = load_visit(prepared.visit_folder, options, prepared.layout)
     curves = extract(visit, prepared, factors)
-    export.write_lightcurves_fits(curves, fits_path)
-    export.write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(),
-                          lc=curves)
+    write_lightcurves_fits(curves, fits_path)
+    write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves)
     return curves
 
 
 def plot_search(table: CdppTable, path: str | Path, chosen: Mapping[int, float]) -> Path:
     """CDPP against factor for every star of ``table``, ``chosen`` factors marked."""
-    import pandas as pd  # plots.plot_cdpp_vs_factor still takes a DataFrame: a plot job
-
     from archi import plots
 
-    frame = pd.DataFrame({name: table[name] for name in table.columns})
-    return plots.plot_cdpp_vs_factor(frame, path, chosen=chosen)
+    return plots.plot_cdpp_vs_factor(table, path, chosen=chosen)
 
 
 def plot_search_files(table_path: str | Path, factors_path: str | Path, path: str | Path

@@ -1,30 +1,20 @@
-"""The result of the prepare step (stars and their tracks), saved once per visit.
-
-``prepared.fits``: primary header VISIT; ``INFO`` table with one YAML text cell holding the
-visit folder, layout, visit key and all options; ``STARS`` table (X0, Y0 [pixel], CATALOGUE_ROW,
-SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images (n_stars, n_frames)
-[pixel]; ``MEASURED`` image (1 where the tracker measured the position); ``COSMICS`` table
-(FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace them.
-"""
+"""Home of :class:`Prepared`, the result of the prepare step: the stars of a visit and their
+tracks, with the options used. Its file, ``prepared.fits``, is :mod:`archi.io.prepared`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import yaml
-from astropy.io import fits
-
 from archi.cosmics import CosmicHits
-from archi.errors import CorruptProductError
-from archi.io.atomic import atomic_path
 from archi.options import Options
 from archi.stars import StarList, Tracks
 
 
 @dataclass(frozen=True)
 class Prepared:
+    """Stars (0 = target) and their tracks in every frame, found with ``options``."""
+
     visit_folder: Path
     layout: str
     visit_key: str
@@ -32,61 +22,3 @@ class Prepared:
     stars: StarList
     tracks: Tracks
     cosmics: CosmicHits = field(default_factory=CosmicHits.empty)
-
-
-def write_prepared(path: str | Path, prepared: Prepared) -> None:
-    s = prepared.stars
-    stars = fits.BinTableHDU.from_columns([
-        fits.Column("X0", "D", unit="pixel", array=s.x0),
-        fits.Column("Y0", "D", unit="pixel", array=s.y0),
-        fits.Column("CATALOGUE_ROW", "K", array=s.catalogue_row),
-        fits.Column("SOURCE_ID", "20A", array=s.source_id),
-        fits.Column("RA", "D", unit="deg", array=s.ra),
-        fits.Column("DEC", "D", unit="deg", array=s.dec),
-        fits.Column("MAG", "D", unit="mag", array=s.mag),
-        fits.Column("BRIGHTNESS", "D", unit="electron", array=s.brightness),
-    ], name="STARS")
-    info_text = yaml.safe_dump({"visit_folder": str(prepared.visit_folder),
-                                "layout": prepared.layout, "visit_key": prepared.visit_key,
-                                "options": prepared.options.to_dict()}, sort_keys=False)
-    info = fits.BinTableHDU.from_columns(
-        [fits.Column("YAML", f"{len(info_text)}A", array=[info_text])], name="INFO")
-    primary = fits.PrimaryHDU()
-    primary.header["VISIT"] = prepared.visit_key
-    hdul = fits.HDUList([
-        primary, info, stars,
-        fits.ImageHDU(prepared.tracks.x, name="X"), fits.ImageHDU(prepared.tracks.y, name="Y"),
-        fits.ImageHDU(prepared.tracks.measured.astype(np.uint8), name="MEASURED"),
-        fits.BinTableHDU.from_columns([
-            fits.Column("FRAME", "K", array=prepared.cosmics.frame),
-            fits.Column("Y", "K", array=prepared.cosmics.y),
-            fits.Column("X", "K", array=prepared.cosmics.x),
-            fits.Column("VALUE", "D", unit="electron", array=prepared.cosmics.value),
-        ], name="COSMICS")])
-    with atomic_path(path) as tmp:
-        hdul.writeto(tmp)
-
-
-def read_prepared(path: str | Path) -> Prepared:
-    path = Path(path)
-    try:
-        with fits.open(path) as hdul:
-            s = hdul["STARS"].data
-            stars = StarList(
-                x0=np.asarray(s["X0"], float), y0=np.asarray(s["Y0"], float),
-                catalogue_row=np.asarray(s["CATALOGUE_ROW"], np.int64),
-                source_id=np.char.strip(np.asarray(s["SOURCE_ID"]).astype(str)),
-                ra=np.asarray(s["RA"], float), dec=np.asarray(s["DEC"], float),
-                mag=np.asarray(s["MAG"], float), brightness=np.asarray(s["BRIGHTNESS"], float))
-            tracks = Tracks(x=np.asarray(hdul["X"].data, float),
-                            y=np.asarray(hdul["Y"].data, float),
-                            measured=np.asarray(hdul["MEASURED"].data).astype(bool))
-            c = hdul["COSMICS"].data
-            cosmics = CosmicHits(np.asarray(c["FRAME"], np.int64), np.asarray(c["Y"], np.int64),
-                                 np.asarray(c["X"], np.int64), np.asarray(c["VALUE"], float))
-            info = yaml.safe_load(hdul["INFO"].data["YAML"][0])
-            options = Options.from_mapping(info["options"], source=str(path))
-    except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
-        raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
-    return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
-                    stars, tracks, cosmics)

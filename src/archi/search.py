@@ -38,7 +38,8 @@ from archi.optimize import (
     round_factors,
 )
 from archi.options import Options
-from archi.prepared import Prepared, read_prepared
+from archi.io.prepared import read_prepared
+from archi.prepared import Prepared
 from archi.visit import Visit
 
 # read_decision and round_factors are here too: the workflow walks the rounds with them

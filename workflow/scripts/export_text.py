@@ -2,9 +2,9 @@
 
 from _common import finish, start_log
 
-from archi import export
+from archi.io.lightcurves import read_lightcurves_fits
+from archi.io.lightcurves_text import write_lightcurves_text
 
 start_log(snakemake)
-export.write_lightcurves_text(export.read_lightcurves_fits(snakemake.input[0]),
-                              snakemake.output[0])
+write_lightcurves_text(read_lightcurves_fits(snakemake.input[0]), snakemake.output[0])
 finish()

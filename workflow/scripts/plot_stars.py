@@ -4,11 +4,12 @@ from pathlib import Path
 
 from _common import finish, start_log
 
-from archi import api, export, plots
+from archi import api, plots
+from archi.io.lightcurves import read_lightcurves_fits
 from archi.options import Options
 
 start_log(snakemake)
-curves = export.read_lightcurves_fits(snakemake.input.curves)
+curves = read_lightcurves_fits(snakemake.input.curves)
 visit = api.load_visit(snakemake.input.visit, Options())
 out = Path(snakemake.output[0])
 out.mkdir(parents=True, exist_ok=True)

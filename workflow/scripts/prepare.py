@@ -3,8 +3,8 @@
 from _common import finish, start_log
 
 from archi import api
+from archi.io.prepared import write_prepared
 from archi.options import Options
-from archi.prepared import write_prepared
 
 log = start_log(snakemake)
 options = Options.from_mapping(snakemake.params.options)

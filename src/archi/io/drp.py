@@ -1,4 +1,5 @@
-"""Read a visit (DRP or CHEOPSim layout) into a :class:`archi.visit.Visit`."""
+"""Home of reading a visit's DRP products (DRP or CHEOPSim layout) into a
+:class:`archi.visit.Visit`."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def _choose_reference(lightcurves: dict[str, DrpLightCurve], wanted: str, folder
         return wanted
     fallback = next((a for a in APERTURE_PREFERENCE if a in lightcurves), sorted(lightcurves)[0])
     warnings.warn(f"{folder}: no {wanted} light curve (V0300 visits have no OPTIMAL); "
-                  f"using {fallback}", stacklevel=3)
+                  f"using {fallback}", stacklevel=4)  # the caller of read_visit
     return fallback
 
 
@@ -121,60 +122,12 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
     """
     prods = products or find_visit_products(folder, layout)
     folder = prods.folder
-
-    lightcurves: dict[str, DrpLightCurve] = {}
-    tables: dict[str, dict[str, np.ndarray]] = {}
-    headers: dict[str, fits.Header] = {}
-    for name, path in prods.lightcurves.items():
-        lc, cols, header = read_lightcurve(path)
-        lightcurves[name], tables[name], headers[name] = lc, cols, header
-    reference = _choose_reference(lightcurves, aperture, folder)
-    cols, lc_header = tables[reference], headers[reference]
+    lightcurves, reference, cols, lc_header = _read_lightcurves(prods, aperture)
     lc_path = prods.lightcurves[reference]
-
     path = prods.subarray
-    hdul = _open(path)
-    cube_hdu = _extension(hdul, path, P.SUBARRAY)
-    if cube_hdu.header.get("NAXIS") != 3:
-        raise CorruptProductError(path, f"{P.SUBARRAY} is not a 3-D cube "
-                                  f"(NAXIS = {cube_hdu.header.get('NAXIS')})")
-    cube = cube_hdu.data
-    if cube.shape[1:] != (SUBARRAY_SIZE, SUBARRAY_SIZE):
-        raise CorruptProductError(path, f"frames are {cube.shape[2]}x{cube.shape[1]} pixels, "
-                                  f"expected {SUBARRAY_SIZE}x{SUBARRAY_SIZE}")
-    n_frames = cube.shape[0]
-    meta_hdu = _extension(hdul, path, P.COR_METADATA)
-    meta = _columns(meta_hdu, path, P.COR_METADATA, ("MJD_TIME", "RON"))
-    if len(meta["RON"]) != n_frames:
-        raise CorruptProductError(path, f"{P.COR_METADATA} has {len(meta['RON'])} rows for "
-                                  f"{n_frames} frames")
-    smearing = None
-    if P.SMEARING_ROW in [h.name for h in hdul]:
-        smear = np.asarray(hdul[P.SMEARING_ROW].data, dtype=float)
-        smearing = smear.reshape(smear.shape[0], -1) if smear.ndim >= 2 else None
-    cube_header = cube_hdu.header
-    # astropy keeps the memory map open for as long as ``cube`` is referenced
-    hdul.close()
-
-    n_rows = len(cols["MJD_TIME"])
-    if n_rows != n_frames:
-        raise CorruptProductError(lc_path, f"light curve has {n_rows} rows but the subarray "
-                                  f"{path.name} has {n_frames} frames")
-    for name, lc in lightcurves.items():
-        if len(lc.flux) != n_frames:
-            raise CorruptProductError(lc.path, f"light curve has {len(lc.flux)} rows but the "
-                                      f"subarray has {n_frames} frames")
-    if not np.allclose(meta["MJD_TIME"], cols["MJD_TIME"], rtol=0, atol=1.0 / 86400):
-        raise CorruptProductError(lc_path, "MJD_TIME differs from the subarray metadata by "
-                                  "more than 1 s: the light curve is not of this cube")
-
-    try:
-        roll, estimated = fill_roll_angles(cols["MJD_TIME"], cols["ROLL_ANGLE"])
-    except ValueError as exc:
-        raise CorruptProductError(lc_path, str(exc)) from None
-    if estimated.any():
-        warnings.warn(f"{lc_path.name}: {int(estimated.sum())} NaN roll angle(s) estimated "
-                      f"from time", stacklevel=2)
+    cube, cube_header, meta, smearing = _read_subarray(path)
+    _check_frames(cube.shape[0], path, lightcurves, cols, lc_path, meta)
+    roll, estimated = _roll_angles(cols, lc_path)
 
     location_x = float(cols["LOCATION_X"][0])
     location_y = float(cols["LOCATION_Y"][0])
@@ -207,3 +160,74 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
         smearing_row=smearing,
         header={k: lc_header[k] for k in ("PIPE_VER", "OBSID", "TARGNAME", "PROGTYPE")
                 if k in lc_header})
+
+
+def _read_lightcurves(prods: VisitProducts, aperture: str
+                      ) -> tuple[dict[str, DrpLightCurve], str, dict[str, np.ndarray],
+                                 fits.Header]:
+    """(every DRP light curve, the reference aperture, its columns, its header)."""
+    lightcurves: dict[str, DrpLightCurve] = {}
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    headers: dict[str, fits.Header] = {}
+    for name, path in prods.lightcurves.items():
+        lc, cols, header = read_lightcurve(path)
+        lightcurves[name], tables[name], headers[name] = lc, cols, header
+    reference = _choose_reference(lightcurves, aperture, prods.folder)
+    return lightcurves, reference, tables[reference], headers[reference]
+
+
+def _read_subarray(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, np.ndarray],
+                                        np.ndarray | None]:
+    """(cube (memory-mapped), its header, COR metadata columns, smearing rows or None)."""
+    hdul = _open(path)
+    cube_hdu = _extension(hdul, path, P.SUBARRAY)
+    if cube_hdu.header.get("NAXIS") != 3:
+        raise CorruptProductError(path, f"{P.SUBARRAY} is not a 3-D cube "
+                                  f"(NAXIS = {cube_hdu.header.get('NAXIS')})")
+    cube = cube_hdu.data
+    if cube.shape[1:] != (SUBARRAY_SIZE, SUBARRAY_SIZE):
+        raise CorruptProductError(path, f"frames are {cube.shape[2]}x{cube.shape[1]} pixels, "
+                                  f"expected {SUBARRAY_SIZE}x{SUBARRAY_SIZE}")
+    n_frames = cube.shape[0]
+    meta_hdu = _extension(hdul, path, P.COR_METADATA)
+    meta = _columns(meta_hdu, path, P.COR_METADATA, ("MJD_TIME", "RON"))
+    if len(meta["RON"]) != n_frames:
+        raise CorruptProductError(path, f"{P.COR_METADATA} has {len(meta['RON'])} rows for "
+                                  f"{n_frames} frames")
+    smearing = None
+    if P.SMEARING_ROW in [h.name for h in hdul]:
+        smear = np.asarray(hdul[P.SMEARING_ROW].data, dtype=float)
+        smearing = smear.reshape(smear.shape[0], -1) if smear.ndim >= 2 else None
+    cube_header = cube_hdu.header
+    # astropy keeps the memory map open for as long as ``cube`` is referenced
+    hdul.close()
+    return cube, cube_header, meta, smearing
+
+
+def _check_frames(n_frames: int, subarray: Path, lightcurves: dict[str, DrpLightCurve],
+                  cols: dict[str, np.ndarray], lc_path: Path,
+                  meta: dict[str, np.ndarray]) -> None:
+    """Raise CorruptProductError unless every light curve has the cube's frames."""
+    n_rows = len(cols["MJD_TIME"])
+    if n_rows != n_frames:
+        raise CorruptProductError(lc_path, f"light curve has {n_rows} rows but the subarray "
+                                  f"{subarray.name} has {n_frames} frames")
+    for lc in lightcurves.values():
+        if len(lc.flux) != n_frames:
+            raise CorruptProductError(lc.path, f"light curve has {len(lc.flux)} rows but the "
+                                      f"subarray has {n_frames} frames")
+    if not np.allclose(meta["MJD_TIME"], cols["MJD_TIME"], rtol=0, atol=1.0 / 86400):
+        raise CorruptProductError(lc_path, "MJD_TIME differs from the subarray metadata by "
+                                  "more than 1 s: the light curve is not of this cube")
+
+
+def _roll_angles(cols: dict[str, np.ndarray], lc_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(roll angles [deg], which were NaN and estimated from time), warning when any was."""
+    try:
+        roll, estimated = fill_roll_angles(cols["MJD_TIME"], cols["ROLL_ANGLE"])
+    except ValueError as exc:
+        raise CorruptProductError(lc_path, str(exc)) from None
+    if estimated.any():
+        warnings.warn(f"{lc_path.name}: {int(estimated.sum())} NaN roll angle(s) estimated "
+                      f"from time", stacklevel=3)  # the caller of read_visit
+    return roll, estimated

@@ -1,4 +1,5 @@
-"""Write FITS files the way the CHEOPS DRP does: empty primary, named extensions, exact columns.
+"""Home of FITS writing: files the way the CHEOPS DRP writes them (empty primary, named
+extensions, exact columns), cards cut to fit, and plain named tables.
 
 Used by the simulator (and by anything that must produce DRP look-alike products). Files are
 written to a temporary name in the destination folder and renamed when complete, so a killed
@@ -32,16 +33,21 @@ def primary_header_bytes() -> bytes:
     return header.tostring().encode("ascii")
 
 
+def set_card(header: fits.Header, key: str, value: Any, comment: str) -> None:
+    """Set ``key`` unless ``value`` is None or a non-finite float (FITS headers cannot hold
+    NaN); the comment is cut to fit the 80-character card, as in real DRP headers."""
+    if value is None:
+        return
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return
+    room = 80 - max(len(fits.Card(key, value).image.rstrip()), 30) - 3
+    header[key] = (value, comment[:max(room, 0)])
+
+
 def _apply_cards(header: fits.Header, extname: str, cards: Iterable[Card]) -> None:
     header["EXTNAME"] = (extname, "extension name")
     for key, value, comment in cards:
-        if value is None:
-            continue
-        if isinstance(value, float) and not np.isfinite(value):
-            continue  # FITS headers cannot hold NaN
-        # long comments are cut to fit the 80-character card, as in real DRP headers
-        room = 80 - max(len(fits.Card(key, value).image.rstrip()), 30) - 3
-        header[key] = (value, comment[:max(room, 0)])
+        set_card(header, key, value, comment)
 
 
 def table_hdu(extname: str, columns: Sequence[Column], data: Mapping[str, Any],
@@ -61,6 +67,18 @@ def table_hdu(extname: str, columns: Sequence[Column], data: Mapping[str, Any],
     hdu = fits.BinTableHDU.from_columns(cols)
     _apply_cards(hdu.header, extname, cards)
     return hdu
+
+
+NamedColumn = tuple[str, str, "str | None", Any]
+"""A column with its values: (name, TFORM, TUNIT or None, values)."""
+
+
+def named_table(extname: str, columns: Sequence[NamedColumn]) -> fits.BinTableHDU:
+    """A binary table named ``extname`` holding ``columns`` as given (no DRP conventions:
+    the project's own files, e.g. ``prepared.fits`` and the simulator's ``truth.fits``)."""
+    return fits.BinTableHDU.from_columns(
+        [fits.Column(name, tform, unit=unit, array=values)
+         for name, tform, unit, values in columns], name=extname)
 
 
 def image_header(extname: str, shape: tuple[int, ...], dtype: str,

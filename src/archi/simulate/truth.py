@@ -1,4 +1,5 @@
-"""The truth of a simulated visit: what every star really did, and the noise levels.
+"""Home of ``truth.fits``, the truth of a simulated visit: what every star really did, and the
+noise levels.
 
 ``truth.fits`` holds:
 
@@ -28,6 +29,7 @@ from astropy.io import fits
 from numpy.typing import NDArray
 
 from archi.io.atomic import atomic_path
+from archi.io.fitswrite import named_table
 from archi.simulate.scene import Scene
 
 
@@ -55,60 +57,57 @@ class Truth:
 
 
 def write_truth(path: Path, truth: Truth) -> None:
-    s = truth.scene
-    specs = [sp for sp in s.specs]
-
-    def spec_values(attr: str, default):
-        return [getattr(sp, attr) if sp is not None else default for sp in specs]
-
-    stars = fits.BinTableHDU.from_columns([
-        fits.Column("CATALOGUE_ROW", "J", array=truth.catalogue_row),
-        fits.Column("ID", "20A", array=truth.ids),
-        fits.Column("RA", "D", unit="deg", array=s.ra),
-        fits.Column("DEC", "D", unit="deg", array=s.dec),
-        fits.Column("MAG", "D", unit="mag", array=s.mag),
-        fits.Column("RATE", "D", unit="electron/s", array=s.rate),
-        fits.Column("DX0", "D", unit="pixel", array=s.dx),
-        fits.Column("DY0", "D", unit="pixel", array=s.dy),
-        fits.Column("DISTANCE", "D", unit="pixel", array=np.hypot(s.dx, s.dy)),
-        fits.Column("SIGNAL", "10A", array=spec_values("signal", "none")),
-        fits.Column("DEPTH", "D", array=spec_values("depth", 0.0)),
-        fits.Column("PERIOD", "D", unit="day", array=spec_values("period", 0.0)),
-        fits.Column("T0", "D", unit="day", array=spec_values("t0", 0.0)),
-        fits.Column("DURATION", "D", unit="day", array=spec_values("duration", 0.0)),
-        fits.Column("NOTE", "60A", array=spec_values("note", "target")),
-    ], name="STARS")
-    frames = fits.BinTableHDU.from_columns([
-        fits.Column("MJD_TIME", "D", unit="day", array=truth.mjd_tt),
-        fits.Column("BJD_TIME", "D", unit="day", array=truth.bjd_tdb),
-        fits.Column("ROLL_ANGLE", "D", unit="deg", array=truth.roll),
-        fits.Column("TARGET_X", "D", unit="pixel", array=truth.target_x),
-        fits.Column("TARGET_Y", "D", unit="pixel", array=truth.target_y),
-        fits.Column("BACKGROUND", "D", unit="electron/pixel", array=truth.background),
-        fits.Column("BACKGROUND_ESTIMATE", "D", unit="electron/pixel",
-                    array=truth.background_estimate),
-        fits.Column("DARK", "D", unit="electron/pixel", array=truth.dark),
-        fits.Column("READ_NOISE", "D", unit="electron", array=truth.read_noise),
-    ], name="FRAMES")
-    frames.header["NEXP"] = truth.nexp
-    frames.header["EXPTIME"] = truth.exptime
-    frames.header["TEXPTIME"] = truth.exptime * truth.nexp
+    """Write ``truth.fits`` atomically (layout: module docstring)."""
     cosmic = np.array(truth.cosmics, dtype=float).reshape(-1, 4)
-    cosmics = fits.BinTableHDU.from_columns([
-        fits.Column("FRAME", "J", array=cosmic[:, 0].astype(int)),
-        fits.Column("X", "D", unit="pixel", array=cosmic[:, 1]),
-        fits.Column("Y", "D", unit="pixel", array=cosmic[:, 2]),
-        fits.Column("ELECTRONS", "D", unit="electron", array=cosmic[:, 3]),
-    ], name="COSMICS")
+    cosmics = named_table("COSMICS", [
+        ("FRAME", "J", None, cosmic[:, 0].astype(int)), ("X", "D", "pixel", cosmic[:, 1]),
+        ("Y", "D", "pixel", cosmic[:, 2]), ("ELECTRONS", "D", "electron", cosmic[:, 3])])
     hdul = fits.HDUList([
-        fits.PrimaryHDU(), stars,
+        fits.PrimaryHDU(), _stars_table(truth),
         fits.ImageHDU(truth.x, name="X"), fits.ImageHDU(truth.y, name="Y"),
-        fits.ImageHDU(truth.flux, name="FLUX"), frames,
+        fits.ImageHDU(truth.flux, name="FLUX"), _frames_table(truth),
         fits.ImageHDU(truth.dark_map, name="DARK_MAP"), cosmics,
     ])
     hdul[0].header["CONTENT"] = "archi simulated-visit truth"
     with atomic_path(path) as tmp:
         hdul.writeto(tmp)
+
+
+def _stars_table(truth: Truth) -> fits.BinTableHDU:
+    """The ``STARS`` table: one row per simulated star, the target first."""
+    s = truth.scene
+
+    def spec_values(attr: str, default):
+        return [getattr(sp, attr) if sp is not None else default for sp in s.specs]
+
+    return named_table("STARS", [
+        ("CATALOGUE_ROW", "J", None, truth.catalogue_row), ("ID", "20A", None, truth.ids),
+        ("RA", "D", "deg", s.ra), ("DEC", "D", "deg", s.dec), ("MAG", "D", "mag", s.mag),
+        ("RATE", "D", "electron/s", s.rate),
+        ("DX0", "D", "pixel", s.dx), ("DY0", "D", "pixel", s.dy),
+        ("DISTANCE", "D", "pixel", np.hypot(s.dx, s.dy)),
+        ("SIGNAL", "10A", None, spec_values("signal", "none")),
+        ("DEPTH", "D", None, spec_values("depth", 0.0)),
+        ("PERIOD", "D", "day", spec_values("period", 0.0)),
+        ("T0", "D", "day", spec_values("t0", 0.0)),
+        ("DURATION", "D", "day", spec_values("duration", 0.0)),
+        ("NOTE", "60A", None, spec_values("note", "target"))])
+
+
+def _frames_table(truth: Truth) -> fits.BinTableHDU:
+    """The ``FRAMES`` table: one row per frame; NEXP, EXPTIME, TEXPTIME in its header."""
+    per_pixel = "electron/pixel"
+    frames = named_table("FRAMES", [
+        ("MJD_TIME", "D", "day", truth.mjd_tt), ("BJD_TIME", "D", "day", truth.bjd_tdb),
+        ("ROLL_ANGLE", "D", "deg", truth.roll),
+        ("TARGET_X", "D", "pixel", truth.target_x), ("TARGET_Y", "D", "pixel", truth.target_y),
+        ("BACKGROUND", "D", per_pixel, truth.background),
+        ("BACKGROUND_ESTIMATE", "D", per_pixel, truth.background_estimate),
+        ("DARK", "D", per_pixel, truth.dark), ("READ_NOISE", "D", "electron", truth.read_noise)])
+    frames.header["NEXP"] = truth.nexp
+    frames.header["EXPTIME"] = truth.exptime
+    frames.header["TEXPTIME"] = truth.exptime * truth.nexp
+    return frames
 
 
 @dataclass(frozen=True)
