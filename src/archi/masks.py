@@ -35,6 +35,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from archi.overlap import exact_circle_weights, item_chunks, sampled_circle_weights
+
 __all__ = [
     "Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "StarSegmentation",
     "star_regions", "segment_stars", "threshold_regions", "grow", "shape_apertures",
@@ -44,8 +46,6 @@ __all__ = [
 
 ARCHI_REL_THRESHOLD = 11.0 / 255.0
 """archi's contour threshold as a fraction of the frame maximum (uint8 value > 10, ~4.31 %)."""
-
-_CHUNK_ELEMENTS = 1 << 23  # bound on temporary array sizes in the vectorised kernels
 
 
 @runtime_checkable
@@ -88,12 +88,6 @@ def _check_layers(layers: int) -> int:
             or layers < 0:
         raise ValueError(f"layers must be an integer >= 0, got {layers!r}")
     return int(layers)
-
-
-def _chunks(n: int, per_item: int):
-    step = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
 
 
 def cutouts(images: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int],
@@ -146,112 +140,6 @@ def outside_field(weights: NDArray, ix0: NDArray, iy0: NDArray,
 # ----------------------------------------------------------------------------------------
 # circles
 # ----------------------------------------------------------------------------------------
-
-def _x_terms(x: NDArray, r: float | NDArray) -> tuple[NDArray, NDArray]:
-    """Column-edge terms of :func:`_quadrant_area`: ``x`` clipped to [-r, r] and
-    ``S(x) = int_0^x sqrt(r^2 - u^2) du`` [pixel^2] (x, r in pixel, broadcast)."""
-    x = np.clip(x, -r, r)
-    sx = np.sqrt((r - x) * (r + x))
-    return x, 0.5 * (x * sx + r * r * np.arctan2(x, sx))
-
-
-def _y_terms(y: NDArray, r: float | NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-    """Row-edge terms of :func:`_quadrant_area`: ``y`` clipped to [-r, r], ``|y|``, the
-    half-chord ``c = sqrt(r^2 - y^2)`` at height y [pixel] and ``S(c)`` [pixel^2]."""
-    y = np.clip(y, -r, r)
-    ay = np.abs(y)
-    c = np.sqrt((r - ay) * (r + ay))  # half-chord at height y
-    return y, ay, c, 0.5 * (c * ay + r * r * np.arctan2(c, ay))
-
-
-def _combine(x: NDArray, s_x: NDArray, y: NDArray, ay: NDArray, c: NDArray, s_c: NDArray,
-             half_disk: float | NDArray) -> NDArray:
-    """:func:`_quadrant_area` [pixel^2] from its edge terms (:func:`_x_terms`,
-    :func:`_y_terms`) and ``half_disk = 0.5 * pi * r * r``: arithmetic only, so corners
-    that share an edge share its transcendental terms."""
-    # g = int_{-c}^{clip(x, -c, c)} (sqrt(r^2 - u^2) - |y|) du
-    g = np.where(np.abs(x) < c, s_x + s_c - ay * (x + c),
-                 np.where(x > 0, 2.0 * (s_c - ay * c), 0.0))
-    return np.where(y >= 0, (2.0 * s_x + half_disk) - g, g)
-
-
-def _quadrant_area(x: NDArray, y: NDArray, r: float) -> NDArray:
-    """Area of the disk u^2 + v^2 <= r^2 with u <= x and v <= y.
-
-    ``x`` (..., 1, W) and ``y`` (..., H, 1) broadcast to (..., H, W). Closed form from
-    integrating the chord length: every transcendental function is evaluated on the 1-D
-    edge arrays only, and ``atan2`` instead of ``asin`` keeps full precision near the edge.
-    """
-    return _combine(*_x_terms(x, r), *_y_terms(y, r), 0.5 * np.pi * r * r)
-
-
-def _exact_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: float,
-                  size: int) -> NDArray:
-    """Exact overlap fractions of a circle with the pixels of (size, size) cutouts."""
-    edges = np.arange(size + 1) - 0.5
-    out = np.empty((len(x), size, size))
-    # the four corner areas are up to pi r^2, so rounding leaves a few ulp of it (2e-12 seen
-    # at r = 45 px) on pixels beyond the circle: can pass the 1e-12 threshold from r ~ 13 px
-    far_rounding = 16 * np.spacing(np.pi * r * r) >= 1e-12
-    for sl in _chunks(len(x), (size + 1) ** 2 * 4):
-        ex = (ix0[sl] - x[sl])[:, None] + edges  # column edges relative to the centre
-        ey = (iy0[sl] - y[sl])[:, None] + edges
-        a = _quadrant_area(ex[:, None, :], ey[:, :, None], r)
-        out[sl] = a[:, 1:, 1:] - a[:, :-1, 1:] - a[:, 1:, :-1] + a[:, :-1, :-1]
-        if far_rounding:  # zero the pixels whose nearest point is outside the circle
-            gx = np.maximum(np.abs(ex[:, :-1] + 0.5) - 0.5, 0.0)  # distance to the column
-            gy = np.maximum(np.abs(ey[:, :-1] + 0.5) - 0.5, 0.0)
-            out[sl][gx[:, None, :] ** 2 + gy[:, :, None] ** 2 >= r * r] = 0.0
-    # rounding leaves ~1e-16 where the circle only grazes a pixel: not touched
-    out[out < 1e-12] = 0.0
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def _sampled_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, radius: float,
-                    grid: int, size: int) -> NDArray:
-    """Fraction of the grid x grid sub-pixel centres of each pixel inside the circle.
-
-    Same test as archi's mask on its up-sampled grid: fine pixel (u, v) (integers) is inside
-    when ``(v - cy)^2 + (u - cx)^2 <= radius^2``, with the fine-grid centre
-    ``cx = grid * x + grid // 2`` and ``radius`` in fine pixels. For each fine row the
-    inside columns form one run [lo, hi], found from the half-chord and corrected by one
-    step so that it agrees bit for bit with the direct test; runs are then counted per
-    pixel.
-    """
-    s = grid
-    n = len(x)
-    r2 = radius * radius
-    out = np.empty((n, size, size))
-    fine_rows = np.arange(size * s)
-    block0 = s * np.arange(size)  # first fine column of each cutout column
-    for sl in _chunks(n, size * s * size):
-        cx = (s * x[sl] + s // 2)[:, None]
-        u0 = (s * ix0[sl])[:, None]  # fine column of cutout column 0
-        v = (s * iy0[sl])[:, None] + fine_rows
-        dv2 = (v - (s * y[sl] + s // 2)[:, None]) ** 2  # (m, size*s)
-        half = np.sqrt(np.maximum(r2 - dv2, 0.0))
-        hi = np.floor(cx + half)
-        lo = np.ceil(cx - half)
-
-        def inside(u):
-            return dv2 + (u - cx) ** 2 <= r2
-
-        hi = np.where(inside(hi), hi, hi - 1)
-        hi = np.where(inside(hi + 1), hi + 1, hi)
-        lo = np.where(inside(lo), lo, lo + 1)
-        lo = np.where(inside(lo - 1), lo - 1, lo)
-        empty = ~inside(hi) | (lo > hi)
-        lo_c = (lo - u0)[:, :, None]  # relative to the cutout's first fine column
-        hi_c = (hi - u0)[:, :, None]
-        count = np.minimum(hi_c, block0 + (s - 1)) - np.maximum(lo_c, block0) + 1
-        count = np.clip(count, 0, s)
-        count[empty] = 0
-        if s == 1:
-            out[sl] = count
-        else:
-            out[sl] = count.reshape(-1, size, s, size).sum(axis=2) / (s * s)
-    return out
-
 
 CIRCLE_MODES = ("exact", "binary", "archi")
 
@@ -345,9 +233,9 @@ class CircleAperture:
         ix0, iy0 = (np.nan_to_num(np.asarray(v, float), nan=0.0, posinf=0.0, neginf=0.0)
                     .astype(np.int64) for v in (ix0, iy0))
         if self.mode == "exact":
-            w = _exact_circle(x, y, ix0, iy0, self.real_radius, size)
+            w = exact_circle_weights(x, y, ix0, iy0, self.real_radius, size)
         else:
-            w = _sampled_circle(x, y, ix0, iy0, self.radius, self.grid, size)
+            w = sampled_circle_weights(x, y, ix0, iy0, self.radius, self.grid, size)
         if not good.all():
             w[~good] = 0.0
             ix0[~good] = 0
@@ -717,7 +605,7 @@ class ShapeAperture:
         qy, ry = np.divmod(iy, s)
         h, w = self.cutout_shape
         out = np.zeros((len(x), h, w))
-        for sl in _chunks(len(x), h * w):
+        for sl in item_chunks(len(x), h * w):
             c = coef[sl]
             if s == 1:
                 out[sl] = np.einsum("nk,khw->nhw", c, self._stack[0, 0])

@@ -30,8 +30,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.circlesum import (ColumnPrefix, binary_circle_sums, boundary_method_pays,
-                             circle_boxes, exact_circle_sums)
+from archi.circlecost import boundary_method_pays
+from archi.circlesum import ColumnPrefix, binary_circle_sums, circle_boxes, exact_circle_sums
 from archi.cosmics import CosmicHits, dilate3
 from archi.masks import CircleAperture
 from archi.stars import Tracks
