@@ -35,6 +35,19 @@ ROLL_RATE_DEG_PER_MIN = -360.0 / 98.77
 """Nominal roll rate [deg / min]: one turn per 98.77-minute orbit, roll angle decreasing."""
 
 
+def finite_positions(x: ArrayLike, y: ArrayLike
+                     ) -> tuple[NDArray, NDArray, NDArray[np.bool_]]:
+    """1-D float copies of positions x, y [pixel] with non-finite entries replaced by 0, and
+    which entries were finite (both coordinates)."""
+    x = np.atleast_1d(np.asarray(x, dtype=float))
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must be 1-D arrays of equal length, got shapes "
+                         f"{x.shape} and {y.shape}")
+    good = np.isfinite(x) & np.isfinite(y)
+    return np.where(good, x, 0.0), np.where(good, y, 0.0), good
+
+
 def field_of_view_mask(shape: tuple[int, int] = (SUBARRAY_SIZE, SUBARRAY_SIZE),
                        radius: float = FIELD_RADIUS,
                        centre: tuple[float, float] = FIELD_CENTRE) -> NDArray[np.bool_]:

@@ -1,4 +1,4 @@
-"""Aperture masks: circles and star-shaped regions, as weights on pixel cutouts.
+"""Aperture masks: the home of apertures (circles and star shapes) as weights on cutouts.
 
 Pixel conventions: ``archi.__doc__`` (``image[y, x]``, pixel centres at integers, positions
 written ``(x, y)`` in pixels).
@@ -21,31 +21,24 @@ Differences from archi's masks (``archi_spec.md`` §4, bugs B8, B9, F6, F7):
 * archi's up-sampled "background grid" (``grid_bg = 200 s``) is reproduced without
   up-sampled images: a weight is the fraction of the ``s x s`` sub-pixels of a pixel that
   the fine-grid mask covers (``grid`` argument).
-* Shape regions are split between neighbouring stars and use per-star thresholds
-  (:func:`star_regions`); growth (:func:`grow`) is a vectorised dilation that is correct at
-  the image edges.
+* Shape regions come from :mod:`archi.segmentation` (split between neighbouring stars,
+  per-star thresholds, growth correct at the image edges).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from archi.geometry import finite_positions
 from archi.overlap import exact_circle_weights, item_chunks, sampled_circle_weights
+from archi.segmentation import check_layers, grow, star_regions
 
-__all__ = [
-    "Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "StarSegmentation",
-    "star_regions", "segment_stars", "threshold_regions", "grow", "shape_apertures",
-    "outside_field", "cutouts", "smooth_image", "estimate_noise",
-    "ARCHI_REL_THRESHOLD",
-]
-
-ARCHI_REL_THRESHOLD = 11.0 / 255.0
-"""archi's contour threshold as a fraction of the frame maximum (uint8 value > 10, ~4.31 %)."""
+__all__ = ["Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "cutouts",
+           "outside_field", "shape_apertures", "star_regions"]
 
 
 @runtime_checkable
@@ -66,28 +59,10 @@ class Aperture(Protocol):
 # helpers
 # ----------------------------------------------------------------------------------------
 
-def _positions(x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray[np.bool_]]:
-    """1-D float copies of x, y with non-finite entries replaced by 0, and the finite mask."""
-    x = np.atleast_1d(np.asarray(x, dtype=float))
-    y = np.atleast_1d(np.asarray(y, dtype=float))
-    if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"x and y must be 1-D arrays of equal length, got shapes "
-                         f"{x.shape} and {y.shape}")
-    good = np.isfinite(x) & np.isfinite(y)
-    return np.where(good, x, 0.0), np.where(good, y, 0.0), good
-
-
 def _check_grid(grid: int) -> int:
     if isinstance(grid, bool) or int(grid) != grid or grid < 1 or grid % 2 == 0:
         raise ValueError(f"grid must be an odd integer >= 1 (archi's grid_bg / 200), got {grid!r}")
     return int(grid)
-
-
-def _check_layers(layers: int) -> int:
-    if isinstance(layers, bool) or not np.isfinite(layers) or int(layers) != layers \
-            or layers < 0:
-        raise ValueError(f"layers must be an integer >= 0, got {layers!r}")
-    return int(layers)
 
 
 def cutouts(images: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int],
@@ -229,7 +204,7 @@ class CircleAperture:
                    size: int) -> tuple[NDArray, NDArray, NDArray]:
         """As :meth:`weights` for circles centred at (x, y) (the :meth:`centres`, not
         shifted again), on given (size, size) cutouts at (ix0, iy0) that contain them."""
-        x, y, good = _positions(x, y)
+        x, y, good = finite_positions(x, y)
         ix0, iy0 = (np.nan_to_num(np.asarray(v, float), nan=0.0, posinf=0.0, neginf=0.0)
                     .astype(np.int64) for v in (ix0, iy0))
         if self.mode == "exact":
@@ -241,249 +216,6 @@ class CircleAperture:
             ix0[~good] = 0
             iy0[~good] = 0
         return w, ix0, iy0
-
-
-# ----------------------------------------------------------------------------------------
-# regions
-# ----------------------------------------------------------------------------------------
-
-def smooth_image(image: NDArray, sigma: float) -> NDArray[np.float64]:
-    """Gaussian smoothing [sigma in pixel] that ignores NaN pixels (normalised convolution);
-    NaN pixels stay NaN."""
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    image = np.asarray(image, dtype=float)
-    finite = np.isfinite(image)
-    if sigma <= 0:
-        return np.where(finite, image, np.nan)
-    num = ndi.gaussian_filter(np.where(finite, image, 0.0), sigma, mode="constant")
-    den = ndi.gaussian_filter(finite.astype(float), sigma, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finite & (den > 0), num / den, np.nan)
-
-
-def estimate_noise(image: NDArray) -> float:
-    """Robust per-pixel noise of an image [image units], from the median absolute deviation
-    of second differences along rows and columns (insensitive to smooth star light; NaN
-    pixels ignored). 0 for a noise-free image of smooth light."""
-    image = np.asarray(image, dtype=float)
-    d = [image[:, 2:] - 2 * image[:, 1:-1] + image[:, :-2],
-         image[2:, :] - 2 * image[1:-1, :] + image[:-2, :]]
-    d = np.concatenate([a[np.isfinite(a)] for a in d])
-    if d.size == 0:
-        return 0.0
-    mad = np.median(np.abs(d - np.median(d)))
-    return float(1.4826 * mad / np.sqrt(6.0))
-
-
-def _smoothed_noise(noise: float, sigma: float) -> float:
-    """Noise of the smoothed image for white noise of ``noise`` per pixel."""
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    if sigma <= 0:
-        return noise
-    delta = np.zeros((2 * int(4 * sigma + 1) + 1,) * 2)
-    delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
-    kernel = ndi.gaussian_filter(delta, sigma, mode="constant")
-    return float(noise * np.sqrt(np.sum(kernel ** 2)))
-
-
-def threshold_regions(image: NDArray, threshold: float, *, smooth: float = 0.0,
-                      min_area: int = 1, connectivity: int = 2
-                      ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
-    """Connected regions of an image above a threshold, brightest first (for detection).
-
-    Parameters
-    ----------
-    image : (H, W) image; NaN pixels never belong to a region.
-    threshold : level [image units]; pixels with (smoothed) value >= threshold are kept.
-    smooth : Gaussian sigma [pixel] applied first (NaN-aware), 0 = none.
-    min_area : regions with fewer pixels are dropped (archi dropped contours of polygon area
-        <= 50 grid pixels).
-    connectivity : 2 = 8-connected (as OpenCV contours), 1 = 4-connected.
-
-    Returns ``(labels, peaks)``: int32 (H, W) labels, 0 = no region, 1..m ordered by
-    decreasing peak, and the peak (smoothed) value of each region (m,). Together with
-    :func:`grow` this is what archi's ``shape_analysis``/``repeat_removal`` needs.
-    """
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    sm = smooth_image(image, smooth)
-    above = np.isfinite(sm) & (sm >= threshold)
-    structure = ndi.generate_binary_structure(2, connectivity)
-    labels, m = ndi.label(above, structure=structure)
-    if m == 0:
-        return labels.astype(np.int32), np.zeros(0)
-    index = np.arange(1, m + 1)
-    areas = ndi.sum_labels(np.ones_like(sm), labels, index)
-    peaks = np.asarray(ndi.maximum(np.where(above, sm, -np.inf), labels, index), float)
-    keep = areas >= min_area
-    order = index[keep][np.argsort(-peaks[keep], kind="stable")]
-    relabel = np.zeros(m + 1, dtype=np.int32)
-    relabel[order] = np.arange(1, len(order) + 1)
-    return relabel[labels], peaks[order - 1]
-
-
-@dataclass(frozen=True)
-class StarSegmentation:
-    """The result of :func:`segment_stars` for one frame (n stars, image (H, W))."""
-
-    regions: list[NDArray[np.bool_]]  # (H, W) boolean region per star, disjoint
-    cells: NDArray[np.int32]  # index of the star owning each pixel; -1 on NaN pixels
-    brightness: NDArray[np.float64]  # brightness used to weight the split [image units]
-    levels: NDArray[np.float64]  # local peak of the smoothed image in the star's cell
-    thresholds: NDArray[np.float64]  # threshold applied per star [image units]
-    fallback: NDArray[np.bool_]  # True where the region is the fallback disk
-    noise: float  # per-pixel noise of the smoothed image [image units]
-
-
-def segment_stars(image: NDArray, x: ArrayLike, y: ArrayLike, *,
-                  brightness: ArrayLike | None = None,
-                  rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
-                  noise: float | None = None, smooth: float = 1.5,
-                  peak_radius: float = 16.0, seed_radius: float = 3.0,
-                  fallback_radius: float = 3.0, exponent: float = 4.0,
-                  fill_holes: bool = True) -> StarSegmentation:
-    """Split one frame into one region per star; :func:`star_regions` documents the method
-    and options. Returns a :class:`StarSegmentation` with the regions and the diagnostics
-    (cells, thresholds, which stars fell back to a disk)."""
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    image = np.asarray(image, dtype=float)
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {image.shape}")
-    xs, ys, good = _positions(x, y)
-    n = len(xs)
-    H, W = image.shape
-    finite = np.isfinite(image)
-    sm = smooth_image(image, smooth)
-    if noise is None:
-        noise = estimate_noise(image)
-    noise_s = _smoothed_noise(float(noise), smooth)
-    yy, xx = np.indices((H, W), dtype=float)
-
-    # distance of every pixel to every star, and the local brightness of each star
-    dist = np.full((n, H, W), np.inf)
-    for i in np.flatnonzero(good):
-        dist[i] = np.hypot(xx - xs[i], yy - ys[i])
-    if brightness is None:
-        b = np.zeros(n)
-        for i in np.flatnonzero(good):
-            disk = (dist[i] <= max(seed_radius, 0.5)) & finite
-            if disk.any():
-                b[i] = max(float(np.mean(sm[disk])), 0.0)
-    else:
-        b = np.clip(np.nan_to_num(np.asarray(brightness, dtype=float), nan=0.0), 0.0, None)
-        if b.shape != (n,):
-            raise ValueError(f"brightness must have one value per star ({n}), got {b.shape}")
-    bmax = b[good].max() if good.any() else 0.0
-    b = np.maximum(b, 1e-6 * bmax) if bmax > 0 else np.ones(n)
-
-    # multiplicatively weighted Voronoi split: pixel -> star minimising d_i / b_i^(1/p)
-    cells = np.full((H, W), -1, dtype=np.int32)
-    if good.any() and finite.any():
-        key = dist / b[:, None, None] ** (1.0 / exponent)
-        cells = np.where(finite, np.argmin(key, axis=0), -1).astype(np.int32)
-        cells[finite & ~np.isfinite(np.min(key, axis=0))] = -1
-
-    regions: list[NDArray[np.bool_]] = []
-    levels = np.full(n, np.nan)
-    thresholds = np.full(n, np.nan)
-    fallback = np.zeros(n, dtype=bool)
-    structure = ndi.generate_binary_structure(2, 2)
-    for i in range(n):
-        region = np.zeros((H, W), dtype=bool)
-        if good[i]:
-            cell = cells == i
-            near = cell & (dist[i] <= peak_radius)
-            if near.any():
-                levels[i] = float(np.max(sm[near]))
-                thresholds[i] = max(rel_threshold * levels[i], nsigma * noise_s)
-                above = cell & (sm >= thresholds[i]) if levels[i] > 0 else \
-                    np.zeros_like(cell)
-                labels, m = ndi.label(above, structure=structure)
-                if m:
-                    seeds = np.unique(labels[(dist[i] <= seed_radius) & above])
-                    seeds = seeds[seeds > 0]
-                    if seeds.size:
-                        region = np.isin(labels, seeds)
-                        if fill_holes:
-                            region = ndi.binary_fill_holes(region) & cell
-            if not region.any():
-                fallback[i] = True
-                disk = (dist[i] <= fallback_radius) & finite
-                region = disk & cell if (disk & cell).any() else disk
-        else:
-            fallback[i] = True
-        regions.append(region)
-    return StarSegmentation(regions=regions, cells=cells, brightness=b, levels=levels,
-                            thresholds=thresholds, fallback=fallback, noise=noise_s)
-
-
-def star_regions(image: NDArray, x: ArrayLike, y: ArrayLike, *,
-                 brightness: ArrayLike | None = None,
-                 rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
-                 noise: float | None = None, smooth: float = 1.5,
-                 peak_radius: float = 16.0, seed_radius: float = 3.0,
-                 fallback_radius: float = 3.0, exponent: float = 4.0,
-                 fill_holes: bool = True) -> list[NDArray[np.bool_]]:
-    """One boolean region per star (full image size (H, W), disjoint) from one frame.
-
-    Each region is what archi's filled contour of a star was, made to work in crowded fields:
-
-    1. The image is smoothed by a Gaussian of ``smooth`` [pixel] ignoring NaN pixels
-       (outside the field), which never belong to a region.
-    2. Pixels are shared between stars by a brightness-weighted Voronoi split: pixel p goes
-       to the star minimising ``d_i(p) / b_i^(1/exponent)`` (the star whose light would
-       dominate there if profiles fell as ``d^-exponent``). Boundaries are circles
-       (Apollonius) around the fainter star, so every star keeps its own position, and a
-       blended pair gets two regions. ``b_i`` is ``brightness`` if given (e.g.
-       ``StarList.brightness``), else the mean smoothed image within ``seed_radius`` of the
-       star. An intensity watershed is not used: the CHEOPS PSF is three-lobed with its
-       maxima ~13 px from the centre, so a star's centre is not a local maximum and a
-       15-px pair shows a single merged maximum.
-    3. Per-star threshold ``max(rel_threshold * level_i, nsigma * noise)``, with
-       ``level_i`` the maximum of the smoothed image in the star's cell within
-       ``peak_radius`` [pixel] of it and ``noise`` the noise of the smoothed image
-       (``noise`` per pixel is estimated robustly by :func:`estimate_noise` if not given).
-       The default fraction is archi's 11/255 = 4.3 %, but of each star's own peak instead of
-       the frame maximum, so faint stars keep regions.
-    4. The region is the union of the connected (8-connectivity) above-threshold parts of
-       the star's cell that come within ``seed_radius`` [pixel] of the star, holes filled
-       (like archi's filled contours; filling never takes pixels of another cell).
-    5. Fallback when that is empty (star too faint, or on NaN pixels): a disk of
-       ``fallback_radius`` [pixel] around the star (finite pixels of its cell, or all its
-       finite pixels if the cell has none there); empty if the star is off the image or its
-       position is not finite. :func:`segment_stars` returns which stars fell back.
-
-    ``x, y`` (n,) are the stars' positions in this frame [pixel], star 0 = target.
-    """
-    return segment_stars(image, x, y, brightness=brightness, rel_threshold=rel_threshold,
-                         nsigma=nsigma, noise=noise, smooth=smooth, peak_radius=peak_radius,
-                         seed_radius=seed_radius, fallback_radius=fallback_radius,
-                         exponent=exponent, fill_holes=fill_holes).regions
-
-
-def grow(region: NDArray, layers: int, metric: str = "chebyshev") -> NDArray[np.bool_]:
-    """Grow a boolean region by ``layers`` layers of pixels (binary dilation).
-
-    ``metric="chebyshev"`` (default, archi's ``shape_increase``): each layer adds the 3 x 3
-    neighbourhood of every pixel, i.e. one dilation by a (2 layers + 1)^2 square, done at
-    once with a separable maximum filter. ``"manhattan"``: 4-neighbour (cross) growth.
-    ``"euclidean"``: pixels whose centre lies within ``layers`` of a region pixel centre.
-    The result has the input's shape: growth stops at the image edges (where archi raised
-    NameError, bug B8) and nothing wraps around. ``layers = 0`` returns a copy.
-    """
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    region = np.asarray(region, dtype=bool)
-    layers = _check_layers(layers)
-    if metric not in ("chebyshev", "manhattan", "euclidean"):
-        raise ValueError(f"metric must be 'chebyshev', 'manhattan' or 'euclidean', "
-                         f"got {metric!r}")
-    if layers == 0 or not region.any():
-        return region.copy()
-    if metric == "chebyshev":
-        return ndi.maximum_filter(region.view(np.uint8), size=2 * layers + 1,
-                                  mode="constant", cval=0).astype(bool)
-    if metric == "manhattan":
-        return ndi.distance_transform_cdt(~region, metric="taxicab") <= layers
-    return ndi.distance_transform_edt(~region) <= layers
 
 
 # ----------------------------------------------------------------------------------------
@@ -529,7 +261,7 @@ class ShapeAperture:
             raise ValueError(f"shift must be 'bilinear' or 'integer', got {shift!r}")
         if not (np.isfinite(x_ref) and np.isfinite(y_ref)):
             raise ValueError(f"reference position must be finite, got ({x_ref}, {y_ref})")
-        self.layers = _check_layers(layers)
+        self.layers = check_layers(layers)
         self.grid = s = _check_grid(grid)
         self.shift = shift
         self.metric = metric
@@ -589,7 +321,7 @@ class ShapeAperture:
     def weights(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
         """Weights (n, h, w) in [0, 1] and cutout origins ix0, iy0 (n,) for positions
         x, y (n,) [pixel]."""
-        x, y, good = _positions(x, y)
+        x, y, good = finite_positions(x, y)
         s = self.grid
         fx = s * (x - self.x_ref)  # offsets in fine pixels
         fy = s * (y - self.y_ref)

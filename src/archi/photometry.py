@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,13 +32,9 @@ from numpy.typing import NDArray
 from archi.circlecost import boundary_method_pays
 from archi.circlesum import ColumnPrefix, binary_circle_sums, circle_boxes, exact_circle_sums
 from archi.cosmics import CosmicHits, dilate3
-from archi.masks import CircleAperture
+from archi.masks import Aperture, CircleAperture
 from archi.stars import Tracks
 from archi.visit import Visit
-
-
-class Aperture(Protocol):
-    def weights(self, x: NDArray, y: NDArray) -> tuple[NDArray, NDArray, NDArray]: ...
 
 
 @dataclass(frozen=True)
