@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 
 from archi.errors import ArchiError
 from archi.fieldmodel import EmpiricalPsf, blur_offsets, fit_frame
-from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, rotate_offsets, sky_offsets
+from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, predicted_positions, roll_offsets,
+                            roll_per_exposure, rotate_offsets, sky_offsets)
 from archi.options import Options
 from archi.stars import StarList
 from archi.visit import Visit
@@ -40,31 +41,6 @@ CORE_RADIUS = 20
 
 class DetectionError(ArchiError):
     """No usable star list (e.g. the target is not where the DRP says)."""
-
-
-# ---------------------------------------------------------------------------------------
-# geometry helpers
-# ---------------------------------------------------------------------------------------
-
-def roll_offsets(visit: Visit, x0: NDArray, y0: NDArray) -> tuple[NDArray, NDArray]:
-    """Offsets from the target at roll 0 of first-frame positions (x0, y0)."""
-    dx, dy = x0 - visit.target_x[0], y0 - visit.target_y[0]
-    return rotate_offsets(dx, dy, -visit.roll_angle[0])
-
-
-def predicted_positions(visit: Visit, dx0: NDArray, dy0: NDArray, frames: NDArray
-                        ) -> tuple[NDArray, NDArray]:
-    """Positions (n_stars, len(frames)) of stars with roll-0 offsets (dx0, dy0), rotating
-    about and moving with the target's DRP centroid."""
-    rx, ry = rotate_offsets(np.asarray(dx0)[:, None], np.asarray(dy0)[:, None],
-                            visit.roll_angle[frames][None, :])
-    return visit.target_x[frames][None, :] + rx, visit.target_y[frames][None, :] + ry
-
-
-def _droll_per_exposure(visit: Visit) -> float:
-    """Roll change during one stacked exposure [deg] (nominal rate)."""
-    from archi.geometry import ROLL_RATE_DEG_PER_MIN
-    return ROLL_RATE_DEG_PER_MIN * visit.texptime / 60.0
 
 
 def _in_field(x: NDArray, y: NDArray, margin: float = 0.0) -> NDArray[np.bool_]:
@@ -190,7 +166,7 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
     """Fit all stars in each of ``frames`` at predicted positions. Returns flux, flux_err
     (n_stars, n_frames) and the position corrections rotated back to roll 0 (n_stars,)."""
     px, py = predicted_positions(visit, dx0, dy0, frames)
-    droll = _droll_per_exposure(visit)
+    droll = roll_per_exposure(visit)
     flux = np.zeros((len(dx0), len(frames)))
     err = np.zeros_like(flux)
     sx = np.zeros_like(flux)

@@ -23,10 +23,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from archi import parallel
-from archi.detect import _droll_per_exposure, predicted_positions, roll_offsets
 from archi.cosmics import CosmicHits
 from archi.fieldmodel import EmpiricalPsf, fit_shifts, rotational_blur
-from archi.geometry import rotate_offsets
+from archi.geometry import (predicted_positions, roll_offsets, roll_per_exposure,
+                            rotate_offsets)
 from archi.options import Options
 from archi.photometry import noise_per_pixel
 from archi.stars import StarList, Tracks
@@ -76,7 +76,7 @@ def _dynam_frames(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Optio
     first, stop = span
     x, y = x_pred[:, first:stop].copy(), y_pred[:, first:stop].copy()
     measured = np.zeros(x.shape, dtype=bool)
-    droll = _droll_per_exposure(visit)
+    droll = roll_per_exposure(visit)
     variance = noise_per_pixel(visit)
     chunk = options.effective_chunk
     for start in range(first, stop, chunk):
