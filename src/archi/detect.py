@@ -4,7 +4,7 @@
   angle about the target's DRP centroid (:mod:`archi.geometry`), and stars fainter than
   ``magnitude_limit`` or outside the field of view are dropped.
 * ``dynam``: the image. Candidates come from a matched filter on the first frame (the kernel
-  is the visit's own empirical PSF, :mod:`archi.fieldmodel`), found one by one, each fitted
+  is the visit's own empirical PSF, :mod:`archi.psf`), found one by one, each fitted
   and removed before the next search (CLEAN). Each candidate is then verified in frames
   spread over the roll: a real star turns with the field, while residual artefacts of a
   bright star's PSF stay fixed to it on the detector. All candidates are fitted together
@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from archi.errors import ArchiError
-from archi.fieldmodel import EmpiricalPsf, blur_offsets, fit_frame
+from archi.fieldmodel import fit_frame
+from archi.psf import EmpiricalPsf, blur_offsets
 from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, predicted_positions, roll_offsets,
                             roll_per_exposure, rotate_offsets, sky_offsets)
 from archi.options import Options

@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 
 from archi import parallel
 from archi.cosmics import CosmicHits
-from archi.fieldmodel import EmpiricalPsf, fit_shifts, rotational_blur
+from archi.fieldmodel import fit_shifts
+from archi.psf import EmpiricalPsf, rotational_blur
 from archi.geometry import (predicted_positions, roll_offsets, roll_per_exposure,
                             rotate_offsets)
 from archi.options import Options
