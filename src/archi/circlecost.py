@@ -24,7 +24,7 @@ _NS_CUTOUT_CORNER = 21.0  # cutout method: weights on every corner, gather, weig
 
 
 def boxes_window(shape: tuple[int, int], ix0: NDArray, iy0: NDArray, size: NDArray
-            ) -> tuple[int, int, int, int]:
+                 ) -> tuple[int, int, int, int]:
     """Rows r0:r1 and columns c0:c1 of the image covered by the boxes (size 0: unused)."""
     H, W = shape
     used = size > 0
@@ -37,8 +37,9 @@ def boxes_window(shape: tuple[int, int], ix0: NDArray, iy0: NDArray, size: NDArr
 
 
 def prefix_cost(m: int, shape: tuple[int, int], ix0: NDArray, iy0: NDArray, size: NDArray
-                 ) -> tuple[float, bool]:
-    """Estimated time [ns] of :meth:`archi.circlesum.ColumnPrefix.build` and whether on one window."""
+                ) -> tuple[float, bool]:
+    """Estimated time [ns] of :meth:`archi.circlesum.ColumnPrefix.build` and whether on one
+    window."""
     r0, r1, c0, c1 = boxes_window(shape, ix0, iy0, size)
     window = _NS_WINDOW_PIXEL * m * (r1 - r0) * (c1 - c0)
     boxes = _NS_BOX_PIXEL * len(ix0) * float(size.max()) ** 2 if size.size else 0.0

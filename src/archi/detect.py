@@ -27,7 +27,7 @@ from archi.fieldmodel import fit_frame
 from archi.psf import EmpiricalPsf, blur_offsets
 from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, predicted_positions, roll_offsets,
                             roll_per_exposure, rotate_offsets, sky_offsets)
-from archi.options import Options
+from archi.options import DetectionOptions, Options
 from archi.stars import StarList
 from archi.visit import Visit
 
@@ -189,7 +189,7 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
     return flux, err, shift_x, shift_y
 
 
-def detect_in_image(visit: Visit, options: Options, psf: EmpiricalPsf | None = None
+def detect_in_image(visit: Visit, options: DetectionOptions, psf: EmpiricalPsf | None = None
                     ) -> StarList:
     """Stars found in the images (see the module docstring)."""
     psf = psf or EmpiricalPsf.from_visit(visit)
@@ -322,13 +322,14 @@ def sort_by_distance(stars: StarList) -> StarList:
 def detect_stars(visit: Visit, options: Options, psf: EmpiricalPsf | None = None) -> StarList:
     """The star list of a visit according to ``options.initial_detect`` (``psf``: the
     visit's empirical PSF, when the caller has built it already)."""
-    primary, secondary = options.detection
+    detection = options.detection
+    primary, secondary = detection.methods
     found: dict[str, StarList] = {}
     for method in {primary, secondary}:
         if method == "fits":
-            found[method] = detect_from_catalogue(visit, options.magnitude_limit)
+            found[method] = detect_from_catalogue(visit, detection.magnitude_limit)
         else:
-            found[method] = detect_in_image(visit, options, psf)
+            found[method] = detect_in_image(visit, detection, psf)
     target = _take(found[primary], np.array([0]))
     others = found[secondary]
     rest = np.arange(1, others.n_stars)

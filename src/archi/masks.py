@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from archi.geometry import finite_positions
+from archi.options import APERTURE_MODES, SHAPE_SHIFTS
 from archi.overlap import exact_circle_weights, item_chunks, sampled_circle_weights
 from archi.segmentation import check_layers, grow, star_regions
 
@@ -116,7 +117,8 @@ def outside_field(weights: NDArray, ix0: NDArray, iy0: NDArray,
 # circles
 # ----------------------------------------------------------------------------------------
 
-CIRCLE_MODES = ("exact", "binary", "archi")
+CIRCLE_MODES = APERTURE_MODES
+"""Kinds of circle (:class:`CircleAperture` ``mode``): the configuration's ``aperture_mode``."""
 
 
 class CircleAperture:
@@ -257,8 +259,8 @@ class ShapeAperture:
         region = np.asarray(region, dtype=bool)
         if region.ndim != 2:
             raise ValueError(f"region must be a 2-D boolean image, got shape {region.shape}")
-        if shift not in ("bilinear", "integer"):
-            raise ValueError(f"shift must be 'bilinear' or 'integer', got {shift!r}")
+        if shift not in SHAPE_SHIFTS:
+            raise ValueError(f"shift must be one of {', '.join(SHAPE_SHIFTS)}, got {shift!r}")
         if not (np.isfinite(x_ref) and np.isfinite(y_ref)):
             raise ValueError(f"reference position must be finite, got ({x_ref}, {y_ref})")
         self.layers = check_layers(layers)

@@ -1,7 +1,7 @@
-"""How circles overlap pixels: the exact overlap fractions (closed form) and archi's sampled
-circles, and the band geometry the boundary method of :mod:`archi.circlesum` weighs with.
+"""How circles overlap pixels: the home of that geometry (exact and sampled weights, bands).
 
-Home of the pixel-overlap geometry shared by :class:`archi.masks.CircleAperture` (weights on
+The exact overlap fractions (closed form), archi's sampled circles, and the band geometry
+the boundary method weighs with, shared by :class:`archi.masks.CircleAperture` (weights on
 whole cutouts) and :mod:`archi.circlesum` (weights of the boundary pixels only). Pixel
 conventions: ``archi.__doc__`` (``image[y, x]``, pixel centres at integers); positions and
 radii in pixels.
@@ -69,7 +69,7 @@ def quadrant_area(x: NDArray, y: NDArray, r: float) -> NDArray:
 
 
 def exact_circle_weights(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: float,
-                  size: int) -> NDArray:
+                         size: int) -> NDArray:
     """Exact overlap fractions of a circle with the pixels of (size, size) cutouts."""
     edges = np.arange(size + 1) - 0.5
     out = np.empty((len(x), size, size))
@@ -90,8 +90,8 @@ def exact_circle_weights(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: 
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def sampled_circle_weights(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, radius: float,
-                    grid: int, size: int) -> NDArray:
+def sampled_circle_weights(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray,
+                           radius: float, grid: int, size: int) -> NDArray:
     """Fraction of the grid x grid sub-pixel centres of each pixel inside the circle.
 
     Same test as archi's mask on its up-sampled grid: fine pixel (u, v) (integers) is inside
@@ -136,7 +136,7 @@ def sampled_circle_weights(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r
     return out
 
 def column_runs(ox: NDArray, oy: NDArray, c: NDArray, radius: NDArray, size: NDArray
-                 ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+                ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
     """Pixel runs ``lo <= a, b <= hi`` (n, S) (cutout rows, inclusive, as floats) of every
     cutout column: lo..hi meet the circle, a..b lie fully inside it (a > b: none, and then
     lo..hi is all boundary). From the half-chords ``c`` (n, S+1) at the column edges and
@@ -156,7 +156,7 @@ def column_runs(ox: NDArray, oy: NDArray, c: NDArray, radius: NDArray, size: NDA
 
 
 def band_terms(ox: NDArray, ex: NDArray, c: NDArray, s_c: NDArray, radius: NDArray
-                ) -> tuple[NDArray, NDArray]:
+               ) -> tuple[NDArray, NDArray]:
     """Constants of :func:`band_area` (7, n, S+1) for every cutout column and, as column S,
     the right half of the column that holds x = 0; and that column's index (n,).
 

@@ -221,7 +221,7 @@ def window_templates(psf: EmpiricalPsf, x: NDArray, y: NDArray, ix: NDArray, iy:
 
 
 def window_index(psf: EmpiricalPsf, x: NDArray, y: NDArray, ix: NDArray, iy: NDArray,
-                  half: int) -> tuple[NDArray, tuple]:
+                 half: int) -> tuple[NDArray, tuple]:
     """The phase bank as a view of every (3, w, w) window, and the index into it of the
     windows of :func:`window_templates` (indexing part of it gives part of the windows)."""
     x, y, ix, iy = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float),
