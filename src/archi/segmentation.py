@@ -17,6 +17,7 @@ wraps around them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -244,13 +245,8 @@ def _thresholded_region(cell: NDArray, dist: NDArray, sm: NDArray, noise_s: floa
     return region, level, threshold
 
 
-def star_regions(image: NDArray, x: ArrayLike, y: ArrayLike, *,
-                 brightness: ArrayLike | None = None,
-                 rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
-                 noise: float | None = None, smooth: float = 1.5,
-                 peak_radius: float = 16.0, seed_radius: float = 3.0,
-                 fallback_radius: float = 3.0, exponent: float = 4.0,
-                 fill_holes: bool = True) -> list[NDArray[np.bool_]]:
+def star_regions(image: NDArray, x: ArrayLike, y: ArrayLike, **options: Any
+                 ) -> list[NDArray[np.bool_]]:
     """One boolean region per star (full image size (H, W), disjoint) from one frame.
 
     Each region is what archi's filled contour of a star was, made to work in crowded fields:
@@ -281,11 +277,11 @@ def star_regions(image: NDArray, x: ArrayLike, y: ArrayLike, *,
        position is not finite. :func:`segment_stars` returns which stars fell back.
 
     ``x, y`` (n,) are the stars' positions in this frame [pixel], star 0 = target.
+    ``options`` are :func:`segment_stars`'s keywords (defaults there): ``brightness``,
+    ``rel_threshold``, ``nsigma``, ``noise``, ``smooth``, ``peak_radius``, ``seed_radius``,
+    ``fallback_radius``, ``exponent``, ``fill_holes``.
     """
-    return segment_stars(image, x, y, brightness=brightness, rel_threshold=rel_threshold,
-                         nsigma=nsigma, noise=noise, smooth=smooth, peak_radius=peak_radius,
-                         seed_radius=seed_radius, fallback_radius=fallback_radius,
-                         exponent=exponent, fill_holes=fill_holes).regions
+    return segment_stars(image, x, y, **options).regions
 
 
 def grow(region: NDArray, layers: int, metric: str = "chebyshev") -> NDArray[np.bool_]:
