@@ -4,6 +4,7 @@ options still built, read and written by archi's flat keys."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from pathlib import Path
@@ -103,6 +104,9 @@ def test_flat_keys_build_read_and_write_the_groups():
     assert options.to_dict()["val_range"] == [8, 24]
     assert Options.from_mapping(options.to_dict()) == options
     assert options.replace(chunk_frames=32).chunk_frames == 32
+    changed = dataclasses.replace(options, chunk_frames=32)
+    assert changed == options.replace(chunk_frames=32) and changed.method == "circle+shape"
+    assert dataclasses.replace(options, tracking=TrackingOptions()).detect_mode == "offsets"
     assert pickle.loads(pickle.dumps(options)) == options
     assert repr(options).startswith("Options(method='circle+shape', initial_detect='dynam',")
 

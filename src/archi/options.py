@@ -195,14 +195,17 @@ class Options:
     reading: ReadingOptions = field(default_factory=ReadingOptions)
 
     def __init__(self, **values: Any) -> None:
+        """Options from archi's flat keys (``method="circle"``, ...) and/or whole groups
+        (``tracking=TrackingOptions(...)``, as :func:`dataclasses.replace` passes them);
+        a flat key wins over its group's value. Missing ones take their defaults."""
         for key in values:
-            if key not in _GROUP_OF:
+            if key not in _GROUP_OF and key not in GROUPS:
                 raise TypeError(f"Options.__init__() got an unexpected keyword argument "
                                 f"{key!r}")
         flat = {}
         for group, cls in GROUPS.items():
-            defaults = cls()
-            flat.update({f.name: values.get(f.name, getattr(defaults, f.name))
+            base = values.get(group) or cls()
+            flat.update({f.name: values.get(f.name, getattr(base, f.name))
                          for f in dataclasses.fields(cls)})
         problems = _problems(flat)
         if problems:
