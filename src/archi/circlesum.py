@@ -328,7 +328,7 @@ def _binary_batch(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
     half = np.sqrt(np.maximum(r2 - du2, 0.0))
     lo, hi = np.ceil(yc - half), np.floor(yc + half)
 
-    def inside(v: NDArray) -> NDArray:  # archi's test, as masks.sampled_circle_weights makes it
+    def inside(v: NDArray) -> NDArray:  # archi's test, as overlap.sampled_circle_weights has it
         return (v - yc) ** 2 + du2 <= r2
 
     # the square root may round either way: one step of correction at each end

@@ -4,9 +4,9 @@ The PSF itself (built from the visit, rendered at sub-pixel positions) is
 :class:`archi.psf.EmpiricalPsf`. :func:`fit_frame` models a frame as a sum of that PSF
 placed at given positions and solves for every star's flux at once (blends included); with
 ``positions=True`` it also solves for small shifts (a linearised, Gauss-Newton step), which
-measures positions to a small fraction of a pixel. :func:`fit_shifts` does the same star by star on small windows, vectorised over
-the frames of a chunk, with neighbours modelled iteratively: the tracker's 40x faster form
-(1000 frames of 9 stars in about 0.7 s).
+measures positions to a small fraction of a pixel. :func:`fit_shifts` does the same star
+by star on small windows, vectorised over the frames of a chunk, with neighbours modelled
+iteratively: the tracker's 40x faster form (1000 frames of 9 stars in about 0.7 s).
 """
 
 from __future__ import annotations

@@ -271,3 +271,4 @@ def _flat_key(group: str, key: str) -> property:
 
 for _key, _group in _GROUP_OF.items():
     setattr(Options, _key, _flat_key(_group, _key))
+del _key, _group
