@@ -28,6 +28,7 @@ from archi.psf import EmpiricalPsf, blur_offsets
 from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, predicted_positions, roll_offsets,
                             roll_per_exposure, rotate_offsets, sky_offsets)
 from archi.options import DetectionOptions, Options
+from archi.photometry import noise_per_pixel
 from archi.stars import StarList
 from archi.visit import Visit
 
@@ -82,12 +83,6 @@ def detect_from_catalogue(visit: Visit, magnitude_limit: float) -> StarList:
 # ---------------------------------------------------------------------------------------
 # image
 # ---------------------------------------------------------------------------------------
-
-def _noise_variance(visit: Visit, k: int) -> float:
-    """Per-pixel variance of sky, dark and read noise in frame k [e^2]."""
-    return float(visit.background_per_pixel()[k] + visit.dark_per_pixel()[k]
-                 + visit.nexp * visit.ron_electrons[k] ** 2)
-
 
 def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: float,
                       max_stars: int = 60) -> list[tuple[float, float, float]]:
@@ -168,6 +163,7 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
     (n_stars, n_frames) and the position corrections rotated back to roll 0 (n_stars,)."""
     px, py = predicted_positions(visit, dx0, dy0, frames)
     droll = roll_per_exposure(visit)
+    variance = noise_per_pixel(visit)  # sky, dark and read noise per pixel [e^2]
     flux = np.zeros((len(dx0), len(frames)))
     err = np.zeros_like(flux)
     sx = np.zeros_like(flux)
@@ -177,7 +173,7 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
         blur = [blur_offsets(px[j, i], py[j, i], visit.target_x[k], visit.target_y[k], droll)
                 for j in range(len(dx0))]
         fit = fit_frame(frame, px[:, i], py[:, i], psf, positions=positions,
-                        variance_floor=_noise_variance(visit, k), blur=blur)
+                        variance_floor=float(variance[k]), blur=blur)
         flux[:, i], err[:, i] = fit.flux, fit.flux_err
         # shifts measured on the detector, back to the roll-0 frame
         sx[:, i], sy[:, i] = rotate_offsets(fit.dx, fit.dy, -visit.roll_angle[k])
@@ -194,7 +190,7 @@ def detect_in_image(visit: Visit, options: DetectionOptions, psf: EmpiricalPsf |
     """Stars found in the images (see the module docstring)."""
     psf = psf or EmpiricalPsf.from_visit(visit)
     frame0 = np.asarray(visit.cube[0], dtype=float)
-    candidates = _clean_candidates(frame0, psf, _noise_variance(visit, 0),
+    candidates = _clean_candidates(frame0, psf, float(noise_per_pixel(visit)[0]),
                                    options.detection_snr)
     if not candidates:
         raise DetectionError(f"{visit.folder}: no star found in the first frame")
