@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archi.fieldmodel import (EmpiricalPsf, _solve_symmetric3, fit_frame, fit_shifts,
-                              window_templates)
+from archi.fieldmodel import _solve_symmetric3, fit_frame, fit_shifts
+from archi.psf import EmpiricalPsf, window_templates
 
 
 def gaussian_psf(radius: int = 30, sigma: float = 3.0) -> EmpiricalPsf:

@@ -11,9 +11,9 @@ from scipy import ndimage as ndi
 from archi.geometry import field_of_view_mask
 from archi.options import APERTURE_MODES
 from archi.io import read_visit
-from archi.masks import (CIRCLE_MODES, Aperture, CircleAperture, ShapeAperture, cutouts, grow,
-                         outside_field, segment_stars, shape_apertures, star_regions,
-                         threshold_regions)
+from archi.masks import (CIRCLE_MODES, Aperture, CircleAperture, ShapeAperture, cutouts,
+                         outside_field, shape_apertures)
+from archi.segmentation import grow, segment_stars, star_regions, threshold_regions
 from archi.simulate import SimulationConfig, StarSpec, read_truth, simulate_visit
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archi import circlesum, photometry
+from archi import circlecost, circlesum, photometry
 from archi.circlesum import ColumnPrefix, circle_boxes, exact_circle_sums
 from archi.cosmics import CosmicHits
 from archi.masks import CircleAperture
@@ -90,7 +90,7 @@ def test_boundary_sums_equal_exact_weights(layout, signed):
     size = np.array([CircleAperture(r).size for r in radius]) * np.isfinite(x + y)
     build = ColumnPrefix._on_window if layout == "window" else ColumnPrefix._on_boxes
     if layout == "window":
-        extra = circlesum._window((H, W), ix0, iy0, size)
+        extra = circlecost.boxes_window((H, W), ix0, iy0, size)
     else:
         extra = (int(size.max()),)
     prefix = build(frames, frame, ix0, iy0, size, *extra)
@@ -192,7 +192,7 @@ def test_column_prefix_runs_are_brute_force_sums():
     size = 12
     frame = rng.integers(0, m, n)
     for prefix in (ColumnPrefix._on_window(frames, frame, ix0, iy0, np.full(n, size),
-                                           *circlesum._window((H, W), ix0, iy0,
+                                           *circlecost.boxes_window((H, W), ix0, iy0,
                                                               np.full(n, size))),
                    ColumnPrefix._on_boxes(frames, frame, ix0, iy0, np.full(n, size), size)):
         col = ix0 + rng.integers(0, size, n)
@@ -248,7 +248,7 @@ def test_boundary_method_is_chosen_for_large_circles_only():
     pays = {}
     for r in (4.0, 32.0):
         ix0, iy0 = circle_boxes(x, y, r)
-        pays[r] = circlesum.boundary_method_pays(64, (200, 200), ix0, iy0,
+        pays[r] = circlecost.boundary_method_pays(64, (200, 200), ix0, iy0,
                                                  np.full(len(x), CircleAperture(r).size),
                                                  len(x))
     assert pays == {4.0: False, 32.0: True}
@@ -297,7 +297,7 @@ def test_binary_circle_runs_equal_binary_weights(layout):
     ix0, iy0 = circle_boxes(x, y, radius)
     size = np.array([CircleAperture(r).size for r in radius]) * np.isfinite(x + y)
     build = ColumnPrefix._on_window if layout == "window" else ColumnPrefix._on_boxes
-    extra = (circlesum._window((H, W), ix0, iy0, size) if layout == "window"
+    extra = (circlecost.boxes_window((H, W), ix0, iy0, size) if layout == "window"
              else (int(size.max()),))
     prefix = build(frames, frame, ix0, iy0, size, *extra)
     flux, area, oob = circlesum.binary_circle_sums(prefix, np.arange(n), x, y, radius)

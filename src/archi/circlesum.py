@@ -12,8 +12,8 @@ centre (none when the band crosses +-r). Their weights are exactly 1, so
   radius), its number of finite pixels a difference of prefix counts;
 * only the boundary pixels at both ends of the run (y-range meeting +-[h_min, h_max], h_max
   the half-chord at the nearer band edge; ~8 r per circle) get exact weights, as
-  differences of a closed-form band area (:func:`_band_area`) between their row edges,
-  from the edge terms of :func:`archi.masks._quadrant_area` (transcendental functions once
+  differences of a closed-form band area (:func:`archi.overlap.band_area`) between their row edges,
+  from the edge terms of :func:`archi.overlap.quadrant_area` (transcendental functions once
   per cutout row and column edge). They sit on a regular layout (slot, side, item, column)
   of ``_SLOTS`` pixels per run end, so column constants broadcast and adjacent pixels
   share their edges; the few longer runs (where the rim is steep, near x = +-r) follow on a
@@ -24,7 +24,7 @@ step (vector adds, 4x faster than its cumsum along a row); the geometry is symme
 Per frame that is O(r) work per star and radius plus the prefix table, which is built on
 the chunk's window (shared) or per cutout (small scattered circles), whichever is cheaper.
 For small circles (r below ~12 px in a 9-star field) computing the weights of whole
-cutouts is still faster; :func:`boundary_method_pays` tells which method to use.
+cutouts is still faster; :func:`archi.circlecost.boundary_method_pays` tells which method to use.
 archi's binary circles (pixel centre within the radius, grid 1) need no boundary weights
 at all: each column's inside pixels are one run, one prefix difference
 (:func:`binary_circle_sums`).
@@ -38,13 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.masks import _x_terms, _y_terms
+from archi.circlecost import boxes_window, prefix_cost
+from archi.overlap import (ZERO_WEIGHT, band_area, band_terms, column_runs, x_terms,
+                           y_terms)
 
-__all__ = ["ColumnPrefix", "binary_circle_sums", "boundary_method_pays", "circle_boxes",
-           "exact_circle_sums", "ZERO_WEIGHT"]
-
-ZERO_WEIGHT = 1e-12
-"""Weights below this are rounding noise and count as 0 (as in masks._exact_circle)."""
+__all__ = ["ColumnPrefix", "binary_circle_sums", "circle_boxes", "exact_circle_sums",
+           "ZERO_WEIGHT"]
 
 # Work sizes. Temporaries are kept small on purpose (~0.5 MB at most per array): larger
 # ones cost more per element (page faults, cache misses) than the arithmetic, smaller ones
@@ -61,51 +60,6 @@ def circle_boxes(x: NDArray, y: NDArray, radius: float | NDArray
     origins = (np.floor(np.asarray(v, float) - radius + 0.5) for v in (x, y))
     return tuple(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
                  for v in origins)
-
-
-# Measured costs [ns] (numpy 2.4, 200 x 200 frames, chunks of 64 frames, 2-core VM); only
-# their ratios matter, to choose between methods that give the same numbers
-_NS_WINDOW_PIXEL = 2.0  # prefix sums on one window shared by a chunk, per frame pixel
-_NS_BOX_PIXEL = 8.5  # prefix sums per cutout box (gather included), per box pixel
-_NS_ITEM = 500.0  # boundary method, per item (circle and frame) ...
-_NS_ITEM_COLUMN = 345.0  # ... and per cutout column
-_NS_CUTOUT_CORNER = 21.0  # cutout method: weights on every corner, gather, weigh
-
-
-def _window(shape: tuple[int, int], ix0: NDArray, iy0: NDArray, size: NDArray
-            ) -> tuple[int, int, int, int]:
-    """Rows r0:r1 and columns c0:c1 of the image covered by the boxes (size 0: unused)."""
-    H, W = shape
-    used = size > 0
-    if not used.any():
-        return 0, 0, 0, 0
-    r0 = int(np.clip(iy0[used].min(), 0, H))
-    c0 = int(np.clip(ix0[used].min(), 0, W))
-    return (r0, int(np.clip((iy0 + size)[used].max(), r0, H)),
-            c0, int(np.clip((ix0 + size)[used].max(), c0, W)))
-
-
-def _prefix_cost(m: int, shape: tuple[int, int], ix0: NDArray, iy0: NDArray, size: NDArray
-                 ) -> tuple[float, bool]:
-    """Estimated time [ns] of :meth:`ColumnPrefix.build` and whether on one window."""
-    r0, r1, c0, c1 = _window(shape, ix0, iy0, size)
-    window = _NS_WINDOW_PIXEL * m * (r1 - r0) * (c1 - c0)
-    boxes = _NS_BOX_PIXEL * len(ix0) * float(size.max()) ** 2 if size.size else 0.0
-    return min(window, boxes), window <= boxes
-
-
-def boundary_method_pays(m: int, shape: tuple[int, int], ix0: NDArray, iy0: NDArray,
-                         size: NDArray, n_items: int) -> bool:
-    """Whether the boundary method (:class:`ColumnPrefix` + :func:`exact_circle_sums`) is
-    expected to beat computing the weights on whole cutouts (``CircleAperture.weights_in``
-    and a gather), for ``n_items`` circles on these boxes in a chunk of ``m`` frames of
-    ``shape``. Both give the same numbers; the boundary method's cost grows with the radius,
-    the cutouts' with its square, and they break even near r = 12 px for a 9-star field."""
-    size = np.asarray(size, np.int64)
-    S = float(size.max()) if size.size else 0.0
-    prefix, _ = _prefix_cost(m, shape, ix0, iy0, size)
-    boundary = prefix + n_items * (_NS_ITEM + _NS_ITEM_COLUMN * S)
-    return boundary < _NS_CUTOUT_CORNER * n_items * (S + 1.0) ** 2
 
 
 @dataclass(frozen=True)
@@ -144,8 +98,8 @@ class ColumnPrefix:
         frame, ix0, iy0 = (np.asarray(v, np.int64) for v in (frame, ix0, iy0))
         size = np.broadcast_to(np.asarray(size, np.int64), ix0.shape)
         args = frames, frame, ix0, iy0, size
-        if _prefix_cost(m, (H, W), ix0, iy0, size)[1]:
-            return cls._on_window(*args, *_window((H, W), ix0, iy0, size))
+        if prefix_cost(m, (H, W), ix0, iy0, size)[1]:
+            return cls._on_window(*args, *boxes_window((H, W), ix0, iy0, size))
         return cls._on_boxes(*args, int(size.max()))
 
     @classmethod
@@ -260,88 +214,6 @@ def _in_batches(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
     return flux, area, oob
 
 
-def _column_runs(ox: NDArray, oy: NDArray, c: NDArray, radius: NDArray, size: NDArray
-                 ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-    """Pixel runs ``lo <= a, b <= hi`` (n, S) (cutout rows, inclusive, as floats) of every
-    cutout column: lo..hi meet the circle, a..b lie fully inside it (a > b: none, and then
-    lo..hi is all boundary). From the half-chords ``c`` (n, S+1) at the column edges and
-    the offsets ``ox = ix0 - x``, ``oy = iy0 - y`` (n,) [pixel]: cutout row i spans
-    ``oy + i -+ 0.5``. A column beyond the circle gets at most one pixel of zero weight."""
-    cl, cr = c[:, :-1], c[:, 1:]
-    h_min = np.minimum(cl, cr)  # half-chord at the band edge farther from the centre
-    centre = np.floor(0.5 - ox)[:, None] == np.arange(c.shape[1] - 1)  # band holds x = 0
-    h_max = np.where(centre, radius[:, None], np.maximum(cl, cr))
-    q0, q1 = (0.5 - oy)[:, None], (-0.5 - oy)[:, None]
-    lo = np.maximum(np.floor(q0 - h_max), 0.0)  # pixel top > -h_max
-    hi = np.minimum(np.ceil(q1 + h_max), (size - 1.0)[:, None])  # pixel bottom < h_max
-    a = np.maximum(np.ceil(q0 - h_min), lo)  # pixel bottom >= -h_min
-    b = np.minimum(np.floor(q1 + h_min), hi)  # pixel top <= h_min
-    inner = a <= b
-    return lo, np.where(inner, a, hi + 1.0), np.where(inner, b, hi), hi
-
-
-def _band_terms(ox: NDArray, ex: NDArray, c: NDArray, s_c: NDArray, radius: NDArray
-                ) -> tuple[NDArray, NDArray]:
-    """Constants of :func:`_band_area` (7, n, S+1) for every cutout column and, as column S,
-    the right half of the column that holds x = 0; and that column's index (n,).
-
-    A column on one side of the centre (|x| from a_n at its near edge to a_f at its far
-    edge, half-chords c_n >= c_f there, S(c_n) >= S(c_f)) gives ``(a_f - a_n, a_n, c_f, c_n,
-    S(c_f), S(c_n), a_n c_f - S(c_f))``. The centre column is split at x = 0 (an extra edge:
-    |x| = 0, c = r): its left part stays in place, its right part is column S (no area when
-    no column straddles x = 0). ``ox = ix0 - x`` (n,) and ``ex``, ``c``, ``s_c`` (n, S+1):
-    column edges (clipped to +-r), half-chords and S(c) there; ``radius`` (n,) [pixel].
-    """
-    n, S = ex.shape[0], ex.shape[1] - 1
-    rr = radius[:, None]
-    edge = np.empty((3, n, S + 2))  # |x|, c, S(c) at the column edges, then at x = 0
-    np.abs(ex, out=edge[0, :, :-1])
-    edge[1:, :, :-1] = c, s_c
-    edge[0, :, -1] = 0.0
-    edge[1, :, -1] = radius
-    edge[2, :, -1] = _x_terms(rr, rr)[1][:, 0]  # S(r), as the row-edge table has it at r
-    right = ex[:, :-1] >= 0  # near edge on the left
-    centre = (ex[:, :-1] < 0) & (ex[:, 1:] > 0)
-    jc = np.clip(np.floor(0.5 - ox).astype(np.int64), 0, S - 1)
-    has = centre[np.arange(n), jc]
-    # (|x|, c, S(c)) at each column's near and far edges: selections, not index gathers
-    left_edge, right_edge, zero = edge[:, :, :S], edge[:, :, 1:S + 1], edge[:, :, S + 1:]
-    near = np.empty((3, n, S + 1))
-    far = np.empty((3, n, S + 1))
-    near[:, :, :S] = np.where(right, left_edge, np.where(centre, zero, right_edge))
-    far[:, :, :S] = np.where(right, right_edge, left_edge)
-    near[:, :, S:] = zero
-    # the centre column's right half: |x| from 0 to its right edge (0 to 0: no area)
-    far[:, :, S] = np.where(has, edge[:, np.arange(n), np.minimum(jc + 1, S)], zero[:, :, 0])
-    a_n, c_n, s_n = near
-    a_f, c_f, s_f = far
-    return np.stack([a_f - a_n, a_n, c_f, c_n, s_f, s_n, a_n * c_f - s_f]), jc
-
-
-def _band_area(au: NDArray, as_u: NDArray, sign: NDArray, t: NDArray) -> NDArray:
-    """Area [pixel^2] of the disk within one side's part of pixel columns, between v = 0
-    and the row edges v = u, signed like u.
-
-    ``au = |u|``, ``as_u = S(|u|)`` (S(v) = int_0^v sqrt(r^2 - t^2) dt) and ``sign`` of u
-    at the row edges; ``t`` (7, ...) the column terms of :func:`_band_terms` (broadcast).
-    The integrand ``min(a_f, h) - min(a_n, h)`` (h(v) = sqrt(r^2 - v^2)) is the full width
-    a_f - a_n up to v = c_f, ``h - a_n`` up to c_n, 0 beyond; S increases, so
-    S(clip(|u|, c_f, c_n)) = clip(S(|u|), S(c_f), S(c_n)). min / clip only: no
-    data-dependent branches. A pixel's weight is the difference between its row edges.
-    """
-    d_a, a_n, c_f, c_n, s_f, s_n, const = t
-    # in place, two temporaries: fresh large arrays cost more (page faults) than the math
-    area = np.minimum(au, c_f)
-    area *= d_a
-    part = np.clip(au, c_f, c_n)
-    part *= a_n
-    area -= part
-    area += np.clip(as_u, s_f, s_n, out=part)
-    area += const
-    area *= sign
-    return area
-
-
 def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
                 radius: NDArray) -> tuple[NDArray, NDArray, NDArray]:
     """:func:`exact_circle_sums` of items with finite positions (all arguments (n,))."""
@@ -352,10 +224,10 @@ def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray,
     rr = radius[:, None]
     ox, oy = ix0 - x, iy0 - y
     # transcendental terms, once per cutout edge (n, S+1): columns are bands in x ...
-    ex, _, c, s_c = _y_terms(ox[:, None] + edges, rr)
+    ex, _, c, s_c = y_terms(ox[:, None] + edges, rr)
     # ... cut along y at the row edges
-    ey, s_y = _x_terms(oy[:, None] + edges, rr)
-    lo, a, b, hi = _column_runs(ox, oy, c, radius, size)
+    ey, s_y = x_terms(oy[:, None] + edges, rr)
+    lo, a, b, hi = column_runs(ox, oy, c, radius, size)
 
     # fully inside: weight 1, from the prefix sums
     col = ix0[:, None] + np.arange(S)
@@ -368,13 +240,8 @@ def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray,
 
     # boundary runs below (side 0) and above (side 1) the inside run: (2, n, S+1), the
     # extra column being the right half of the centre column (same pixels)
-    terms, jc = _band_terms(ox, ex, c, s_c, radius)
-    starts = np.empty((2, n, S + 1), np.int64)
-    counts = np.empty((2, n, S + 1), np.int64)
-    starts[:, :, :S] = [lo, b + 1.0]
-    counts[:, :, :S] = [a - lo, hi - b]
-    starts[:, :, S] = starts[:, np.arange(n), jc]
-    counts[:, :, S] = counts[:, np.arange(n), jc]
+    terms, jc = band_terms(ox, ex, c, s_c, radius)
+    starts, counts = _boundary_runs(lo, a, b, hi, jc)
     rows = np.stack([np.abs(ey), np.abs(s_y), np.sign(ey)])  # (3, n, S+1) row-edge terms
     geometry = _Geometry(frames, k, ix0, iy0, rows.reshape(3, -1), S)
 
@@ -389,9 +256,32 @@ def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray,
     area += w_valid.sum(axis=(0, 1, 3))
     oob |= bad.any(axis=(0, 1, 3))
 
-    # the rest of the longer runs (near x = +-r), compacted: _SLOTS more pixels each, then
-    # all that remain of the few longest
-    done = K
+    _add_longer_runs(geometry, starts, counts, terms, jc, K, flux, area, oob)
+    return flux, area, oob
+
+
+def _boundary_runs(lo: NDArray, a: NDArray, b: NDArray, hi: NDArray, jc: NDArray
+                   ) -> tuple[NDArray, NDArray]:
+    """First cutout row and length (2, n, S+1) of the boundary runs below (side 0) and above
+    (side 1) the inside run of every column (:func:`archi.overlap.column_runs`, (n, S));
+    column S repeats the centre column ``jc`` (n,) (for its right half)."""
+    n, S = lo.shape
+    starts = np.empty((2, n, S + 1), np.int64)
+    counts = np.empty((2, n, S + 1), np.int64)
+    starts[:, :, :S] = [lo, b + 1.0]
+    counts[:, :, :S] = [a - lo, hi - b]
+    starts[:, :, S] = starts[:, np.arange(n), jc]
+    counts[:, :, S] = counts[:, np.arange(n), jc]
+    return starts, counts
+
+
+def _add_longer_runs(geometry: _Geometry, starts: NDArray, counts: NDArray, terms: NDArray,
+                     jc: NDArray, done: int, flux: NDArray, area: NDArray, oob: NDArray
+                     ) -> None:
+    """Add to ``flux``, ``area``, ``oob`` (n,) (in place) the boundary pixels of the runs
+    longer than ``done`` (near x = +-r), compacted: _SLOTS more pixels each, then all that
+    remain of the few longest."""
+    n, S = len(flux), geometry.S
     for last in (False, True):
         side, i, j = np.nonzero(counts[:, :, :S] > done)
         if not len(i):
@@ -408,7 +298,6 @@ def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray,
         area += np.bincount(i, weights=w_valid.sum(axis=0), minlength=n)
         oob |= np.bincount(i, weights=bad.sum(axis=0), minlength=n) > 0
         done += step
-    return flux, area, oob
 
 
 _SLOTS = 2  # boundary pixels per run on the regular layout (most runs have 1 or 2)
@@ -439,7 +328,7 @@ def _binary_batch(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
     half = np.sqrt(np.maximum(r2 - du2, 0.0))
     lo, hi = np.ceil(yc - half), np.floor(yc + half)
 
-    def inside(v: NDArray) -> NDArray:  # archi's test, as masks._sampled_circle makes it
+    def inside(v: NDArray) -> NDArray:  # archi's test, as overlap.sampled_circle_weights has it
         return (v - yc) ** 2 + du2 <= r2
 
     # the square root may round either way: one step of correction at each end
@@ -484,7 +373,7 @@ class _Geometry:
         slot = np.arange(K + 1).reshape((-1,) + (1,) * np.ndim(start))
         edge = (item * (self.S + 1) + start) + slot  # row edges; beyond the table: masked
         au, as_u, sign = np.take(self.rows, edge, axis=1, mode="clip")
-        band = _band_area(au, as_u, sign, terms)
+        band = band_area(au, as_u, sign, terms)
         w = np.subtract(band[1:], band[:-1], out=au[1:])
         w *= slot[:-1] < count
         return w

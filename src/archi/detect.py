@@ -4,7 +4,7 @@
   angle about the target's DRP centroid (:mod:`archi.geometry`), and stars fainter than
   ``magnitude_limit`` or outside the field of view are dropped.
 * ``dynam``: the image. Candidates come from a matched filter on the first frame (the kernel
-  is the visit's own empirical PSF, :mod:`archi.fieldmodel`), found one by one, each fitted
+  is the visit's own empirical PSF, :mod:`archi.psf`), found one by one, each fitted
   and removed before the next search (CLEAN). Each candidate is then verified in frames
   spread over the roll: a real star turns with the field, while residual artefacts of a
   bright star's PSF stay fixed to it on the detector. All candidates are fitted together
@@ -23,9 +23,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from archi.errors import ArchiError
-from archi.fieldmodel import EmpiricalPsf, blur_offsets, fit_frame
-from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, rotate_offsets, sky_offsets
-from archi.options import Options
+from archi.fieldmodel import fit_frame
+from archi.psf import EmpiricalPsf, blur_offsets
+from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, predicted_positions, roll_offsets,
+                            roll_per_exposure, rotate_offsets, sky_offsets)
+from archi.options import DetectionOptions, Options
+from archi.photometry import noise_per_pixel
 from archi.stars import StarList
 from archi.visit import Visit
 
@@ -40,31 +43,6 @@ CORE_RADIUS = 20
 
 class DetectionError(ArchiError):
     """No usable star list (e.g. the target is not where the DRP says)."""
-
-
-# ---------------------------------------------------------------------------------------
-# geometry helpers
-# ---------------------------------------------------------------------------------------
-
-def roll_offsets(visit: Visit, x0: NDArray, y0: NDArray) -> tuple[NDArray, NDArray]:
-    """Offsets from the target at roll 0 of first-frame positions (x0, y0)."""
-    dx, dy = x0 - visit.target_x[0], y0 - visit.target_y[0]
-    return rotate_offsets(dx, dy, -visit.roll_angle[0])
-
-
-def predicted_positions(visit: Visit, dx0: NDArray, dy0: NDArray, frames: NDArray
-                        ) -> tuple[NDArray, NDArray]:
-    """Positions (n_stars, len(frames)) of stars with roll-0 offsets (dx0, dy0), rotating
-    about and moving with the target's DRP centroid."""
-    rx, ry = rotate_offsets(np.asarray(dx0)[:, None], np.asarray(dy0)[:, None],
-                            visit.roll_angle[frames][None, :])
-    return visit.target_x[frames][None, :] + rx, visit.target_y[frames][None, :] + ry
-
-
-def _droll_per_exposure(visit: Visit) -> float:
-    """Roll change during one stacked exposure [deg] (nominal rate)."""
-    from archi.geometry import ROLL_RATE_DEG_PER_MIN
-    return ROLL_RATE_DEG_PER_MIN * visit.texptime / 60.0
 
 
 def _in_field(x: NDArray, y: NDArray, margin: float = 0.0) -> NDArray[np.bool_]:
@@ -105,12 +83,6 @@ def detect_from_catalogue(visit: Visit, magnitude_limit: float) -> StarList:
 # ---------------------------------------------------------------------------------------
 # image
 # ---------------------------------------------------------------------------------------
-
-def _noise_variance(visit: Visit, k: int) -> float:
-    """Per-pixel variance of sky, dark and read noise in frame k [e^2]."""
-    return float(visit.background_per_pixel()[k] + visit.dark_per_pixel()[k]
-                 + visit.nexp * visit.ron_electrons[k] ** 2)
-
 
 def _clean_candidates(image: NDArray, psf: EmpiricalPsf, variance: float, snr: float,
                       max_stars: int = 60) -> list[tuple[float, float, float]]:
@@ -190,7 +162,8 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
     """Fit all stars in each of ``frames`` at predicted positions. Returns flux, flux_err
     (n_stars, n_frames) and the position corrections rotated back to roll 0 (n_stars,)."""
     px, py = predicted_positions(visit, dx0, dy0, frames)
-    droll = _droll_per_exposure(visit)
+    droll = roll_per_exposure(visit)
+    variance = noise_per_pixel(visit)  # sky, dark and read noise per pixel [e^2]
     flux = np.zeros((len(dx0), len(frames)))
     err = np.zeros_like(flux)
     sx = np.zeros_like(flux)
@@ -200,7 +173,7 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
         blur = [blur_offsets(px[j, i], py[j, i], visit.target_x[k], visit.target_y[k], droll)
                 for j in range(len(dx0))]
         fit = fit_frame(frame, px[:, i], py[:, i], psf, positions=positions,
-                        variance_floor=_noise_variance(visit, k), blur=blur)
+                        variance_floor=float(variance[k]), blur=blur)
         flux[:, i], err[:, i] = fit.flux, fit.flux_err
         # shifts measured on the detector, back to the roll-0 frame
         sx[:, i], sy[:, i] = rotate_offsets(fit.dx, fit.dy, -visit.roll_angle[k])
@@ -212,12 +185,12 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
     return flux, err, shift_x, shift_y
 
 
-def detect_in_image(visit: Visit, options: Options, psf: EmpiricalPsf | None = None
+def detect_in_image(visit: Visit, options: DetectionOptions, psf: EmpiricalPsf | None = None
                     ) -> StarList:
     """Stars found in the images (see the module docstring)."""
     psf = psf or EmpiricalPsf.from_visit(visit)
     frame0 = np.asarray(visit.cube[0], dtype=float)
-    candidates = _clean_candidates(frame0, psf, _noise_variance(visit, 0),
+    candidates = _clean_candidates(frame0, psf, float(noise_per_pixel(visit)[0]),
                                    options.detection_snr)
     if not candidates:
         raise DetectionError(f"{visit.folder}: no star found in the first frame")
@@ -345,13 +318,14 @@ def sort_by_distance(stars: StarList) -> StarList:
 def detect_stars(visit: Visit, options: Options, psf: EmpiricalPsf | None = None) -> StarList:
     """The star list of a visit according to ``options.initial_detect`` (``psf``: the
     visit's empirical PSF, when the caller has built it already)."""
-    primary, secondary = options.detection
+    detection = options.detection
+    primary, secondary = detection.methods
     found: dict[str, StarList] = {}
     for method in {primary, secondary}:
         if method == "fits":
-            found[method] = detect_from_catalogue(visit, options.magnitude_limit)
+            found[method] = detect_from_catalogue(visit, detection.magnitude_limit)
         else:
-            found[method] = detect_in_image(visit, options, psf)
+            found[method] = detect_in_image(visit, detection, psf)
     target = _take(found[primary], np.array([0]))
     others = found[secondary]
     rest = np.arange(1, others.n_stars)

@@ -1,4 +1,5 @@
-"""Field geometry: the subarray, its circular field of view, and where stars fall on it.
+"""Field geometry: the subarray, its circular field of view, and where stars fall on it in
+each frame (sky to pixels, the roll about the target, the positions predicted from it).
 
 Conventions are those of the package docstring (``archi.__doc__``): ``(x, y)`` = (column, row),
 0-based, pixel centres at integers.
@@ -16,8 +17,13 @@ The field therefore rotates about the target as the roll angle changes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:  # annotations only: the visit model does not depend on the geometry
+    from archi.visit import Visit
 
 SUBARRAY_SIZE = 200
 """Width and height of a CHEOPS subarray image [pixel]."""
@@ -33,6 +39,19 @@ PLATE_SCALE = 1.01
 
 ROLL_RATE_DEG_PER_MIN = -360.0 / 98.77
 """Nominal roll rate [deg / min]: one turn per 98.77-minute orbit, roll angle decreasing."""
+
+
+def finite_positions(x: ArrayLike, y: ArrayLike
+                     ) -> tuple[NDArray, NDArray, NDArray[np.bool_]]:
+    """1-D float copies of positions x, y [pixel] with non-finite entries replaced by 0, and
+    which entries were finite (both coordinates)."""
+    x = np.atleast_1d(np.asarray(x, dtype=float))
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must be 1-D arrays of equal length, got shapes "
+                         f"{x.shape} and {y.shape}")
+    good = np.isfinite(x) & np.isfinite(y)
+    return np.where(good, x, 0.0), np.where(good, y, 0.0), good
 
 
 def field_of_view_mask(shape: tuple[int, int] = (SUBARRAY_SIZE, SUBARRAY_SIZE),
@@ -95,6 +114,27 @@ def star_positions(dx: ArrayLike, dy: ArrayLike, roll_deg: ArrayLike,
     rx, ry = rotate_offsets(np.asarray(dx, float)[:, None], np.asarray(dy, float)[:, None],
                             np.asarray(roll_deg, float)[None, :])
     return np.asarray(target_x, float)[None, :] + rx, np.asarray(target_y, float)[None, :] + ry
+
+
+# -- where a visit's stars are predicted to be (the roll about the target's DRP centroid) --
+
+def roll_offsets(visit: Visit, x0: NDArray, y0: NDArray) -> tuple[NDArray, NDArray]:
+    """Offsets [pixel] from the target at roll 0 of first-frame positions (x0, y0) [pixel]."""
+    dx, dy = x0 - visit.target_x[0], y0 - visit.target_y[0]
+    return rotate_offsets(dx, dy, -visit.roll_angle[0])
+
+
+def predicted_positions(visit: Visit, dx0: NDArray, dy0: NDArray, frames: NDArray
+                        ) -> tuple[NDArray, NDArray]:
+    """Positions (n_stars, len(frames)) [pixel] of stars with roll-0 offsets (dx0, dy0)
+    [pixel], rotating about and moving with the target's DRP centroid in ``frames``."""
+    return star_positions(dx0, dy0, visit.roll_angle[frames], visit.target_x[frames],
+                          visit.target_y[frames])
+
+
+def roll_per_exposure(visit: Visit) -> float:
+    """Roll change during one stacked exposure [deg] (nominal rate)."""
+    return ROLL_RATE_DEG_PER_MIN * visit.texptime / 60.0
 
 
 def unwrap_roll(roll_deg: ArrayLike) -> NDArray:

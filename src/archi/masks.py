@@ -1,4 +1,4 @@
-"""Aperture masks: circles and star-shaped regions, as weights on pixel cutouts.
+"""Aperture masks: the home of apertures (circles and star shapes) as weights on cutouts.
 
 Pixel conventions: ``archi.__doc__`` (``image[y, x]``, pixel centres at integers, positions
 written ``(x, y)`` in pixels).
@@ -21,31 +21,25 @@ Differences from archi's masks (``archi_spec.md`` §4, bugs B8, B9, F6, F7):
 * archi's up-sampled "background grid" (``grid_bg = 200 s``) is reproduced without
   up-sampled images: a weight is the fraction of the ``s x s`` sub-pixels of a pixel that
   the fine-grid mask covers (``grid`` argument).
-* Shape regions are split between neighbouring stars and use per-star thresholds
-  (:func:`star_regions`); growth (:func:`grow`) is a vectorised dilation that is correct at
-  the image edges.
+* Shape regions come from :mod:`archi.segmentation` (split between neighbouring stars,
+  per-star thresholds, growth correct at the image edges).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = [
-    "Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "StarSegmentation",
-    "star_regions", "segment_stars", "threshold_regions", "grow", "shape_apertures",
-    "outside_field", "cutouts", "smooth_image", "estimate_noise",
-    "ARCHI_REL_THRESHOLD",
-]
+from archi.geometry import finite_positions
+from archi.options import APERTURE_MODES, SHAPE_SHIFTS
+from archi.overlap import exact_circle_weights, item_chunks, sampled_circle_weights
+from archi.segmentation import check_layers, grow, star_regions
 
-ARCHI_REL_THRESHOLD = 11.0 / 255.0
-"""archi's contour threshold as a fraction of the frame maximum (uint8 value > 10, ~4.31 %)."""
-
-_CHUNK_ELEMENTS = 1 << 23  # bound on temporary array sizes in the vectorised kernels
+__all__ = ["Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "cutouts",
+           "outside_field", "shape_apertures", "star_regions"]
 
 
 @runtime_checkable
@@ -66,34 +60,10 @@ class Aperture(Protocol):
 # helpers
 # ----------------------------------------------------------------------------------------
 
-def _positions(x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray[np.bool_]]:
-    """1-D float copies of x, y with non-finite entries replaced by 0, and the finite mask."""
-    x = np.atleast_1d(np.asarray(x, dtype=float))
-    y = np.atleast_1d(np.asarray(y, dtype=float))
-    if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"x and y must be 1-D arrays of equal length, got shapes "
-                         f"{x.shape} and {y.shape}")
-    good = np.isfinite(x) & np.isfinite(y)
-    return np.where(good, x, 0.0), np.where(good, y, 0.0), good
-
-
 def _check_grid(grid: int) -> int:
     if isinstance(grid, bool) or int(grid) != grid or grid < 1 or grid % 2 == 0:
         raise ValueError(f"grid must be an odd integer >= 1 (archi's grid_bg / 200), got {grid!r}")
     return int(grid)
-
-
-def _check_layers(layers: int) -> int:
-    if isinstance(layers, bool) or not np.isfinite(layers) or int(layers) != layers \
-            or layers < 0:
-        raise ValueError(f"layers must be an integer >= 0, got {layers!r}")
-    return int(layers)
-
-
-def _chunks(n: int, per_item: int):
-    step = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
 
 
 def cutouts(images: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int],
@@ -147,113 +117,8 @@ def outside_field(weights: NDArray, ix0: NDArray, iy0: NDArray,
 # circles
 # ----------------------------------------------------------------------------------------
 
-def _x_terms(x: NDArray, r: float | NDArray) -> tuple[NDArray, NDArray]:
-    """Column-edge terms of :func:`_quadrant_area`: ``x`` clipped to [-r, r] and
-    ``S(x) = int_0^x sqrt(r^2 - u^2) du`` [pixel^2] (x, r in pixel, broadcast)."""
-    x = np.clip(x, -r, r)
-    sx = np.sqrt((r - x) * (r + x))
-    return x, 0.5 * (x * sx + r * r * np.arctan2(x, sx))
-
-
-def _y_terms(y: NDArray, r: float | NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-    """Row-edge terms of :func:`_quadrant_area`: ``y`` clipped to [-r, r], ``|y|``, the
-    half-chord ``c = sqrt(r^2 - y^2)`` at height y [pixel] and ``S(c)`` [pixel^2]."""
-    y = np.clip(y, -r, r)
-    ay = np.abs(y)
-    c = np.sqrt((r - ay) * (r + ay))  # half-chord at height y
-    return y, ay, c, 0.5 * (c * ay + r * r * np.arctan2(c, ay))
-
-
-def _combine(x: NDArray, s_x: NDArray, y: NDArray, ay: NDArray, c: NDArray, s_c: NDArray,
-             half_disk: float | NDArray) -> NDArray:
-    """:func:`_quadrant_area` [pixel^2] from its edge terms (:func:`_x_terms`,
-    :func:`_y_terms`) and ``half_disk = 0.5 * pi * r * r``: arithmetic only, so corners
-    that share an edge share its transcendental terms."""
-    # g = int_{-c}^{clip(x, -c, c)} (sqrt(r^2 - u^2) - |y|) du
-    g = np.where(np.abs(x) < c, s_x + s_c - ay * (x + c),
-                 np.where(x > 0, 2.0 * (s_c - ay * c), 0.0))
-    return np.where(y >= 0, (2.0 * s_x + half_disk) - g, g)
-
-
-def _quadrant_area(x: NDArray, y: NDArray, r: float) -> NDArray:
-    """Area of the disk u^2 + v^2 <= r^2 with u <= x and v <= y.
-
-    ``x`` (..., 1, W) and ``y`` (..., H, 1) broadcast to (..., H, W). Closed form from
-    integrating the chord length: every transcendental function is evaluated on the 1-D
-    edge arrays only, and ``atan2`` instead of ``asin`` keeps full precision near the edge.
-    """
-    return _combine(*_x_terms(x, r), *_y_terms(y, r), 0.5 * np.pi * r * r)
-
-
-def _exact_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: float,
-                  size: int) -> NDArray:
-    """Exact overlap fractions of a circle with the pixels of (size, size) cutouts."""
-    edges = np.arange(size + 1) - 0.5
-    out = np.empty((len(x), size, size))
-    # the four corner areas are up to pi r^2, so rounding leaves a few ulp of it (2e-12 seen
-    # at r = 45 px) on pixels beyond the circle: can pass the 1e-12 threshold from r ~ 13 px
-    far_rounding = 16 * np.spacing(np.pi * r * r) >= 1e-12
-    for sl in _chunks(len(x), (size + 1) ** 2 * 4):
-        ex = (ix0[sl] - x[sl])[:, None] + edges  # column edges relative to the centre
-        ey = (iy0[sl] - y[sl])[:, None] + edges
-        a = _quadrant_area(ex[:, None, :], ey[:, :, None], r)
-        out[sl] = a[:, 1:, 1:] - a[:, :-1, 1:] - a[:, 1:, :-1] + a[:, :-1, :-1]
-        if far_rounding:  # zero the pixels whose nearest point is outside the circle
-            gx = np.maximum(np.abs(ex[:, :-1] + 0.5) - 0.5, 0.0)  # distance to the column
-            gy = np.maximum(np.abs(ey[:, :-1] + 0.5) - 0.5, 0.0)
-            out[sl][gx[:, None, :] ** 2 + gy[:, :, None] ** 2 >= r * r] = 0.0
-    # rounding leaves ~1e-16 where the circle only grazes a pixel: not touched
-    out[out < 1e-12] = 0.0
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def _sampled_circle(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, radius: float,
-                    grid: int, size: int) -> NDArray:
-    """Fraction of the grid x grid sub-pixel centres of each pixel inside the circle.
-
-    Same test as archi's mask on its up-sampled grid: fine pixel (u, v) (integers) is inside
-    when ``(v - cy)^2 + (u - cx)^2 <= radius^2``, with the fine-grid centre
-    ``cx = grid * x + grid // 2`` and ``radius`` in fine pixels. For each fine row the
-    inside columns form one run [lo, hi], found from the half-chord and corrected by one
-    step so that it agrees bit for bit with the direct test; runs are then counted per
-    pixel.
-    """
-    s = grid
-    n = len(x)
-    r2 = radius * radius
-    out = np.empty((n, size, size))
-    fine_rows = np.arange(size * s)
-    block0 = s * np.arange(size)  # first fine column of each cutout column
-    for sl in _chunks(n, size * s * size):
-        cx = (s * x[sl] + s // 2)[:, None]
-        u0 = (s * ix0[sl])[:, None]  # fine column of cutout column 0
-        v = (s * iy0[sl])[:, None] + fine_rows
-        dv2 = (v - (s * y[sl] + s // 2)[:, None]) ** 2  # (m, size*s)
-        half = np.sqrt(np.maximum(r2 - dv2, 0.0))
-        hi = np.floor(cx + half)
-        lo = np.ceil(cx - half)
-
-        def inside(u):
-            return dv2 + (u - cx) ** 2 <= r2
-
-        hi = np.where(inside(hi), hi, hi - 1)
-        hi = np.where(inside(hi + 1), hi + 1, hi)
-        lo = np.where(inside(lo), lo, lo + 1)
-        lo = np.where(inside(lo - 1), lo - 1, lo)
-        empty = ~inside(hi) | (lo > hi)
-        lo_c = (lo - u0)[:, :, None]  # relative to the cutout's first fine column
-        hi_c = (hi - u0)[:, :, None]
-        count = np.minimum(hi_c, block0 + (s - 1)) - np.maximum(lo_c, block0) + 1
-        count = np.clip(count, 0, s)
-        count[empty] = 0
-        if s == 1:
-            out[sl] = count
-        else:
-            out[sl] = count.reshape(-1, size, s, size).sum(axis=2) / (s * s)
-    return out
-
-
-CIRCLE_MODES = ("exact", "binary", "archi")
+CIRCLE_MODES = APERTURE_MODES
+"""Kinds of circle (:class:`CircleAperture` ``mode``): the configuration's ``aperture_mode``."""
 
 
 class CircleAperture:
@@ -341,261 +206,18 @@ class CircleAperture:
                    size: int) -> tuple[NDArray, NDArray, NDArray]:
         """As :meth:`weights` for circles centred at (x, y) (the :meth:`centres`, not
         shifted again), on given (size, size) cutouts at (ix0, iy0) that contain them."""
-        x, y, good = _positions(x, y)
+        x, y, good = finite_positions(x, y)
         ix0, iy0 = (np.nan_to_num(np.asarray(v, float), nan=0.0, posinf=0.0, neginf=0.0)
                     .astype(np.int64) for v in (ix0, iy0))
         if self.mode == "exact":
-            w = _exact_circle(x, y, ix0, iy0, self.real_radius, size)
+            w = exact_circle_weights(x, y, ix0, iy0, self.real_radius, size)
         else:
-            w = _sampled_circle(x, y, ix0, iy0, self.radius, self.grid, size)
+            w = sampled_circle_weights(x, y, ix0, iy0, self.radius, self.grid, size)
         if not good.all():
             w[~good] = 0.0
             ix0[~good] = 0
             iy0[~good] = 0
         return w, ix0, iy0
-
-
-# ----------------------------------------------------------------------------------------
-# regions
-# ----------------------------------------------------------------------------------------
-
-def smooth_image(image: NDArray, sigma: float) -> NDArray[np.float64]:
-    """Gaussian smoothing [sigma in pixel] that ignores NaN pixels (normalised convolution);
-    NaN pixels stay NaN."""
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    image = np.asarray(image, dtype=float)
-    finite = np.isfinite(image)
-    if sigma <= 0:
-        return np.where(finite, image, np.nan)
-    num = ndi.gaussian_filter(np.where(finite, image, 0.0), sigma, mode="constant")
-    den = ndi.gaussian_filter(finite.astype(float), sigma, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finite & (den > 0), num / den, np.nan)
-
-
-def estimate_noise(image: NDArray) -> float:
-    """Robust per-pixel noise of an image [image units], from the median absolute deviation
-    of second differences along rows and columns (insensitive to smooth star light; NaN
-    pixels ignored). 0 for a noise-free image of smooth light."""
-    image = np.asarray(image, dtype=float)
-    d = [image[:, 2:] - 2 * image[:, 1:-1] + image[:, :-2],
-         image[2:, :] - 2 * image[1:-1, :] + image[:-2, :]]
-    d = np.concatenate([a[np.isfinite(a)] for a in d])
-    if d.size == 0:
-        return 0.0
-    mad = np.median(np.abs(d - np.median(d)))
-    return float(1.4826 * mad / np.sqrt(6.0))
-
-
-def _smoothed_noise(noise: float, sigma: float) -> float:
-    """Noise of the smoothed image for white noise of ``noise`` per pixel."""
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    if sigma <= 0:
-        return noise
-    delta = np.zeros((2 * int(4 * sigma + 1) + 1,) * 2)
-    delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
-    kernel = ndi.gaussian_filter(delta, sigma, mode="constant")
-    return float(noise * np.sqrt(np.sum(kernel ** 2)))
-
-
-def threshold_regions(image: NDArray, threshold: float, *, smooth: float = 0.0,
-                      min_area: int = 1, connectivity: int = 2
-                      ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
-    """Connected regions of an image above a threshold, brightest first (for detection).
-
-    Parameters
-    ----------
-    image : (H, W) image; NaN pixels never belong to a region.
-    threshold : level [image units]; pixels with (smoothed) value >= threshold are kept.
-    smooth : Gaussian sigma [pixel] applied first (NaN-aware), 0 = none.
-    min_area : regions with fewer pixels are dropped (archi dropped contours of polygon area
-        <= 50 grid pixels).
-    connectivity : 2 = 8-connected (as OpenCV contours), 1 = 4-connected.
-
-    Returns ``(labels, peaks)``: int32 (H, W) labels, 0 = no region, 1..m ordered by
-    decreasing peak, and the peak (smoothed) value of each region (m,). Together with
-    :func:`grow` this is what archi's ``shape_analysis``/``repeat_removal`` needs.
-    """
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    sm = smooth_image(image, smooth)
-    above = np.isfinite(sm) & (sm >= threshold)
-    structure = ndi.generate_binary_structure(2, connectivity)
-    labels, m = ndi.label(above, structure=structure)
-    if m == 0:
-        return labels.astype(np.int32), np.zeros(0)
-    index = np.arange(1, m + 1)
-    areas = ndi.sum_labels(np.ones_like(sm), labels, index)
-    peaks = np.asarray(ndi.maximum(np.where(above, sm, -np.inf), labels, index), float)
-    keep = areas >= min_area
-    order = index[keep][np.argsort(-peaks[keep], kind="stable")]
-    relabel = np.zeros(m + 1, dtype=np.int32)
-    relabel[order] = np.arange(1, len(order) + 1)
-    return relabel[labels], peaks[order - 1]
-
-
-@dataclass(frozen=True)
-class StarSegmentation:
-    """The result of :func:`segment_stars` for one frame (n stars, image (H, W))."""
-
-    regions: list[NDArray[np.bool_]]  # (H, W) boolean region per star, disjoint
-    cells: NDArray[np.int32]  # index of the star owning each pixel; -1 on NaN pixels
-    brightness: NDArray[np.float64]  # brightness used to weight the split [image units]
-    levels: NDArray[np.float64]  # local peak of the smoothed image in the star's cell
-    thresholds: NDArray[np.float64]  # threshold applied per star [image units]
-    fallback: NDArray[np.bool_]  # True where the region is the fallback disk
-    noise: float  # per-pixel noise of the smoothed image [image units]
-
-
-def segment_stars(image: NDArray, x: ArrayLike, y: ArrayLike, *,
-                  brightness: ArrayLike | None = None,
-                  rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
-                  noise: float | None = None, smooth: float = 1.5,
-                  peak_radius: float = 16.0, seed_radius: float = 3.0,
-                  fallback_radius: float = 3.0, exponent: float = 4.0,
-                  fill_holes: bool = True) -> StarSegmentation:
-    """Split one frame into one region per star; :func:`star_regions` documents the method
-    and options. Returns a :class:`StarSegmentation` with the regions and the diagnostics
-    (cells, thresholds, which stars fell back to a disk)."""
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    image = np.asarray(image, dtype=float)
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {image.shape}")
-    xs, ys, good = _positions(x, y)
-    n = len(xs)
-    H, W = image.shape
-    finite = np.isfinite(image)
-    sm = smooth_image(image, smooth)
-    if noise is None:
-        noise = estimate_noise(image)
-    noise_s = _smoothed_noise(float(noise), smooth)
-    yy, xx = np.indices((H, W), dtype=float)
-
-    # distance of every pixel to every star, and the local brightness of each star
-    dist = np.full((n, H, W), np.inf)
-    for i in np.flatnonzero(good):
-        dist[i] = np.hypot(xx - xs[i], yy - ys[i])
-    if brightness is None:
-        b = np.zeros(n)
-        for i in np.flatnonzero(good):
-            disk = (dist[i] <= max(seed_radius, 0.5)) & finite
-            if disk.any():
-                b[i] = max(float(np.mean(sm[disk])), 0.0)
-    else:
-        b = np.clip(np.nan_to_num(np.asarray(brightness, dtype=float), nan=0.0), 0.0, None)
-        if b.shape != (n,):
-            raise ValueError(f"brightness must have one value per star ({n}), got {b.shape}")
-    bmax = b[good].max() if good.any() else 0.0
-    b = np.maximum(b, 1e-6 * bmax) if bmax > 0 else np.ones(n)
-
-    # multiplicatively weighted Voronoi split: pixel -> star minimising d_i / b_i^(1/p)
-    cells = np.full((H, W), -1, dtype=np.int32)
-    if good.any() and finite.any():
-        key = dist / b[:, None, None] ** (1.0 / exponent)
-        cells = np.where(finite, np.argmin(key, axis=0), -1).astype(np.int32)
-        cells[finite & ~np.isfinite(np.min(key, axis=0))] = -1
-
-    regions: list[NDArray[np.bool_]] = []
-    levels = np.full(n, np.nan)
-    thresholds = np.full(n, np.nan)
-    fallback = np.zeros(n, dtype=bool)
-    structure = ndi.generate_binary_structure(2, 2)
-    for i in range(n):
-        region = np.zeros((H, W), dtype=bool)
-        if good[i]:
-            cell = cells == i
-            near = cell & (dist[i] <= peak_radius)
-            if near.any():
-                levels[i] = float(np.max(sm[near]))
-                thresholds[i] = max(rel_threshold * levels[i], nsigma * noise_s)
-                above = cell & (sm >= thresholds[i]) if levels[i] > 0 else \
-                    np.zeros_like(cell)
-                labels, m = ndi.label(above, structure=structure)
-                if m:
-                    seeds = np.unique(labels[(dist[i] <= seed_radius) & above])
-                    seeds = seeds[seeds > 0]
-                    if seeds.size:
-                        region = np.isin(labels, seeds)
-                        if fill_holes:
-                            region = ndi.binary_fill_holes(region) & cell
-            if not region.any():
-                fallback[i] = True
-                disk = (dist[i] <= fallback_radius) & finite
-                region = disk & cell if (disk & cell).any() else disk
-        else:
-            fallback[i] = True
-        regions.append(region)
-    return StarSegmentation(regions=regions, cells=cells, brightness=b, levels=levels,
-                            thresholds=thresholds, fallback=fallback, noise=noise_s)
-
-
-def star_regions(image: NDArray, x: ArrayLike, y: ArrayLike, *,
-                 brightness: ArrayLike | None = None,
-                 rel_threshold: float = ARCHI_REL_THRESHOLD, nsigma: float = 3.0,
-                 noise: float | None = None, smooth: float = 1.5,
-                 peak_radius: float = 16.0, seed_radius: float = 3.0,
-                 fallback_radius: float = 3.0, exponent: float = 4.0,
-                 fill_holes: bool = True) -> list[NDArray[np.bool_]]:
-    """One boolean region per star (full image size (H, W), disjoint) from one frame.
-
-    Each region is what archi's filled contour of a star was, made to work in crowded fields:
-
-    1. The image is smoothed by a Gaussian of ``smooth`` [pixel] ignoring NaN pixels
-       (outside the field), which never belong to a region.
-    2. Pixels are shared between stars by a brightness-weighted Voronoi split: pixel p goes
-       to the star minimising ``d_i(p) / b_i^(1/exponent)`` (the star whose light would
-       dominate there if profiles fell as ``d^-exponent``). Boundaries are circles
-       (Apollonius) around the fainter star, so every star keeps its own position, and a
-       blended pair gets two regions. ``b_i`` is ``brightness`` if given (e.g.
-       ``StarList.brightness``), else the mean smoothed image within ``seed_radius`` of the
-       star. An intensity watershed is not used: the CHEOPS PSF is three-lobed with its
-       maxima ~13 px from the centre, so a star's centre is not a local maximum and a
-       15-px pair shows a single merged maximum.
-    3. Per-star threshold ``max(rel_threshold * level_i, nsigma * noise)``, with
-       ``level_i`` the maximum of the smoothed image in the star's cell within
-       ``peak_radius`` [pixel] of it and ``noise`` the noise of the smoothed image
-       (``noise`` per pixel is estimated robustly by :func:`estimate_noise` if not given).
-       The default fraction is archi's 11/255 = 4.3 %, but of each star's own peak instead of
-       the frame maximum, so faint stars keep regions.
-    4. The region is the union of the connected (8-connectivity) above-threshold parts of
-       the star's cell that come within ``seed_radius`` [pixel] of the star, holes filled
-       (like archi's filled contours; filling never takes pixels of another cell).
-    5. Fallback when that is empty (star too faint, or on NaN pixels): a disk of
-       ``fallback_radius`` [pixel] around the star (finite pixels of its cell, or all its
-       finite pixels if the cell has none there); empty if the star is off the image or its
-       position is not finite. :func:`segment_stars` returns which stars fell back.
-
-    ``x, y`` (n,) are the stars' positions in this frame [pixel], star 0 = target.
-    """
-    return segment_stars(image, x, y, brightness=brightness, rel_threshold=rel_threshold,
-                         nsigma=nsigma, noise=noise, smooth=smooth, peak_radius=peak_radius,
-                         seed_radius=seed_radius, fallback_radius=fallback_radius,
-                         exponent=exponent, fill_holes=fill_holes).regions
-
-
-def grow(region: NDArray, layers: int, metric: str = "chebyshev") -> NDArray[np.bool_]:
-    """Grow a boolean region by ``layers`` layers of pixels (binary dilation).
-
-    ``metric="chebyshev"`` (default, archi's ``shape_increase``): each layer adds the 3 x 3
-    neighbourhood of every pixel, i.e. one dilation by a (2 layers + 1)^2 square, done at
-    once with a separable maximum filter. ``"manhattan"``: 4-neighbour (cross) growth.
-    ``"euclidean"``: pixels whose centre lies within ``layers`` of a region pixel centre.
-    The result has the input's shape: growth stops at the image edges (where archi raised
-    NameError, bug B8) and nothing wraps around. ``layers = 0`` returns a copy.
-    """
-    from scipy import ndimage as ndi  # lazy: factor jobs with circles never need it
-    region = np.asarray(region, dtype=bool)
-    layers = _check_layers(layers)
-    if metric not in ("chebyshev", "manhattan", "euclidean"):
-        raise ValueError(f"metric must be 'chebyshev', 'manhattan' or 'euclidean', "
-                         f"got {metric!r}")
-    if layers == 0 or not region.any():
-        return region.copy()
-    if metric == "chebyshev":
-        return ndi.maximum_filter(region.view(np.uint8), size=2 * layers + 1,
-                                  mode="constant", cval=0).astype(bool)
-    if metric == "manhattan":
-        return ndi.distance_transform_cdt(~region, metric="taxicab") <= layers
-    return ndi.distance_transform_edt(~region) <= layers
 
 
 # ----------------------------------------------------------------------------------------
@@ -637,11 +259,11 @@ class ShapeAperture:
         region = np.asarray(region, dtype=bool)
         if region.ndim != 2:
             raise ValueError(f"region must be a 2-D boolean image, got shape {region.shape}")
-        if shift not in ("bilinear", "integer"):
-            raise ValueError(f"shift must be 'bilinear' or 'integer', got {shift!r}")
+        if shift not in SHAPE_SHIFTS:
+            raise ValueError(f"shift must be one of {', '.join(SHAPE_SHIFTS)}, got {shift!r}")
         if not (np.isfinite(x_ref) and np.isfinite(y_ref)):
             raise ValueError(f"reference position must be finite, got ({x_ref}, {y_ref})")
-        self.layers = _check_layers(layers)
+        self.layers = check_layers(layers)
         self.grid = s = _check_grid(grid)
         self.shift = shift
         self.metric = metric
@@ -701,7 +323,7 @@ class ShapeAperture:
     def weights(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
         """Weights (n, h, w) in [0, 1] and cutout origins ix0, iy0 (n,) for positions
         x, y (n,) [pixel]."""
-        x, y, good = _positions(x, y)
+        x, y, good = finite_positions(x, y)
         s = self.grid
         fx = s * (x - self.x_ref)  # offsets in fine pixels
         fy = s * (y - self.y_ref)
@@ -717,7 +339,7 @@ class ShapeAperture:
         qy, ry = np.divmod(iy, s)
         h, w = self.cutout_shape
         out = np.zeros((len(x), h, w))
-        for sl in _chunks(len(x), h * w):
+        for sl in item_chunks(len(x), h * w):
             c = coef[sl]
             if s == 1:
                 out[sl] = np.einsum("nk,khw->nhw", c, self._stack[0, 0])

@@ -3,7 +3,7 @@
 The engine reads the cube in chunks of frames (each chunk once), and for each star gathers
 its aperture's cut-out in all frames of the chunk at once (vectorised over frames), so the
 cost is linear in frames and stars and memory stays bounded. Apertures are any objects with
-``weights(x, y) -> (weights (n, h, w), ix0 (n,), iy0 (n,))`` (see :mod:`archi.masks`).
+``weights(x, y) -> (weights (n, h, w), ix0 (n,), iy0 (n,))`` (:class:`archi.masks.Aperture`).
 Exact circles (``CircleAperture(mode="exact")``, the factor search's hot path) take a
 faster route with the same numbers, :mod:`archi.circlesum`: prefix sums of each chunk
 (shared by all stars and radii) for the pixels fully inside, exact weights only for the
@@ -25,21 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.circlesum import (ColumnPrefix, binary_circle_sums, boundary_method_pays,
-                             circle_boxes, exact_circle_sums)
+from archi.circlecost import boundary_method_pays
+from archi.circlesum import ColumnPrefix, binary_circle_sums, circle_boxes, exact_circle_sums
 from archi.cosmics import CosmicHits, dilate3
-from archi.masks import CircleAperture
+from archi.masks import Aperture, CircleAperture
 from archi.stars import Tracks
 from archi.visit import Visit
-
-
-class Aperture(Protocol):
-    def weights(self, x: NDArray, y: NDArray) -> tuple[NDArray, NDArray, NDArray]: ...
 
 
 @dataclass(frozen=True)
@@ -265,7 +260,8 @@ def noise_per_pixel(visit: Visit, aperture_name: str | None = None) -> NDArray[n
 def flux_errors(flux: NDArray, area: NDArray, visit: Visit,
                 aperture_name: str | None = None) -> NDArray[np.float64]:
     """archi's per-frame uncertainty [e] (module docstring), shape of ``flux``."""
-    return np.sqrt(np.clip(flux, 0.0, None) + area * noise_per_pixel(visit, aperture_name)[None, :])
+    variance = noise_per_pixel(visit, aperture_name)[None, :]
+    return np.sqrt(np.clip(flux, 0.0, None) + area * variance)
 
 
 def circular_aperture_sums(frames: NDArray, x: NDArray, y: NDArray, radius: float

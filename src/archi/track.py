@@ -23,11 +23,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from archi import parallel
-from archi.detect import _droll_per_exposure, predicted_positions, roll_offsets
 from archi.cosmics import CosmicHits
-from archi.fieldmodel import EmpiricalPsf, fit_shifts, rotational_blur
-from archi.geometry import rotate_offsets
-from archi.options import Options
+from archi.fieldmodel import fit_shifts
+from archi.psf import EmpiricalPsf, rotational_blur
+from archi.geometry import (predicted_positions, roll_offsets, roll_per_exposure,
+                            rotate_offsets)
+from archi.options import Options, TrackingOptions
 from archi.photometry import noise_per_pixel
 from archi.stars import StarList, Tracks
 from archi.visit import Visit
@@ -54,31 +55,31 @@ def _offsets(visit: Visit, stars: StarList) -> tuple[NDArray, NDArray]:
     return x + bias_x, y + bias_y
 
 
-def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
-           psf: EmpiricalPsf, cosmics: CosmicHits | None = None, workers: int = 1
+def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, tracking: TrackingOptions,
+           chunk: int, psf: EmpiricalPsf, cosmics: CosmicHits | None = None, workers: int = 1
            ) -> tuple[NDArray, NDArray, NDArray]:
-    """Measured positions and whether measured, (n_stars, n_frames) each; the frames split
-    among ``workers`` processes at chunk boundaries (chunks are fitted independently)."""
-    chunk = options.effective_chunk
+    """Measured positions and whether measured, (n_stars, n_frames) each, fitted in chunks
+    of ``chunk`` frames; the frames split among ``workers`` processes at chunk boundaries
+    (chunks are fitted independently)."""
 
     def part(span: tuple[int, int]):
-        return lambda: _dynam_frames(visit, x_pred, y_pred, options, psf, cosmics, span)
+        return lambda: _dynam_frames(visit, x_pred, y_pred, tracking, chunk, psf, cosmics,
+                                     span)
 
     spans = parallel.frame_ranges(x_pred.shape[1], chunk, workers) or [(0, 0)]
     parts = parallel.run_forked([part(span) for span in spans], workers)
     return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(3))
 
 
-def _dynam_frames(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Options,
-                  psf: EmpiricalPsf, cosmics: CosmicHits | None, span: tuple[int, int]
-                  ) -> tuple[NDArray, NDArray, NDArray]:
+def _dynam_frames(visit: Visit, x_pred: NDArray, y_pred: NDArray, tracking: TrackingOptions,
+                  chunk: int, psf: EmpiricalPsf, cosmics: CosmicHits | None,
+                  span: tuple[int, int]) -> tuple[NDArray, NDArray, NDArray]:
     """:func:`_dynam` of the frames ``first..stop-1`` of ``span`` (the result's columns)."""
     first, stop = span
     x, y = x_pred[:, first:stop].copy(), y_pred[:, first:stop].copy()
     measured = np.zeros(x.shape, dtype=bool)
-    droll = _droll_per_exposure(visit)
+    droll = roll_per_exposure(visit)
     variance = noise_per_pixel(visit)
-    chunk = options.effective_chunk
     for start in range(first, stop, chunk):
         sl = slice(start, min(start + chunk, stop))
         out = slice(sl.start - first, sl.stop - first)
@@ -91,7 +92,7 @@ def _dynam_frames(visit: Visit, x_pred: NDArray, y_pred: NDArray, options: Optio
         with np.errstate(divide="ignore", invalid="ignore"):
             snr = np.where(fit.flux_err > 0, fit.flux / fit.flux_err, 0.0)
         ok = ((snr >= MIN_TRACK_SNR) & (fit.covered > 0.5)
-              & (np.hypot(fit.dx, fit.dy) <= options.track_tolerance))
+              & (np.hypot(fit.dx, fit.dy) <= tracking.track_tolerance))
         x[:, out] += np.where(ok, fit.dx, 0.0)
         y[:, out] += np.where(ok, fit.dy, 0.0)
         measured[:, out] = ok
@@ -103,7 +104,7 @@ def track_stars(visit: Visit, stars: StarList, options: Options,
                 workers: int = 1) -> Tracks:
     """Positions (n_stars, n_frames) of ``stars`` through the visit; ``cosmics``: hits
     replaced before ``dynam`` fits; ``workers``: processes sharing the ``dynam`` frames."""
-    modes = [options.star_tracking(j) for j in range(stars.n_stars)]
+    modes = [options.tracking.star_tracking(j) for j in range(stars.n_stars)]
     x = np.empty((stars.n_stars, visit.n_frames))
     y = np.empty_like(x)
     measured = np.ones(x.shape, dtype=bool)
@@ -117,7 +118,8 @@ def track_stars(visit: Visit, stars: StarList, options: Options,
         x[rows], y[rows] = ox[rows], oy[rows]
         if "dynam" in modes:
             psf = psf or EmpiricalPsf.from_visit(visit)
-            dxs, dys, meas = _dynam(visit, ox, oy, options, psf, cosmics, workers)
+            dxs, dys, meas = _dynam(visit, ox, oy, options.tracking, options.effective_chunk,
+                                    psf, cosmics, workers)
             rows = [j for j, m in enumerate(modes) if m == "dynam"]
             x[rows], y[rows], measured[rows] = dxs[rows], dys[rows], meas[rows]
     return Tracks(x=x, y=y, measured=measured)

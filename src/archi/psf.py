@@ -1,0 +1,242 @@
+"""The visit's empirical PSF: its home (building, sub-pixel phases, rendering, windows, blur).
+
+CHEOPS's PSF is fixed on the detector (the optics roll with the CCD) while the field turns
+about the target. A median of target-centred cut-outs taken at different roll angles
+therefore gives the PSF free of the neighbours' light, from the data themselves
+(:meth:`EmpiricalPsf.from_visit`). Its stamps at sub-pixel phases are kept in a phase bank
+(spline-shifted once per phase), from which stars are rendered (:meth:`EmpiricalPsf.render`)
+or sampled on small windows (:func:`window_templates`), optionally averaged over the arc a
+star sweeps while the roll changes during one exposure (:func:`rotational_blur`). The fits
+that use it are in :mod:`archi.fieldmodel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from archi.visit import Visit
+
+__all__ = ["EmpiricalPsf", "blur_offsets", "rotational_blur", "window_index",
+           "window_templates"]
+
+
+@dataclass
+class EmpiricalPsf:
+    """PSF image of unit total flux on a (2R+1)^2 stamp, centred where the DRP puts the
+    target's centroid."""
+
+    stamp: NDArray[np.float64]
+    radius: int
+    oversample: int = 10
+    _cache: dict | None = None
+
+    BANK_PAD = 24
+    """Zero pixels about each stamp of the phase bank from the start: the tracker's 25 px
+    windows (:func:`fit_shifts`) read past a stamp without the bank being copied."""
+
+    @classmethod
+    def from_visit(cls, visit: Visit, radius: int = 60, n_frames: int = 25) -> EmpiricalPsf:
+        """Median of target-centred cut-outs of up to ``n_frames`` frames spread over the visit."""
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+        index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
+                          .astype(int))
+        pad = radius + 3
+        cuts = []
+        for k in index:
+            frame = np.asarray(visit.cube[k], dtype=float)
+            tx, ty = visit.target_x[k], visit.target_y[k]
+            ix, iy = int(round(tx)), int(round(ty))
+            big = np.full((2 * pad + 1, 2 * pad + 1), np.nan)
+            y0, x0 = iy - pad, ix - pad
+            ys, xs = max(y0, 0), max(x0, 0)
+            ye, xe = min(y0 + 2 * pad + 1, frame.shape[0]), min(x0 + 2 * pad + 1, frame.shape[1])
+            big[ys - y0:ye - y0, xs - x0:xe - x0] = frame[ys:ye, xs:xe]
+            valid = np.isfinite(big)
+            shifted = ndimage.shift(np.where(valid, big, 0.0), (iy - ty, ix - tx), order=3)
+            cover = ndimage.shift(valid.astype(float), (iy - ty, ix - tx), order=1)
+            shifted[cover < 0.99] = np.nan
+            cuts.append(shifted[3:-3, 3:-3])
+        with np.errstate(all="ignore"):
+            stamp = np.nanmedian(np.array(cuts), axis=0)
+        yy, xx = np.indices(stamp.shape) - radius
+        stamp = np.where((np.hypot(xx, yy) <= radius) & np.isfinite(stamp), stamp, 0.0)
+        stamp = np.clip(stamp, 0.0, None)
+        total = stamp.sum()
+        if not total > 0:
+            raise ValueError("the target's image has no positive flux: cannot build a PSF")
+        # No recentring: the cut-outs are aligned on the DRP centroid, which defines where a
+        # star "is" (neighbours' residual light in the halo would bias a recomputed centroid).
+        return cls(stamp / stamp.sum(), radius)
+
+    @property
+    def size(self) -> int:
+        return 2 * self.radius + 1
+
+    def phase_stamp(self, fx: float, fy: float) -> tuple[NDArray, NDArray, NDArray]:
+        """Stamp and its x/y gradients for a star at sub-pixel offset (fx, fy) in [-0.5, 0.5)
+        from the stamp centre (quantised to 1/oversample px, cached in the phase bank)."""
+        s, gx, gy = self._phase_parts(fx, fy)
+        return s, gx, gy
+
+    def _phase_parts(self, fx: float, fy: float) -> NDArray:
+        """:meth:`phase_stamp` as one (3, size, size) view of the phase bank."""
+        kx, ky = int(round(fx * self.oversample)), int(round(fy * self.oversample))
+        bank, row = self.phase_bank(np.array([kx]), np.array([ky]))
+        pad = self.bank_pad
+        return bank[row[0], :, pad:pad + self.size, pad:pad + self.size]
+
+    def phase_bank(self, kx: NDArray, ky: NDArray, pad: int = 0) -> tuple[NDArray, NDArray]:
+        """Stamps and x/y gradients of phase keys (kx, ky) [1/oversample px], filled as
+        phases are used, and the row of each key (same shape as the keys).
+
+        The bank is one array (n_phases + 1, 3, size + 2 p, size + 2 p) (stamp, d/dx, d/dy)
+        with at least ``pad`` zero pixels about each stamp (p >= pad, so windows reaching
+        past a stamp read zeros) and a last phase of zeros only (for windows beyond it).
+        """
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+
+        self._ensure_bank(max(pad, self.BANK_PAD))
+        bank, filled, p = self._cache["bank"], self._cache["filled"], self._cache["pad"]
+        n_keys = self.oversample + 1  # keys -oversample/2 .. +oversample/2
+        half = self.oversample // 2
+        row = (np.asarray(ky) + half) * n_keys + (np.asarray(kx) + half)
+        for r in np.unique(row[~filled[row]]):
+            shift_x = (r % n_keys - half) / self.oversample
+            shift_y = (r // n_keys - half) / self.oversample
+            # = ndimage.shift(self.stamp, ..., order=3, mode="constant"), with the spline
+            # coefficients computed once for every phase
+            s = ndimage.shift(self._spline(), (shift_y, shift_x), order=3, mode="constant",
+                              prefilter=False)
+            gy, gx = np.gradient(s)
+            bank[r, :, p:p + self.size, p:p + self.size] = s, gx, gy
+            filled[r] = True
+        return bank, row
+
+    def _spline(self) -> NDArray:
+        """Cubic spline coefficients of the stamp (what ``ndimage.shift`` prefilters)."""
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+
+        if "spline" not in self._cache:
+            self._cache["spline"] = ndimage.spline_filter(self.stamp, 3, output=np.float64,
+                                                          mode="constant")
+        return self._cache["spline"]
+
+    @property
+    def bank_pad(self) -> int:
+        """Zero pixels about each stamp of the phase bank (see :meth:`phase_bank`)."""
+        return 0 if self._cache is None else self._cache["pad"]
+
+    def _ensure_bank(self, pad: int) -> None:
+        """Allocate the phase bank with at least ``pad`` zero pixels about each stamp,
+        keeping the phases filled so far (a wider pad copies them once)."""
+        n_phases = (self.oversample + 1) ** 2
+        if self._cache is not None and self._cache["pad"] >= pad:
+            return
+        side = self.size + 2 * pad
+        # np.zeros: pages of unused phases are never touched, so cost no memory
+        bank = np.zeros((n_phases + 1, 3, side, side))
+        filled = np.zeros(n_phases, dtype=bool)
+        if self._cache is not None:
+            old, p = self._cache["bank"], self._cache["pad"]
+            filled = self._cache["filled"]
+            bank[:-1, :, pad:pad + self.size, pad:pad + self.size][filled] = \
+                old[:-1, :, p:p + self.size, p:p + self.size][filled]
+        self._cache = {**(self._cache or {}), "bank": bank, "filled": filled, "pad": pad}
+
+    def render(self, x: float, y: float, blur: NDArray | None = None, gradients: bool = True
+               ) -> tuple[NDArray, NDArray | None, NDArray | None, int, int]:
+        """Unit-flux image of a star at (x, y) on a stamp, with gradients and its origin.
+
+        ``blur``: optional (m, 2) offsets [pixel] averaged over (rotational blur during the
+        exposure). Returns (stamp, d/dx, d/dy, ix0, iy0); the gradients are None unless
+        ``gradients``.
+        """
+        ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        offsets = np.zeros((1, 2)) if blur is None else np.asarray(blur)
+        parts = 3 if gradients else 1
+        acc = np.zeros((parts, self.size, self.size))
+        for ox, oy in offsets:
+            sx, sy = x + ox - ix, y + oy - iy
+            jx, jy = int(np.floor(sx + 0.5)), int(np.floor(sy + 0.5))
+            acc += _roll_zero(self._phase_parts(sx - jx, sy - jy)[:parts], jx, jy)
+        acc /= len(offsets)
+        gx, gy = (acc[1], acc[2]) if gradients else (None, None)
+        return acc[0], gx, gy, ix - self.radius, iy - self.radius
+
+
+def _roll_zero(a: NDArray, dx: int, dy: int) -> NDArray:
+    """Shift an array by whole pixels along its last two axes, filling with zeros (no
+    wrap-around)."""
+    if dx == 0 and dy == 0:
+        return a
+    # a copy and a contiguous add beat one strided in-place add 1.5x
+    out = np.zeros_like(a)
+    h, w = a.shape[-2:]
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[..., yd, xd] = a[..., ys, xs]
+    return out
+
+
+def rotational_blur(x: NDArray, y: NDArray, cx: NDArray, cy: NDArray, droll_deg: float
+                    ) -> NDArray | None:
+    """Offsets along the arcs stars at (x, y) (n_stars, n) sweep about (cx, cy) (n,) while
+    the roll changes by ``droll_deg`` in one exposure: (m, n_stars, n, 2), sampled about
+    every pixel of the longest arc; None when no arc reaches a pixel."""
+    dx = np.asarray(x, float) - np.asarray(cx, float)
+    dy = np.asarray(y, float) - np.asarray(cy, float)
+    m = int(np.ceil(abs(np.radians(droll_deg)) * np.nanmax(np.hypot(dx, dy), initial=0.0)))
+    if m <= 1:
+        return None
+    angles = np.radians(((np.arange(m) + 0.5) / m - 0.5) * droll_deg)
+    c = np.cos(angles)[:, None, None]
+    s = np.sin(angles)[:, None, None]
+    # the same rotation sense as archi.geometry.rotate_offsets
+    return np.stack([dx * c + dy * s - dx, -dx * s + dy * c - dy], axis=-1)
+
+
+def blur_offsets(x: float, y: float, cx: float, cy: float, droll_deg: float) -> NDArray:
+    """:func:`rotational_blur` of one star in one frame: (m, 2) offsets [pixel]."""
+    blur = rotational_blur(np.array([[x]]), np.array([[y]]), np.array([cx]), np.array([cy]),
+                           droll_deg)
+    return np.zeros((1, 2)) if blur is None else blur[:, 0, 0, :]
+
+
+def _split(p: NDArray, oversample: int) -> tuple[NDArray, NDArray]:
+    """Nearest whole pixel and sub-pixel phase key (as :meth:`EmpiricalPsf.phase_stamp`)."""
+    whole = np.floor(p + 0.5).astype(np.int64)
+    return whole, np.rint((p - whole) * oversample).astype(np.int64)
+
+
+def window_templates(psf: EmpiricalPsf, x: NDArray, y: NDArray, ix: NDArray, iy: NDArray,
+                     half: int) -> NDArray:
+    """Unit-flux PSF of a star at (x, y) and its x/y gradients sampled on the
+    (2 half + 1)^2 window centred on pixel (ix, iy) [pixel]: (..., 3, w, w) for arguments
+    broadcasting to shape (...); zero where the window is beyond the PSF stamp."""
+    windows, index = window_index(psf, x, y, ix, iy, half)
+    return windows[index]
+
+
+def window_index(psf: EmpiricalPsf, x: NDArray, y: NDArray, ix: NDArray, iy: NDArray,
+                 half: int) -> tuple[NDArray, tuple]:
+    """The phase bank as a view of every (3, w, w) window, and the index into it of the
+    windows of :func:`window_templates` (indexing part of it gives part of the windows)."""
+    x, y, ix, iy = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float),
+                                       np.asarray(ix), np.asarray(iy))
+    w = 2 * half + 1
+    jx, kx = _split(x, psf.oversample)
+    jy, ky = _split(y, psf.oversample)
+    bank, row = psf.phase_bank(kx, ky, pad=w - 1)
+    pad = psf.bank_pad
+    # window origins in the padded bank; those in [first, last] overlap the stamp
+    oy = psf.radius + (iy - jy) - half + pad
+    ox = psf.radius + (ix - jx) - half + pad
+    first, last = pad - (w - 1), pad + psf.size - 1
+    away = (oy < first) | (oy > last) | (ox < first) | (ox > last)
+    row = np.where(away, len(bank) - 1, row)  # the all-zero phase
+    # gathering whole (3, w, w) blocks is 3-5x faster than pixel by pixel
+    windows = np.lib.stride_tricks.sliding_window_view(bank, (w, w), axis=(2, 3))
+    return windows, (row, slice(None), np.clip(oy, first, last), np.clip(ox, first, last))
