@@ -32,7 +32,7 @@ from archi.cdpp_table import CdppTable
 from archi.cosmics import CosmicHits, find_cosmics
 from archi.detect import detect_stars
 from archi.factors import round_factor
-from archi.fieldmodel import EmpiricalPsf
+from archi.psf import EmpiricalPsf
 from archi.io import read_visit
 from archi.io.factors_file import (
     read_optimized_factors,
