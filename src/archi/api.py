@@ -21,6 +21,7 @@ same results). The search's rules are in :mod:`archi.optimize`, its runs in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 
 from archi import parallel
 from archi.cdpp_table import CdppTable
+from archi.contamination import model_field, neighbours_light, star_fluxes
 from archi.cosmics import CosmicHits, find_cosmics
 from archi.detect import detect_stars
 from archi.factors import round_factor
@@ -46,7 +48,7 @@ from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.noise import NoiseMetric
 from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
 from archi.options import Options
-from archi.photometry import ApertureSums, flux_errors, noise_per_pixel
+from archi.photometry import ApertureSums, aperture_photometry, flux_errors, noise_per_pixel
 from archi.io.prepared import read_prepared, write_prepared
 from archi.prepared import Prepared
 from archi.runs import (
@@ -83,7 +85,10 @@ def load_visit(folder: str | Path, options: Options, layout: str = "auto") -> Vi
 
 def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int = 1
             ) -> Prepared:
-    """Detect the stars (``initial_detect``) and track them (``detect_mode``).
+    """Detect the stars (``initial_detect``) and track them (``detect_mode``); with
+    ``decontaminate``, model the field (:func:`archi.contamination.model_field`: the tracks
+    of ``dynam`` stars get better with it). Every star's brightness is then its fitted flux
+    [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
     detected, and the tracking's frames are split among the workers (the same results)."""
@@ -104,8 +109,15 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         import scipy.ndimage  # noqa: F401
     (stars, psf), cosmics = parallel.run_forked([detection, cosmic_rays], workers)
     tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics, workers=workers)
+    model = None
+    if options.decontaminate:
+        tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
+        brightness = model.flux[:stars.n_stars]
+    else:
+        brightness = star_fluxes(visit, tracks, psf)
+    stars = dataclasses.replace(stars, brightness=brightness)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
-                    cosmics)
+                    cosmics, model)
 
 
 @dataclass(frozen=True)
@@ -214,12 +226,23 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
     ``workers`` processes: the same curves). With the ``search_result`` that chose these
     factors, its runs' sums are used instead of measuring those stars again (the same
     curves to rounding: the search summed each run among other runs); only the stars it
-    did not measure at their factor take a pass over the cube."""
+    did not measure at their factor take a pass over the cube.
+
+    With a field model (``decontaminate``) FLUX is each star's own light; the mask's sum
+    (``flux_raw``) and the neighbours' modelled light in it (``conta``) come with it, and
+    the errors count the photon noise of all the light in the mask."""
     options = prepared.options
     n = prepared.stars.n_stars
     factors = {j: float(factors[j]) for j in range(n)}
     sums = _sums_for(visit, prepared, factors, workers, search_result)
-    errors = flux_errors(sums.flux, sums.area, visit)
+    raw, conta = sums.flux, None
+    if prepared.model is not None:
+        apertures = build_apertures(visit, prepared, factors)
+        raw = aperture_photometry(visit.cube, prepared.tracks, apertures,
+                                  options.effective_chunk, prepared.cosmics).flux
+        conta = neighbours_light(prepared.model, prepared.tracks, apertures,
+                                 options.effective_chunk)
+    errors = flux_errors(raw, sums.area, visit)
     fn = metric_for(options, metric)
     cdpp = np.array([star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)[0]
                      for j in range(n)])
@@ -232,7 +255,8 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
         methods=tuple(options.star_method(j) for j in range(n)),
         factors=np.array([factors[j] for j in range(n)]),
         npix=np.nanmean(sums.area, axis=1), cdpp=cdpp,
-        options={**options.to_dict(), "visit_folder": str(visit.folder)})
+        options={**options.to_dict(), "visit_folder": str(visit.folder)},
+        flux_raw=None if conta is None else raw, conta=conta)
 
 
 @dataclass(frozen=True)

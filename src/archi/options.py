@@ -111,6 +111,14 @@ class SearchOptions:
 
 
 @dataclass(frozen=True)
+class NeighbourOptions:
+    """The neighbours' light (:mod:`archi.contamination`)."""
+
+    decontaminate: bool = True  # FLUX = the star's own light: the neighbours' modelled light removed
+    max_contamination: float = 1.0  # masks with more neighbours' light than this x the star's are invalid
+
+
+@dataclass(frozen=True)
 class OutputOptions:
     """What the light curves carry besides the fluxes."""
 
@@ -133,14 +141,15 @@ class ReadingOptions:
 
 
 GROUPS = {"detection": DetectionOptions, "tracking": TrackingOptions,
-          "apertures": ApertureOptions, "search": SearchOptions, "outputs": OutputOptions,
-          "reading": ReadingOptions}
+          "apertures": ApertureOptions, "search": SearchOptions,
+          "neighbours": NeighbourOptions, "outputs": OutputOptions, "reading": ReadingOptions}
 """Attribute of :class:`Options` -> the dataclass of that group of options."""
 
 KEYS = ("method", "initial_detect", "detect_mode", "official_curve", "uncertainties",
         "grid_bg", "repeat_removal", "optimization_extensions", "fine_tune_circle",
         "val_range", "step", "CDPP_type", "magnitude_limit", "aperture_mode", "shape_shift",
-        "detection_snr", "track_tolerance", "clean_cosmics", "low_memory", "chunk_frames")
+        "detection_snr", "track_tolerance", "clean_cosmics", "decontaminate",
+        "max_contamination", "low_memory", "chunk_frames")
 """archi's flat option keys, in the order of config/config.yaml (and of :meth:`to_dict`)."""
 
 _GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
@@ -175,6 +184,8 @@ def _problems(v: dict[str, Any]) -> list[str]:
         problems.append(f"shape_shift must be one of {', '.join(SHAPE_SHIFTS)}")
     if v["detection_snr"] <= 0 or v["track_tolerance"] <= 0:
         problems.append("detection_snr and track_tolerance must be > 0")
+    if not v["max_contamination"] > 0:
+        problems.append(f"max_contamination must be > 0, got {v['max_contamination']}")
     if v["chunk_frames"] < 1:
         problems.append("chunk_frames must be >= 1")
     if "shape" in v["method"] and v["step"] != int(v["step"]):
@@ -191,6 +202,7 @@ class Options:
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
     apertures: ApertureOptions = field(default_factory=ApertureOptions)
     search: SearchOptions = field(default_factory=SearchOptions)
+    neighbours: NeighbourOptions = field(default_factory=NeighbourOptions)
     outputs: OutputOptions = field(default_factory=OutputOptions)
     reading: ReadingOptions = field(default_factory=ReadingOptions)
 

@@ -1,11 +1,13 @@
-"""Home of :class:`Prepared`, the result of the prepare step: the stars of a visit and their
-tracks, with the options used. Its file, ``prepared.fits``, is :mod:`archi.io.prepared`."""
+"""Home of :class:`Prepared`, the result of the prepare step: the stars of a visit, their
+tracks and the field model, with the options used. Its file, ``prepared.fits``, is
+:mod:`archi.io.prepared`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archi.contamination import FieldModel
 from archi.cosmics import CosmicHits
 from archi.options import Options
 from archi.stars import StarList, Tracks
@@ -13,7 +15,8 @@ from archi.stars import StarList, Tracks
 
 @dataclass(frozen=True)
 class Prepared:
-    """Stars (0 = target) and their tracks in every frame, found with ``options``."""
+    """Stars (0 = target) and their tracks in every frame, found with ``options``; the
+    field model (None unless ``options.decontaminate``) gives the neighbours' light."""
 
     visit_folder: Path
     layout: str
@@ -22,3 +25,4 @@ class Prepared:
     stars: StarList
     tracks: Tracks
     cosmics: CosmicHits = field(default_factory=CosmicHits.empty)
+    model: FieldModel | None = None

@@ -12,6 +12,7 @@ that use it are in :mod:`archi.fieldmodel`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,8 @@ class EmpiricalPsf:
             cover = ndimage.shift(valid.astype(float), (iy - ty, ix - tx), order=1)
             shifted[cover < 0.99] = np.nan
             cuts.append(shifted[3:-3, 3:-3])
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # pixels no frame covers stay NaN, then 0
+            warnings.simplefilter("ignore", RuntimeWarning)
             stamp = np.nanmedian(np.array(cuts), axis=0)
         yy, xx = np.indices(stamp.shape) - radius
         stamp = np.where((np.hypot(xx, yy) <= radius) & np.isfinite(stamp), stamp, 0.0)
@@ -181,14 +183,15 @@ def _roll_zero(a: NDArray, dx: int, dy: int) -> NDArray:
     return out
 
 
-def rotational_blur(x: NDArray, y: NDArray, cx: NDArray, cy: NDArray, droll_deg: float
-                    ) -> NDArray | None:
+def rotational_blur(x: NDArray, y: NDArray, cx: NDArray, cy: NDArray, droll_deg: float,
+                    step: float = 1.0) -> NDArray | None:
     """Offsets along the arcs stars at (x, y) (n_stars, n) sweep about (cx, cy) (n,) while
     the roll changes by ``droll_deg`` in one exposure: (m, n_stars, n, 2), sampled about
-    every pixel of the longest arc; None when no arc reaches a pixel."""
+    every ``step`` pixels of the longest arc; None when no arc reaches a step."""
     dx = np.asarray(x, float) - np.asarray(cx, float)
     dy = np.asarray(y, float) - np.asarray(cy, float)
-    m = int(np.ceil(abs(np.radians(droll_deg)) * np.nanmax(np.hypot(dx, dy), initial=0.0)))
+    arc = abs(np.radians(droll_deg)) * np.nanmax(np.hypot(dx, dy), initial=0.0)
+    m = int(np.ceil(arc / step))
     if m <= 1:
         return None
     angles = np.radians(((np.arange(m) + 0.5) / m - 0.5) * droll_deg)

@@ -16,6 +16,7 @@ import numpy as np
 
 from archi import masks, parallel
 from archi.cdpp_table import CdppTable
+from archi.contamination import ResidualCube, own_light, run_contamination
 from archi.noise import NoiseMetric, load_metric, score
 from archi.options import Options
 from archi.photometry import (
@@ -82,15 +83,26 @@ def build_apertures(visit: Visit, prepared: Prepared, factors: Mapping[int, floa
     return out
 
 
+def measured_cube(visit: Visit, prepared: Prepared) -> tuple:
+    """What the runs are measured on, and the cosmic hits the photometry replaces: the cube,
+    or with a field model the cube minus the model (hits replaced before the subtraction),
+    whose sums are the stars' own light once each star's own model is added back
+    (:func:`add_own_light`)."""
+    if prepared.model is None:
+        return visit.cube, prepared.cosmics
+    return ResidualCube(visit.cube, prepared.model, cosmics=prepared.cosmics), None
+
+
 def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.Aperture | None],
                         prepared: Prepared, workers: int = 1) -> ApertureSums:
-    """:func:`aperture_photometry` of the visit (chunks and cosmics of ``prepared``), its
-    frames split among ``workers`` processes."""
+    """:func:`aperture_photometry` of the visit (chunks and cosmics of ``prepared``; with a
+    field model, of :func:`measured_cube`), its frames split among ``workers`` processes."""
     chunk = prepared.options.effective_chunk
+    cube, cosmics = measured_cube(visit, prepared)
 
     def part(frames: tuple[int, int]) -> Callable[[], ApertureSums]:
-        return lambda: aperture_photometry(visit.cube, tracks, apertures, chunk_frames=chunk,
-                                           cosmics=prepared.cosmics, frames=frames)
+        return lambda: aperture_photometry(cube, tracks, apertures, chunk_frames=chunk,
+                                           cosmics=cosmics, frames=frames)
 
     ranges = parallel.frame_ranges(visit.n_frames, chunk, workers) or [(0, 0)]
     return ApertureSums.joined(parallel.run_forked([part(r) for r in ranges], workers))
@@ -102,8 +114,24 @@ def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float], work
     ``workers`` processes)."""
     apertures = build_apertures(visit, prepared, factors)
     sums = photometry_in_parts(visit, prepared.tracks, apertures, prepared, workers)
+    add_own_light(prepared, np.arange(len(apertures)), apertures, sums)
     errors = flux_errors(sums.flux, sums.area, visit)
     return sums, errors
+
+
+def add_own_light(prepared: Prepared, stars: np.ndarray, apertures: Sequence, sums: ApertureSums
+                  ) -> None:
+    """With a field model, add to the sums of the residual cube (row i: star ``stars[i]``
+    through ``apertures[i]``; None: not measured) each star's own modelled light in its
+    aperture, so that they become the star's own light: the sum minus its neighbours'."""
+    if prepared.model is None:
+        return
+    for j in np.unique(stars):
+        rows = [i for i in np.flatnonzero(stars == j) if apertures[i] is not None]
+        if rows:
+            own = own_light(prepared.model, prepared.tracks, [apertures[i] for i in rows],
+                            int(j), prepared.options.effective_chunk)
+            sums.flux[rows] += own
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,8 @@ class MeasuredRuns:
     runs: list[tuple[int, float]]
     sums: ApertureSums
     measured: np.ndarray  # (n_runs,) bool
+    # with a field model: each run's neighbours' light / own light (median over frames)
+    contamination: np.ndarray | None = None
 
 
 def measure_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
@@ -133,11 +163,15 @@ def measure_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
         flux = np.full((len(runs), visit.n_frames), np.nan)
         sums = ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
     else:
-        sums = photometry_in_parts(visit, run_tracks,
-                                   [None if s else a for a, s in zip(apertures, skip)],
-                                   prepared, workers)
+        kept = [None if s else a for a, s in zip(apertures, skip)]
+        sums = photometry_in_parts(visit, run_tracks, kept, prepared, workers)
         sums.out_of_bounds[skip] = True
-    return MeasuredRuns(runs, sums, ~skip)
+        add_own_light(prepared, stars, kept, sums)
+    contamination = None
+    if prepared.model is not None:
+        contamination = run_contamination(prepared.model, prepared.tracks, stars, apertures,
+                                          ~skip)
+    return MeasuredRuns(runs, sums, ~skip, contamination)
 
 
 def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> dict[int, bool]:
@@ -170,8 +204,19 @@ def known_invalid(visit: Visit, prepared: Prepared, runs: Sequence[tuple[int, fl
     search's largest radii often reach the corners of the field of view. ``tracks`` and
     ``apertures``: one per run."""
     skip = surely_out_of_bounds(visit.cube, tracks.x, tracks.y, apertures)
-    skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
+    if prepared.model is None:  # with a model, the contamination limit decides instead
+        skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
     return skip
+
+
+def too_contaminated(prepared: Prepared, measured: MeasuredRuns) -> np.ndarray:
+    """Runs whose neighbours' light exceeds ``max_contamination`` times the star's own
+    (with a field model), or circles over a brighter star's centre (without)."""
+    if measured.contamination is not None:
+        limit = prepared.options.max_contamination
+        return ~(measured.contamination <= limit)
+    return np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in measured.runs],
+                    bool)
 
 
 def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
@@ -189,10 +234,11 @@ def score_runs(visit: Visit, prepared: Prepared, measured: MeasuredRuns,
     """The CDPP table of measured runs, one row per run in their order."""
     fn = metric_for(prepared.options, metric)
     sums = measured.sums
+    rejected = too_contaminated(prepared, measured)
     rows = []
     for i, (j, f) in enumerate(measured.runs):
         value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
-        rows.append((j, f, value, valid and not engulfs_brighter_star(prepared, {j: f})[j]))
+        rows.append((j, f, value, valid and not rejected[i]))
     return CdppTable.from_runs(rows)
 
 

@@ -88,6 +88,24 @@ class StarLightCurves:
     npix: NDArray[np.float64]  # mean mask area per star [pixel]
     cdpp: NDArray[np.float64]  # noise metric per star [ppm]
     options: dict  # run options recorded in headers (METHOD, INITIAL, DETECT, GRID, ...)
+    # with a field model (None without): the mask's sum, and the neighbours' modelled light
+    # in it [electrons]; flux is then the star's own light
+    flux_raw: NDArray[np.float64] | None = None
+    conta: NDArray[np.float64] | None = None
+
+    @property
+    def contamination(self) -> NDArray[np.float64]:
+        """Per star: median neighbours' light / median own light on good frames (NaN
+        without a field model)."""
+        out = np.full(self.n_stars, np.nan)
+        if self.conta is None:
+            return out
+        for j in range(self.n_stars):
+            good = (self.flag[j] == 0) & np.isfinite(self.flux[j]) & np.isfinite(self.conta[j])
+            if good.any():
+                own = np.median(self.flux[j, good])
+                out[j] = np.median(self.conta[j, good]) / own if own > 0 else np.nan
+        return out
 
     @property
     def n_stars(self) -> int:

@@ -10,7 +10,8 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   (layout version), ``PROGRAM`` (= ``archi``), ``VERSION`` (software version), ``DATE``
   (UTC time of writing), ``VISIT`` (visit file key), ``NSTARS``, and the run options
   ``METHOD`` (``method``), ``INITIAL`` (``initial_detect``), ``DETECT`` (``detect_mode``),
-  ``GRID`` (``grid_bg``), ``CDPPTYPE`` (``CDPP_type``) when present in ``lc.options``.
+  ``GRID`` (``grid_bg``), ``CDPPTYPE`` (``CDPP_type``), ``DECONTAM`` (``decontaminate``)
+  when present in ``lc.options``.
   Strings are single-line printable ASCII cut to one card (a callable metric is written as
   ``module:qualname``).
 * HDU 1 .. NSTARS, one binary table per star, ``EXTNAME = STAR_<n>`` (n = 0 is the target),
@@ -22,8 +23,13 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   MJD_TIME    D      d         mid-exposure MJD (TT)
   BJD_TIME    D      d         mid-exposure BJD_TDB
   ROLL_ANGLE  D      deg       roll angle
-  FLUX        D      electron  aperture flux in the stacked image
-  FLUX_ERR    D      electron  its uncertainty
+  FLUX        D      electron  the star's own light in its mask (decontaminate:
+                               the mask's sum minus the neighbours' modelled light;
+                               without, the mask's sum)
+  FLUX_ERR    D      electron  its uncertainty (photon noise of all the mask's light)
+  FLUX_RAW    D      electron  the mask's sum
+  CONTA       D      electron  the neighbours' modelled light in the mask (NaN
+                               without a field model)
   XC, YC      D      pixel     aperture centre (subarray pixels, ``archi.__doc__``)
   FLAG        J                FLAG_* bits of :mod:`archi.stars`, 0 = good
   =========== ====== ========= ===========================================
@@ -31,7 +37,8 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   Header keywords: ``STAR`` (number), ``X0``, ``Y0`` [pixel] (first-frame position),
   ``DIST`` [pixel] (distance from the target), ``MASKTYPE`` (``circle``/``shape``),
   ``MASKSIZE`` (the mask factor: radius [pixel] or layers), ``NPIX`` [pixel] (mean mask
-  area), ``CDPP`` [ppm] (noise metric), ``CATROW`` (row in the DRP star catalogue, -1 if
+  area), ``CDPP`` [ppm] (noise metric of FLUX), ``CONTAM`` (median CONTA / median FLUX
+  on good frames, with a field model), ``CATROW`` (row in the DRP star catalogue, -1 if
   unmatched), ``BRIGHT`` [electron] (relative brightness estimate), and for a catalogue
   match ``CATID`` (catalogue/Gaia ID), ``RA``, ``DEC`` [deg], ``MAG`` [Gaia G]. A value that
   is NaN (no catalogue match, undefined metric) is left out: FITS headers cannot hold NaN.
@@ -64,12 +71,13 @@ __all__ = ["FITS_FORMAT", "FITS_FORMAT_VERSION", "FITS_COLUMNS", "OPTION_KEYWORD
 FITS_FORMAT = "archi-lightcurves"
 """Value of the primary ``FORMAT`` keyword of a light-curve FITS file."""
 
-FITS_FORMAT_VERSION = 1
+FITS_FORMAT_VERSION = 2
 """Value of the primary ``FORMATV`` keyword (layout version)."""
 
 FITS_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("MJD_TIME", "D", "d"), ("BJD_TIME", "D", "d"), ("ROLL_ANGLE", "D", "deg"),
     ("FLUX", "D", "electron"), ("FLUX_ERR", "D", "electron"),
+    ("FLUX_RAW", "D", "electron"), ("CONTA", "D", "electron"),
     ("XC", "D", "pixel"), ("YC", "D", "pixel"), ("FLAG", "J", None))
 """Columns of every ``STAR_<n>`` table: (name, TFORM, TUNIT)."""
 
@@ -79,8 +87,11 @@ OPTION_KEYWORDS: tuple[tuple[str, str, str], ...] = (
     ("DETECT", "detect_mode", "star tracking mode"),
     ("GRID", "grid_bg", "background grid size (0 = none)"),
     ("CDPPTYPE", "CDPP_type", "noise metric"),
+    ("DECONTAM", "decontaminate", "FLUX: the neighbours' modelled light removed"),
 )
 """Primary-header keywords of the run options: (FITS keyword, ``lc.options`` key, comment)."""
+
+_LATER_COLUMNS = ("FLUX_RAW", "CONTA")  # new in layout 2, optional when reading
 
 _STAR_EXTNAME = re.compile(r"\ASTAR_(\d+)\Z")
 _CARD_VALUE_CHARS = 68  # longest string value of a single fixed-format card (quotes excluded)
@@ -158,6 +169,8 @@ def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
     data = {
         "MJD_TIME": lc.mjd_time, "BJD_TIME": lc.bjd_time, "ROLL_ANGLE": lc.roll_angle,
         "FLUX": lc.flux[k], "FLUX_ERR": lc.flux_err[k],
+        "FLUX_RAW": lc.flux[k] if lc.flux_raw is None else lc.flux_raw[k],
+        "CONTA": np.full(lc.n_frames, np.nan) if lc.conta is None else lc.conta[k],
         "XC": tracks.x[k], "YC": tracks.y[k], "FLAG": flag,
     }
     cols = [fits.Column(name=name, format=tform, unit=unit,
@@ -174,6 +187,7 @@ def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
     _card(sh, "MASKSIZE", float(lc.factors[k]), "mask factor: radius [pixel] or layers")
     _card(sh, "NPIX", float(lc.npix[k]), "[pixel] mean mask area")
     _card(sh, "CDPP", float(lc.cdpp[k]), "[ppm] noise metric of the light curve")
+    _card(sh, "CONTAM", float(lc.contamination[k]), "median CONTA / median FLUX")
     _card(sh, "CATROW", int(stars.catalogue_row[k]), "DRP catalogue row, -1 = none")
     _card(sh, "BRIGHT", float(stars.brightness[k]), "[electron] brightness estimate")
     if is_matched(stars, k):
@@ -265,8 +279,8 @@ def _star_tables(hdul: fits.HDUList, n_stars: int, bad: Complaint) -> list[fits.
 def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
                   ) -> tuple[dict[str, list[NDArray]], list[fits.Header]]:
     """(column name -> one array per star, the star headers), after checking them."""
-    names = [name for name, _, _ in FITS_COLUMNS]
-    columns: dict[str, list[NDArray]] = {name: [] for name in names}
+    names = [name for name, _, _ in FITS_COLUMNS if name not in _LATER_COLUMNS]
+    columns: dict[str, list[NDArray]] = {name: [] for name in names + list(_LATER_COLUMNS)}
     n_frames = None
     for k, hdu in enumerate(tables):
         present = {c.upper() for c in hdu.columns.names}
@@ -280,6 +294,9 @@ def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
         for name in names:
             dtype = np.int32 if name == "FLAG" else np.float64
             columns[name].append(np.asarray(hdu.data[name], dtype=dtype))
+        for name in _LATER_COLUMNS:  # layout 1 files have none: FLUX is the mask's sum
+            columns[name].append(np.asarray(hdu.data[name], float) if name in present
+                                 else np.full(len(hdu.data), np.nan))
         for key in ("X0", "Y0", "MASKTYPE", "MASKSIZE"):
             if key not in hdu.header:
                 raise bad(f"STAR_{k} header has no {key} keyword")
@@ -314,6 +331,8 @@ def _lightcurves(primary: fits.Header, columns: dict[str, list[NDArray]],
     tracks = Tracks(x=np.vstack(columns["XC"]), y=np.vstack(columns["YC"]),
                     measured=(flag & FLAG_NOT_MEASURED) == 0)
     options = {option: primary[key] for key, option, _ in OPTION_KEYWORDS if key in primary}
+    conta = np.vstack(columns["CONTA"])
+    modelled = bool(np.isfinite(conta).any())
     return StarLightCurves(
         visit_key=str(primary.get("VISIT", "")),
         mjd_time=columns["MJD_TIME"][0], bjd_time=columns["BJD_TIME"][0],
@@ -321,4 +340,6 @@ def _lightcurves(primary: fits.Header, columns: dict[str, list[NDArray]],
         flux=np.vstack(columns["FLUX"]), flux_err=np.vstack(columns["FLUX_ERR"]), flag=flag,
         methods=tuple(str(c["MASKTYPE"]) for c in cards),
         factors=header_floats("MASKSIZE"), npix=header_floats("NPIX"),
-        cdpp=header_floats("CDPP"), options=options)
+        cdpp=header_floats("CDPP"), options=options,
+        flux_raw=np.vstack(columns["FLUX_RAW"]) if modelled else None,
+        conta=conta if modelled else None)

@@ -6,6 +6,12 @@ folder, layout, visit key and all options; ``STARS`` table (X0, Y0 [pixel], CATA
 SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images (n_stars, n_frames)
 [pixel]; ``MEASURED`` image (1 where the tracker measured the position); ``COSMICS`` table
 (FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace them.
+
+With a field model (:class:`archi.contamination.FieldModel`): ``PSF`` image (the visit's PSF
+stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_model, n_frames)
+[pixel] (rows 0..n_stars-1 are the tracked stars), ``MODEL_CENTRE`` image (2, n_frames)
+[pixel] (the point the field turns about), ``MODEL_FLUX`` image (n_model,) [e] (header
+DROLL [deg]: the roll during one exposure), ``USABLE`` image (1 where the images hold data).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import numpy as np
 import yaml
 from astropy.io import fits
 
+from archi.contamination import FieldModel
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
+from archi.fieldmodel import EmpiricalPsf
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import named_table
 from archi.options import Options
@@ -48,8 +56,35 @@ def write_prepared(path: str | Path, prepared: Prepared) -> None:
         named_table("COSMICS", [("FRAME", "K", None, hits.frame), ("Y", "K", None, hits.y),
                                 ("X", "K", None, hits.x),
                                 ("VALUE", "D", "electron", hits.value)])])
+    if prepared.model is not None:
+        hdul.extend(_model_hdus(prepared.model))
     with atomic_path(path) as tmp:
         hdul.writeto(tmp)
+
+
+def _model_hdus(model: FieldModel) -> list[fits.ImageHDU]:
+    psf = fits.ImageHDU(model.psf.stamp, name="PSF")
+    psf.header["RADIUS"] = (model.psf.radius, "stamp radius [pixel]")
+    psf.header["OVERSAMP"] = (model.psf.oversample, "phase steps per pixel")
+    flux = fits.ImageHDU(np.asarray(model.flux, float), name="MODEL_FLUX")
+    flux.header["DROLL"] = (model.droll_deg, "roll change during one exposure [deg]")
+    usable = (np.ones(model.shape, bool) if model.usable is None else model.usable)
+    return [psf, fits.ImageHDU(np.stack([model.x, model.y]), name="MODEL_XY"),
+            fits.ImageHDU(np.stack([model.target_x, model.target_y]), name="MODEL_CENTRE"),
+            flux, fits.ImageHDU(usable.astype(np.uint8), name="USABLE")]
+
+
+def _read_model(hdul: fits.HDUList) -> FieldModel | None:
+    if "PSF" not in hdul:
+        return None
+    psf = EmpiricalPsf(np.asarray(hdul["PSF"].data, float), int(hdul["PSF"].header["RADIUS"]),
+                       int(hdul["PSF"].header["OVERSAMP"]))
+    xy = np.asarray(hdul["MODEL_XY"].data, float)
+    centre = np.asarray(hdul["MODEL_CENTRE"].data, float)
+    usable = np.asarray(hdul["USABLE"].data).astype(bool)
+    return FieldModel(psf, xy[0], xy[1], np.asarray(hdul["MODEL_FLUX"].data, float),
+                      centre[0], centre[1], float(hdul["MODEL_FLUX"].header["DROLL"]),
+                      usable.shape, usable)
 
 
 def read_prepared(path: str | Path) -> Prepared:
@@ -76,7 +111,8 @@ def read_prepared(path: str | Path) -> Prepared:
                                  np.asarray(c["X"], np.int64), np.asarray(c["VALUE"], float))
             info = yaml.safe_load(hdul["INFO"].data["YAML"][0])
             options = Options.from_mapping(info["options"], source=str(path))
+            model = _read_model(hdul)
     except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
         raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
     return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
-                    stars, tracks, cosmics)
+                    stars, tracks, cosmics, model)

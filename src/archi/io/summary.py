@@ -16,10 +16,12 @@ def summary_rows(fits_path: str | Path) -> list[dict[str, Any]]:
     """One row per star of a ``lightcurves.fits`` (its folder names the visit)."""
     curves = read_lightcurves_fits(fits_path)
     s = curves.stars
+    contamination = curves.contamination
     return [{"visit": Path(fits_path).parent.name, "file_key": curves.visit_key, "star": j,
              "x0": s.x0[j], "y0": s.y0[j], "distance": s.distance[j],
              "source_id": s.source_id[j], "mag": s.mag[j], "method": curves.methods[j],
              "factor": curves.factors[j], "cdpp_ppm": curves.cdpp[j], "npix": curves.npix[j],
+             "contamination": contamination[j],
              "flagged_fraction": float((curves.flag[j] != 0).mean())}
             for j in range(curves.n_stars)]
 

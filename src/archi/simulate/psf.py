@@ -100,8 +100,24 @@ class PixelPsf:
         return np.floor_divide(steps, self.oversample), np.mod(steps, self.oversample)
 
     def add_star(self, image: NDArray, x: float, y: float, flux: float) -> None:
-        """Add a star of ``flux`` centred at (x, y) [pixel] to ``image`` in place (clipped)."""
-        (ix, px), (iy, py) = self.quantise(x), self.quantise(y)
+        """Add a star of ``flux`` centred at (x, y) [pixel] to ``image`` in place (clipped).
+
+        Between the grid's phases the stamps of the four nearest phases are mixed with
+        bilinear weights, so a star moving by a hundredth of a pixel moves its light too
+        (placing it on the nearest phase would jump by up to 1/(2 oversample) pixel)."""
+        k = self.oversample
+        fx, fy = x * k, y * k
+        lx, ly = int(np.floor(fx)), int(np.floor(fy))
+        tx, ty = fx - lx, fy - ly
+        for sx, wx in ((lx, 1.0 - tx), (lx + 1, tx)):
+            for sy, wy in ((ly, 1.0 - ty), (ly + 1, ty)):
+                if wx * wy > 0:
+                    self._add_on_grid(image, sx, sy, flux * wx * wy)
+
+    def _add_on_grid(self, image: NDArray, step_x: int, step_y: int, flux: float) -> None:
+        """Add a star at (step_x, step_y) / oversample [pixel], a point of the phase grid."""
+        ix, px = divmod(step_x, self.oversample)
+        iy, py = divmod(step_y, self.oversample)
         ny, nx = image.shape
         x0, y0 = int(ix) - self.half, int(iy) - self.half
         xs0, ys0 = max(x0, 0), max(y0, 0)
