@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +119,16 @@ def test_fits_layout_keywords_units_and_types(lc, tmp_path):
         assert primary["VERSION"] == "9.8.7" and primary["FORMAT"] == "archi-lightcurves"
         assert [h.name for h in hdul[1:]] == [f"STAR_{k}" for k in range(lc.n_stars)]
         units = {"MJD_TIME": "d", "BJD_TIME": "d", "ROLL_ANGLE": "deg", "FLUX": "electron",
-                 "FLUX_ERR": "electron", "XC": "pixel", "YC": "pixel", "FLAG": None}
+                 "FLUX_ERR": "electron", "FLUX_RAW": "electron", "CONTA": "electron",
+                 "XC": "pixel", "YC": "pixel", "FLAG": None}
         for k, hdu in enumerate(hdul[1:]):
             assert isinstance(hdu, fits.BinTableHDU)
             assert hdu.columns.names == list(units)
             assert {c.name: c.unit for c in hdu.columns} == units
-            assert [c.format for c in hdu.columns] == ["D"] * 7 + ["J"]
+            assert [c.format for c in hdu.columns] == ["D"] * 9 + ["J"]
+            # no field model: FLUX is the mask's sum, the neighbours' light unknown
+            assert np.array_equal(hdu.data["FLUX_RAW"], hdu.data["FLUX"])
+            assert np.isnan(hdu.data["CONTA"]).all() and "CONTAM" not in hdu.header
             assert hdu.data["MJD_TIME"].dtype.kind == "f" and hdu.data["MJD_TIME"].itemsize == 8
             h = hdu.header
             assert h["STAR"] == k
@@ -146,6 +151,25 @@ def test_fits_layout_keywords_units_and_types(lc, tmp_path):
                 assert h["CDPP"] == lc.cdpp[k]
         # one-minute cadence survives (float32 times collapsed it to ~6 min: B17)
         assert np.all(np.diff(hdul["STAR_0"].data["MJD_TIME"]) > 0)
+
+
+def test_fits_round_trip_of_the_neighbours_light(lc, tmp_path):
+    """With a field model the file carries the mask's sum and the neighbours' light beside
+    the star's own, and CONTAM = median CONTA / median FLUX on good frames."""
+    rng = np.random.default_rng(5)
+    conta = lc.flux * rng.uniform(0.1, 2.0, (lc.n_stars, 1))
+    decontaminated = replace(lc, flux_raw=lc.flux + conta, conta=conta)
+    path = write_lightcurves_fits(decontaminated, tmp_path / "lc.fits")
+    back = read_lightcurves_fits(path)
+    np.testing.assert_array_equal(back.flux_raw, decontaminated.flux_raw)
+    np.testing.assert_array_equal(back.conta, conta)
+    with fits.open(path) as hdul:
+        for k in range(lc.n_stars):
+            good = lc.flag[k] == 0
+            expected = np.median(conta[k, good]) / np.median(lc.flux[k, good])
+            assert hdul[f"STAR_{k}"].header["CONTAM"] == pytest.approx(expected, rel=1e-12)
+    assert np.isnan(read_lightcurves_fits(write_lightcurves_fits(
+        lc, tmp_path / "plain.fits")).contamination).all()
 
 
 def test_fits_header_survives_callable_and_long_options(lc, tmp_path):

@@ -30,11 +30,11 @@ import numpy as np
 
 from archi import parallel
 from archi.cdpp_table import CdppTable
-from archi.contamination import model_field, neighbours_light, star_fluxes
+from archi.contamination import neighbours_light
 from archi.cosmics import CosmicHits, find_cosmics
 from archi.detect import detect_stars
 from archi.factors import round_factor
-from archi.psf import EmpiricalPsf
+from archi.fieldfit import model_field, star_fluxes
 from archi.io import read_visit
 from archi.io.factors_file import (
     read_optimized_factors,
@@ -43,14 +43,20 @@ from archi.io.factors_file import (
 )
 from archi.io.lightcurves import write_lightcurves_fits
 from archi.io.lightcurves_text import write_lightcurves_text
+from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.noise import NoiseMetric
 from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
 from archi.options import Options
-from archi.photometry import ApertureSums, aperture_photometry, flux_errors, noise_per_pixel
-from archi.io.prepared import read_prepared, write_prepared
+from archi.photometry import (
+    ApertureSums,
+    aperture_photometry,
+    flux_errors,
+    noise_per_pixel,
+)
 from archi.prepared import Prepared
+from archi.psf import EmpiricalPsf
 from archi.runs import (
     MeasuredRuns,
     aperture_for,
@@ -112,6 +118,7 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     model = None
     if options.decontaminate:
         tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
+        model = model.rendered(options.effective_chunk)
         brightness = model.flux[:stars.n_stars]
     else:
         brightness = star_fluxes(visit, tracks, psf)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archi.contamination import FieldModel
 from archi.cosmics import CosmicHits
+from archi.fieldimage import FieldModel
 from archi.options import Options
 from archi.stars import StarList, Tracks
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from archi import masks, parallel
 from archi.cdpp_table import CdppTable
-from archi.contamination import ResidualCube, own_light, run_contamination
+from archi.contamination import own_light, run_contamination
+from archi.fieldimage import ResidualCube
 from archi.noise import NoiseMetric, load_metric, score
 from archi.options import Options
 from archi.photometry import (

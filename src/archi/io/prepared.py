@@ -11,7 +11,9 @@ With a field model (:class:`archi.contamination.FieldModel`): ``PSF`` image (the
 stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_model, n_frames)
 [pixel] (rows 0..n_stars-1 are the tracked stars), ``MODEL_CENTRE`` image (2, n_frames)
 [pixel] (the point the field turns about), ``MODEL_FLUX`` image (n_model,) [e] (header
-DROLL [deg]: the roll during one exposure), ``USABLE`` image (1 where the images hold data).
+DROLL [deg]: the roll during one exposure), ``USABLE`` image (1 where the images hold data),
+``MODEL_IMAGES`` (n_frames, H, W) float32 [e] when the model was rendered (NaN outside
+the field of view)
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ import numpy as np
 import yaml
 from astropy.io import fits
 
-from archi.contamination import FieldModel
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
-from archi.fieldmodel import EmpiricalPsf
+from archi.fieldimage import FieldModel
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import named_table
 from archi.options import Options
 from archi.prepared import Prepared
+from archi.psf import EmpiricalPsf
 from archi.stars import StarList, Tracks
 
 __all__ = ["write_prepared", "read_prepared"]
@@ -71,7 +73,8 @@ def _model_hdus(model: FieldModel) -> list[fits.ImageHDU]:
     usable = (np.ones(model.shape, bool) if model.usable is None else model.usable)
     return [psf, fits.ImageHDU(np.stack([model.x, model.y]), name="MODEL_XY"),
             fits.ImageHDU(np.stack([model.target_x, model.target_y]), name="MODEL_CENTRE"),
-            flux, fits.ImageHDU(usable.astype(np.uint8), name="USABLE")]
+            flux, fits.ImageHDU(usable.astype(np.uint8), name="USABLE")] + (
+        [] if model.images is None else [fits.ImageHDU(model.images, name="MODEL_IMAGES")])
 
 
 def _read_model(hdul: fits.HDUList) -> FieldModel | None:
@@ -82,9 +85,11 @@ def _read_model(hdul: fits.HDUList) -> FieldModel | None:
     xy = np.asarray(hdul["MODEL_XY"].data, float)
     centre = np.asarray(hdul["MODEL_CENTRE"].data, float)
     usable = np.asarray(hdul["USABLE"].data).astype(bool)
+    images = (np.asarray(hdul["MODEL_IMAGES"].data, dtype=np.float32)
+              if "MODEL_IMAGES" in hdul else None)
     return FieldModel(psf, xy[0], xy[1], np.asarray(hdul["MODEL_FLUX"].data, float),
                       centre[0], centre[1], float(hdul["MODEL_FLUX"].header["DROLL"]),
-                      usable.shape, usable)
+                      usable.shape, usable, images)
 
 
 def read_prepared(path: str | Path) -> Prepared:

@@ -1,0 +1,183 @@
+"""Home of fitting the field model to a visit: the visit's PSF rebuilt without its
+neighbours' light, every tracked and catalogue star's flux, and the tracks that the better
+PSF allows (:func:`model_field`, called by the prepare step).
+
+The visit's PSF is the median of target-centred cut-outs at many roll angles; the
+neighbours' halos, present at every roll, would stay in its wings, and so would the small
+level the DRP's background subtraction leaves. So the PSF is rebuilt from the frames with
+every other star's model and that level subtracted, a few times.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from archi.fieldimage import FieldModel, sky_residual
+from archi.fieldmodel import fit_frame
+from archi.geometry import (
+    FIELD_CENTRE,
+    FIELD_RADIUS,
+    predicted_positions,
+    roll_per_exposure,
+    sky_offsets,
+)
+from archi.photometry import noise_per_pixel
+from archi.psf import EmpiricalPsf, rotational_blur
+from archi.stars import StarList, Tracks
+from archi.visit import Visit
+
+FLUX_SAMPLE_FRAMES = 24
+"""Frames spread over the visit on which every star's flux is fitted (median taken)."""
+
+PSF_RADIUS = 70
+"""Radius of the field model's PSF stamp [pixel]. Wide: a bright target's halo reaches
+its neighbours' apertures (60 px left 1 % errors in the light 20-30 px out on the crowded
+test scene, 70 px 0.4 %)."""
+
+PSF_FRAMES = 25
+"""Frames (spread over the visit, so over many roll angles) whose median is the PSF."""
+
+PSF_ITERATIONS = 4
+"""Times the PSF is rebuilt with the neighbours' model subtracted (on the crowded test scene
+the light a 10 px circle 22 px from a star gets from it is off by 14 %, 10 %, 3 %, 0.7 %
+and 0.1 % after 0-4 rebuilds)."""
+
+MIN_COVERED = 0.3
+"""A star's flux is fitted when at least this fraction of its PSF falls on the field;
+beyond, it comes from its catalogue magnitude (stars outside the field)."""
+
+
+def fit_fluxes(visit: Visit, x: NDArray, y: NDArray, psf: EmpiricalPsf, droll_deg: float,
+               n_frames: int = FLUX_SAMPLE_FRAMES, cube=None) -> tuple[NDArray, NDArray]:
+    """Every star's flux [e per stacked image] and the fraction of its PSF on the field's
+    pixels: a simultaneous PSF fit of all stars at positions (x, y) (n_stars, n_frames) on
+    ``n_frames`` frames spread over the visit, medians taken."""
+    index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
+                      .astype(int))
+    variance = noise_per_pixel(visit)
+    cube = visit.cube if cube is None else cube
+    fluxes = np.full((len(index), x.shape[0]), np.nan)
+    covered = np.zeros_like(fluxes)
+    for row, k in enumerate(index):
+        ok = np.isfinite(x[:, k]) & np.isfinite(y[:, k])
+        blur = rotational_blur(x[ok, k:k + 1], y[ok, k:k + 1], visit.target_x[k:k + 1],
+                               visit.target_y[k:k + 1], droll_deg)
+        per_star = None if blur is None else [blur[:, j, 0, :] for j in range(int(ok.sum()))]
+        fit = fit_frame(np.asarray(cube[k], dtype=float), x[ok, k], y[ok, k], psf,
+                        variance_floor=float(variance[k]), blur=per_star)
+        fluxes[row, ok], covered[row, ok] = fit.flux, fit.covered
+    with warnings.catch_warnings():  # a star fitted in no frame: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(fluxes, axis=0), np.median(covered, axis=0)
+
+
+class _SkyCorrected:
+    """The cube minus the model of ``stars`` and minus each frame's sky residual (measured
+    against the whole model), read frame by frame: what the PSF and the fluxes are fitted
+    on from the second iteration on."""
+
+    def __init__(self, cube: NDArray, model: FieldModel, stars: Sequence[int]):
+        self.cube, self.model, self.stars = cube, model, list(stars)
+        self.shape = cube.shape
+
+    def __getitem__(self, k: int) -> NDArray[np.float64]:
+        frame = np.asarray(self.cube[k], dtype=float)
+        whole = self.model.render(slice(k, k + 1))[0]
+        sky = sky_residual((frame - whole)[None])[0]
+        part = self.model.render(slice(k, k + 1), self.stars)[0] if self.stars else 0.0
+        return frame - part - sky
+
+
+def _catalogue_extras(visit: Visit, stars: StarList, reach: float
+                      ) -> tuple[NDArray, NDArray, NDArray]:
+    """Catalogue stars not among ``stars`` whose light can reach the field (within
+    ``reach`` pixels of the field's edge at some frame): positions (m, n_frames) from the
+    catalogue and the roll, and their magnitudes."""
+    cat = visit.catalogue
+    if cat is None or len(cat) == 0:
+        empty = np.zeros((0, visit.n_frames))
+        return empty, empty, np.zeros(0)
+    rows = np.setdiff1d(np.arange(len(cat)), stars.catalogue_row[stars.catalogue_row >= 0])
+    dx, dy = sky_offsets(cat.ra[rows], cat.dec[rows], cat.ra[0], cat.dec[0])
+    x, y = predicted_positions(visit, dx, dy, np.arange(visit.n_frames))
+    near = (np.hypot(x - FIELD_CENTRE[0], y - FIELD_CENTRE[1])
+            <= FIELD_RADIUS + reach).any(axis=1) & np.isfinite(cat.mag[rows])
+    return x[near], y[near], cat.mag[rows][near]
+
+
+def _model_fluxes(fitted: NDArray, covered: NDArray, mag: NDArray, target_flux: float,
+                  target_mag: float) -> NDArray:
+    """Fitted fluxes where enough of a star's PSF is on the field, else (stars outside it)
+    the target's flux scaled by the catalogue magnitudes; never negative."""
+    from_mag = target_flux * 10 ** (-0.4 * (mag - target_mag))
+    use_fit = (covered >= MIN_COVERED) & np.isfinite(fitted)
+    flux = np.where(use_fit, fitted, np.where(np.isfinite(from_mag), from_mag, 0.0))
+    return np.clip(np.nan_to_num(flux), 0.0, None)
+
+
+def field_model(visit: Visit, stars: StarList, tracks: Tracks,
+                psf: EmpiricalPsf | None = None, iterations: int = PSF_ITERATIONS,
+                psf_radius: int = PSF_RADIUS, psf_frames: int = PSF_FRAMES) -> FieldModel:
+    """The field model of a visit: its tracked ``stars`` (rows 0..n-1, the same order) and
+    every other catalogue star whose light can reach the field (after them), fluxes fitted
+    on the images.
+
+    The visit's PSF is the median of target-centred cut-outs at many roll angles; the
+    neighbours' halos, present at every roll, would stay in its wings (measured on the demo:
+    twice the true light 30-60 px out). So the PSF is rebuilt ``iterations`` times from
+    the frames with every other star's model subtracted.
+    """
+    droll = roll_per_exposure(visit)
+    usable = np.isfinite(np.asarray(visit.cube[0]))
+    psf = psf or EmpiricalPsf.from_visit(visit, psf_radius, psf_frames)
+    ex, ey, emag = _catalogue_extras(visit, stars, float(psf.radius))
+    x, y = np.vstack([tracks.x, ex]), np.vstack([tracks.y, ey])
+    mag = np.concatenate([stars.mag, emag])
+    model = None
+    sky_free = visit.cube
+    for _ in range(iterations + 1):
+        if model is not None:
+            others = list(range(1, model.n_stars))
+            cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
+            psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames)
+            sky_free = _SkyCorrected(visit.cube, model, [])
+        fitted, covered = fit_fluxes(visit, x, y, psf, droll, cube=sky_free)
+        target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
+        flux = _model_fluxes(fitted, covered, mag, float(fitted[0]), target_mag)
+        model = FieldModel(psf, x, y, flux, visit.target_x, visit.target_y, droll,
+                           tuple(visit.cube.shape[1:]), usable)
+    return model
+
+
+def star_fluxes(visit: Visit, tracks: Tracks, psf: EmpiricalPsf | None = None,
+                n_frames: int = 8) -> NDArray[np.float64]:
+    """Every tracked star's flux [e per stacked image], fitted with the visit's PSF on
+    ``n_frames`` frames (0 where it cannot be fitted): one brightness scale for every star,
+    whichever way it was found (catalogue or image)."""
+    psf = psf or EmpiricalPsf.from_visit(visit)
+    fitted, _ = fit_fluxes(visit, tracks.x, tracks.y, psf, roll_per_exposure(visit), n_frames)
+    return np.clip(np.nan_to_num(fitted), 0.0, None)
+
+
+def model_field(visit: Visit, stars: StarList, tracks: Tracks, options, cosmics=None,
+                workers: int = 1) -> tuple[Tracks, FieldModel]:
+    """The field model, and the tracks it makes possible.
+
+    The PSF cleaned of the neighbours' light (:func:`field_model`) tracks the stars better
+    than the first one: ``dynam`` stars are tracked again with it, then fixed in the turning
+    field (:func:`archi.astrometry.rigid_tracks`, about the DRP's centroid of the target),
+    and the fluxes fitted again at those positions."""
+    from archi.astrometry import rigid_tracks
+    from archi.track import track_stars
+
+    first = field_model(visit, stars, tracks)
+    if any(options.star_tracking(j) == "dynam" for j in range(stars.n_stars)):
+        tracks = track_stars(visit, stars, options, psf=first.psf, cosmics=cosmics,
+                             workers=workers)
+        tracks = rigid_tracks(tracks, visit.roll_angle, visit.target_x, visit.target_y)
+    return tracks, field_model(visit, stars, tracks, psf=first.psf, iterations=0)
