@@ -163,9 +163,11 @@ def test_isolated_stars_reach_their_noise_floor_and_errors_match(sparse, mode):
         variance = (np.median(flux[good]) + curves.npix[j] * (
             frames["BACKGROUND"] + frames["DARK"] + truth.nexp * frames["READ_NOISE"] ** 2))
         floor = float(np.sqrt(np.median(variance)))
-        # 1.25: the CDPP (30-cadence means) picks among radii whose CDPPs differ by < 1 %
-        # but whose point-to-point scatter differs by up to 7 % (1.15-1.23 x floor here)
-        assert scatter <= 1.25 * floor, f"star {k}: {scatter / floor:.2f} x floor"
+        # 1.4: the CDPP (30-cadence means) picks among radii whose CDPPs differ by < 1 %
+        # but whose point-to-point scatter differs by up to 7 %; measured 1.09-1.34 x floor
+        # here since the simulator moves stars smoothly (bilinear phases; 1.15-1.23 when it
+        # placed them on a 0.1 px grid), with and without decontamination alike
+        assert scatter <= 1.4 * floor, f"star {k}: {scatter / floor:.2f} x floor"
         reported = float(np.median(curves.flux_err[j][good]))
         assert reported == pytest.approx(scatter, rel=0.2)
 

@@ -383,6 +383,8 @@ def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: st
     if show_results:
         figures += plots.plot_star_lightcurves(curves, out / "plots")
         figures.append(plots.plot_field(visit, curves, out / "plots" / "field.png"))
+        figures.append(plots.plot_field_model(visit, done.prepared.model,
+                                              out / "plots" / "field_model.png"))
         if len(done.table):
             figures.append(plot_search(done.table, out / "plots" / "cdpp_vs_factor.png",
                                        done.factors))

@@ -154,6 +154,7 @@ def visit_outputs(visit):
         out.append(f"results/{visit}/lightcurves.txt")
     if config["outputs"]["show_results"]:
         out.append(f"results/{visit}/plots/stars")
+        out.append(f"results/{visit}/plots/field_model.png")
     if config["outputs"]["debug"]:
         out.append(f"results/{visit}/plots/target_vs_drp.png")
     if config["outputs"]["save_gif"]:

@@ -56,6 +56,25 @@ rule plot_stars:
         "../scripts/plot_stars.py"
 
 
+rule plot_field_model:
+    """A frame, its field model and the residual (the neighbours' light, issue 14)."""
+    input:
+        visit=visit_folder,
+        prepared="results/{visit}/prepared.fits",
+    output:
+        report(
+            "results/{visit}/plots/field_model.png",
+            caption="../report/field_model.rst",
+            category="Field model",
+        ),
+    log:
+        "logs/{visit}/plot_field_model.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/plot_field_model.py"
+
+
 rule plot_target_vs_drp:
     """The target's light curve against the DRP light curve (archi's debug plot)."""
     input:

@@ -5,6 +5,7 @@
 * :mod:`archi.plots.drp`: the DRP light curves, and the target against the DRP;
 * :mod:`archi.plots.cdpp`: CDPP against the mask factor;
 * :mod:`archi.plots.field`: the field with every star, and the tracking GIF;
+* :mod:`archi.plots.model`: a frame, its field model and the residual;
 * :mod:`archi.plots.outlines`: the star outlines drawn on images.
 
 Matplotlib is imported only when a figure is drawn. Every file is written to a temporary
@@ -29,6 +30,7 @@ from archi.plots.field import (
 )
 from archi.plots.figure import DPI
 from archi.plots.lightcurves import LIGHTCURVE_FIGSIZE, plot_star_lightcurves
+from archi.plots.model import MODEL_FIGSIZE, plot_field_model
 from archi.plots.outlines import Apertures
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "plot_target_vs_drp",
     "plot_cdpp_vs_factor",
     "plot_field",
+    "plot_field_model",
+    "MODEL_FIGSIZE",
     "save_gif",
     "gif_frame_indices",
 ]
