@@ -57,19 +57,12 @@ def k2_cdpp(flux: ArrayLike, time: ArrayLike, *, savgol_window: int = 41,
             hanning_window: int = 10, chunk: int = 30, clip_mad: float | None = 5.0) -> float:
     """Combined differential photometric precision of a light curve [ppm] (K2 port, spec 7.2).
 
-    Steps, on the finite samples sorted by time:
-
-    1. High-pass: subtract a gap-aware Savitzky-Golay trend (quadratic over
-       ``savgol_window`` consecutive samples, see :func:`savgol_highpass`), then divide by
-       the median so the curve is relative flux around 1.
-    2. Outliers: residuals from a Hanning-smoothed copy (``hanning_window`` samples) more
-       than ``clip_mad`` x 1.4826 x MAD from their median are removed from the relative flux.
-    3. Cut the remaining samples into consecutive blocks of ``chunk`` (the last block takes
-       the 30-59 leftover samples; fewer than ``2 * chunk`` samples make one block) and
-       return ``1e6 * median(std(block) / sqrt(chunk))``, the typical standard error of a
-       ``chunk``-cadence mean. For white noise of relative sigma ``s`` and the default
-       windows this is ``0.96 * s * 1e6 / sqrt(chunk)`` on average (the high-pass removes
-       ~5 % of the variance; the median of block standard deviations is slightly low).
+    Steps, on the finite samples sorted by time: high-pass to relative flux around 1
+    (:func:`_relative_flux`), remove outliers (:func:`_clip_outliers`), then the typical
+    standard error of a ``chunk``-cadence mean (:func:`_block_cdpp`). For white noise of
+    relative sigma ``s`` and the default windows this is ``0.96 * s * 1e6 / sqrt(chunk)`` on
+    average (the high-pass removes ~5 % of the variance; the median of block standard
+    deviations is slightly low).
 
     Samples with a non-finite flux or time are dropped first. The function never raises on
     data: it returns :data:`INVALID_CDPP` when the series is too short for the windows
@@ -110,6 +103,21 @@ def k2_cdpp(flux: ArrayLike, time: ArrayLike, *, savgol_window: int = 41,
     ValueError
         ``flux`` and ``time`` are not 1-D arrays of one length, or a parameter is out of range.
     """
+    _check_k2_parameters(savgol_window, hanning_window, chunk, clip_mad)
+    flux, time = _finite_sorted(flux, time)
+    if flux.size < max(savgol_window, hanning_window):
+        return INVALID_CDPP
+    relative = _relative_flux(flux, time, savgol_window)
+    if relative is None:
+        return INVALID_CDPP
+    if clip_mad is not None:
+        relative = _clip_outliers(relative, hanning_window, clip_mad)
+    return _block_cdpp(relative, chunk)
+
+
+def _check_k2_parameters(savgol_window: int, hanning_window: int, chunk: int,
+                         clip_mad: float | None) -> None:
+    """Raise ValueError when a window or threshold of :func:`k2_cdpp` is out of range."""
     if savgol_window < 5 or savgol_window % 2 == 0:
         raise ValueError(f"savgol_window must be odd and >= 5, got {savgol_window}")
     if hanning_window < 3:
@@ -119,25 +127,36 @@ def k2_cdpp(flux: ArrayLike, time: ArrayLike, *, savgol_window: int = 41,
     if clip_mad is not None and not clip_mad > 0:
         raise ValueError(f"clip_mad must be > 0 or None, got {clip_mad}")
 
-    flux, time = _finite_sorted(flux, time)
-    if flux.size < max(savgol_window, hanning_window):
-        return INVALID_CDPP
+
+def _relative_flux(flux: NDArray[np.float64], time: NDArray[np.float64],
+                   savgol_window: int) -> NDArray[np.float64] | None:
+    """CDPP step 1: the high-passed flux over its median [1]; None when a window holds fewer
+    than three distinct times or the median is not positive."""
     try:
         detrended = savgol_highpass(flux, time, savgol_window)
     except np.linalg.LinAlgError:  # fewer than 3 distinct times in a window
-        return INVALID_CDPP
+        return None
     level = np.median(detrended)
     if not (np.isfinite(level) and level > 0):
-        return INVALID_CDPP
-    relative = detrended / level
+        return None
+    return detrended / level
 
-    if clip_mad is not None:
-        residual = relative - hanning_smooth(relative, hanning_window)
-        centre = np.median(residual)
-        mad = MAD_TO_SIGMA * np.median(np.abs(residual - centre))
-        if mad > 0:
-            relative = relative[np.abs(residual - centre) <= clip_mad * mad]
 
+def _clip_outliers(relative: NDArray[np.float64], hanning_window: int,
+                   clip_mad: float) -> NDArray[np.float64]:
+    """CDPP step 2: the samples whose residual from a Hanning-smoothed copy is within
+    ``clip_mad`` x 1.4826 x MAD of the residuals' median (all of them when the MAD is 0)."""
+    residual = relative - hanning_smooth(relative, hanning_window)
+    centre = np.median(residual)
+    mad = MAD_TO_SIGMA * np.median(np.abs(residual - centre))
+    if mad > 0:
+        relative = relative[np.abs(residual - centre) <= clip_mad * mad]
+    return relative
+
+
+def _block_cdpp(relative: NDArray[np.float64], chunk: int) -> float:
+    """CDPP step 3: ``1e6 * median(std(block)) / sqrt(chunk)`` over blocks of ``chunk``
+    samples [ppm] (the last block takes the leftover; under ``2 * chunk`` make one block)."""
     n_blocks = max(relative.size // chunk, 1)
     bounds = np.arange(n_blocks + 1) * chunk
     bounds[-1] = relative.size
@@ -281,13 +300,22 @@ def load_metric(spec: str, *, base_dir: str | Path | None = None) -> NoiseMetric
         function, module not importable, file missing, error while loading the module,
         missing attribute, or attribute not callable.
     """
+    if isinstance(spec, str) and spec.strip().upper() == "K2":
+        return k2_cdpp
+    source, attribute = _split_spec(spec)
+    if source.endswith(".py") or "/" in source or "\\" in source:
+        obj = _load_file(spec, source, base_dir)
+    else:
+        obj = _import_module(spec, source)
+    return _metric_attribute(spec, obj, source, attribute)
+
+
+def _split_spec(spec: object) -> tuple[str, str]:
+    """The module or file part and the attribute part of a ``CDPP_type`` value other than K2."""
     if not isinstance(spec, str):
         raise ConfigError(f"CDPP_type {spec!r}: expected a string 'K2', 'module:function' "
                           f"or 'path/to/file.py:function'")
-    text = spec.strip()
-    if text.upper() == "K2":
-        return k2_cdpp
-    source, colon, attribute = text.rpartition(":")
+    source, colon, attribute = spec.strip().rpartition(":")
     if not colon:
         raise ConfigError(f"CDPP_type {spec!r}: expected 'K2', 'module:function' or "
                           f"'path/to/file.py:function' (no ':' found)")
@@ -295,19 +323,23 @@ def load_metric(spec: str, *, base_dir: str | Path | None = None) -> NoiseMetric
     if not source or not attribute:
         missing = "function" if source else "module or file"
         raise ConfigError(f"CDPP_type {spec!r}: empty {missing} name around ':'")
+    return source, attribute
 
-    if source.endswith(".py") or "/" in source or "\\" in source:
-        obj = _load_file(spec, source, base_dir)
-    else:
-        try:
-            obj = importlib.import_module(source)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"CDPP_type {spec!r}: cannot import module {source!r} "
-                              f"({one_line(exc)})") from exc
-        except Exception as exc:  # any error raised by the module's own code
-            raise ConfigError(f"CDPP_type {spec!r}: importing module {source!r} failed: "
-                              f"{type(exc).__name__}: {one_line(exc)}") from exc
 
+def _import_module(spec: str, source: str) -> object:
+    """The importable module ``source`` (normal ``sys.path`` lookup)."""
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"CDPP_type {spec!r}: cannot import module {source!r} "
+                          f"({one_line(exc)})") from exc
+    except Exception as exc:  # any error raised by the module's own code
+        raise ConfigError(f"CDPP_type {spec!r}: importing module {source!r} failed: "
+                          f"{type(exc).__name__}: {one_line(exc)}") from exc
+
+
+def _metric_attribute(spec: str, obj: object, source: str, attribute: str) -> NoiseMetric:
+    """The callable at the dotted ``attribute`` path of the loaded module ``obj``."""
     for name in attribute.split("."):
         try:
             obj = getattr(obj, name)
