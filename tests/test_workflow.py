@@ -377,4 +377,4 @@ def test_installed_profile_is_found_by_its_bare_name(tmp_path):
     work = make_workdir(tmp_path / "work", {"small_a": 3})
     dry = snakemake(work, "-n", "--profile", "slurm", env=env)
     assert dry.returncode == 0, dry.stdout[-2000:]
-    assert f"Using profile slurm" in dry.stdout or str(tmp_path / "xdg") in dry.stdout
+    assert "Using profile slurm" in dry.stdout or str(tmp_path / "xdg") in dry.stdout

@@ -43,7 +43,7 @@ from archi.io.lightcurves import write_lightcurves_fits
 from archi.io.lightcurves_text import write_lightcurves_text
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
-from archi.noise import NoiseMetric
+from archi.metrics import NoiseMetric
 from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
 from archi.options import Options
 from archi.photometry import ApertureSums, flux_errors, noise_per_pixel

@@ -16,7 +16,7 @@ import numpy as np
 
 from archi import masks, parallel
 from archi.cdpp_table import CdppTable
-from archi.noise import NoiseMetric, load_metric, score
+from archi.metrics import NoiseMetric, load_metric, score
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
