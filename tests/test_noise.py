@@ -1,4 +1,4 @@
-"""Tests of archi.noise: the K2 CDPP, the metric loader and the scoring of runs."""
+"""Tests of archi.noise (the K2 CDPP) and archi.metrics (the metric loader, the scoring of runs)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import yaml
 from scipy.signal import savgol_filter
 
 from archi.errors import ConfigError
+from archi.metrics import load_metric, score
 from archi.noise import (
     INVALID_CDPP,
     _quadratic_trend,
     k2_cdpp,
-    load_metric,
     savgol_highpass,
-    score,
 )
 
 REPO = Path(__file__).resolve().parents[1]

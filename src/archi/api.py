@@ -46,7 +46,7 @@ from archi.io.lightcurves_text import write_lightcurves_text
 from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
-from archi.noise import NoiseMetric
+from archi.metrics import NoiseMetric
 from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
 from archi.options import Options
 from archi.photometry import (

@@ -1,16 +1,6 @@
-"""Noise metric of a light curve: the K2-ported CDPP and user-supplied metrics.
-
-The mask factor of every star is chosen by *minimising* a noise metric of its light curve
-(archi spec section 7). The metric is named by the ``CDPP_type`` option:
-
-* ``"K2"``: :func:`k2_cdpp`, archi's port of the K2/EVEREST scatter metric, in ppm;
-* ``"package.module:function"``: a function imported from an importable module;
-* ``"path/to/file.py:function"``: a function loaded from a Python file.
-
-A user metric is called as ``f(flux, time) -> float`` with ``flux`` in electrons and
-``time`` in days (MJD), both 1-D float arrays of the same length holding only finite
-samples. Its scale is arbitrary: only the ordering of its values over the mask factors of
-one star matters.
+"""Home of the K2-ported CDPP, the default noise metric of a light curve [ppm]
+(archi spec section 7), with its high-pass filter and smoothing. Which metric scores a
+run (``CDPP_type``: K2 or a user function) and how it is called: :mod:`archi.metrics`.
 
 Runs that cannot be scored (mask out of bounds, light curve too short, degenerate flux)
 get :data:`INVALID_CDPP`, archi's penalty value, so that an optimiser never picks them.
@@ -18,24 +8,12 @@ get :data:`INVALID_CDPP`, archi's penalty value, so that an optimiser never pick
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import numbers
-import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from archi.errors import ConfigError, one_line
 
-__all__ = ["INVALID_CDPP", "NoiseMetric", "hanning_smooth", "k2_cdpp", "load_metric",
-           "savgol_highpass", "score"]
-
-NoiseMetric = Callable[[NDArray[np.float64], NDArray[np.float64]], float]
-"""A noise metric ``f(flux [e-], time [d]) -> float``, minimised by the optimiser."""
+__all__ = ["INVALID_CDPP", "finite_sorted", "hanning_smooth", "k2_cdpp", "savgol_highpass"]
 
 INVALID_CDPP: float = 2e7
 """Penalty given to a run that cannot be scored [ppm]: archi's magic value (20 000 000 ppm).
@@ -57,19 +35,12 @@ def k2_cdpp(flux: ArrayLike, time: ArrayLike, *, savgol_window: int = 41,
             hanning_window: int = 10, chunk: int = 30, clip_mad: float | None = 5.0) -> float:
     """Combined differential photometric precision of a light curve [ppm] (K2 port, spec 7.2).
 
-    Steps, on the finite samples sorted by time:
-
-    1. High-pass: subtract a gap-aware Savitzky-Golay trend (quadratic over
-       ``savgol_window`` consecutive samples, see :func:`savgol_highpass`), then divide by
-       the median so the curve is relative flux around 1.
-    2. Outliers: residuals from a Hanning-smoothed copy (``hanning_window`` samples) more
-       than ``clip_mad`` x 1.4826 x MAD from their median are removed from the relative flux.
-    3. Cut the remaining samples into consecutive blocks of ``chunk`` (the last block takes
-       the 30-59 leftover samples; fewer than ``2 * chunk`` samples make one block) and
-       return ``1e6 * median(std(block) / sqrt(chunk))``, the typical standard error of a
-       ``chunk``-cadence mean. For white noise of relative sigma ``s`` and the default
-       windows this is ``0.96 * s * 1e6 / sqrt(chunk)`` on average (the high-pass removes
-       ~5 % of the variance; the median of block standard deviations is slightly low).
+    Steps, on the finite samples sorted by time: high-pass to relative flux around 1
+    (:func:`_relative_flux`), remove outliers (:func:`_clip_outliers`), then the typical
+    standard error of a ``chunk``-cadence mean (:func:`_block_cdpp`). For white noise of
+    relative sigma ``s`` and the default windows this is ``0.96 * s * 1e6 / sqrt(chunk)`` on
+    average (the high-pass removes ~5 % of the variance; the median of block standard
+    deviations is slightly low).
 
     Samples with a non-finite flux or time are dropped first. The function never raises on
     data: it returns :data:`INVALID_CDPP` when the series is too short for the windows
@@ -110,6 +81,21 @@ def k2_cdpp(flux: ArrayLike, time: ArrayLike, *, savgol_window: int = 41,
     ValueError
         ``flux`` and ``time`` are not 1-D arrays of one length, or a parameter is out of range.
     """
+    _check_k2_parameters(savgol_window, hanning_window, chunk, clip_mad)
+    flux, time = finite_sorted(flux, time)
+    if flux.size < max(savgol_window, hanning_window):
+        return INVALID_CDPP
+    relative = _relative_flux(flux, time, savgol_window)
+    if relative is None:
+        return INVALID_CDPP
+    if clip_mad is not None:
+        relative = _clip_outliers(relative, hanning_window, clip_mad)
+    return _block_cdpp(relative, chunk)
+
+
+def _check_k2_parameters(savgol_window: int, hanning_window: int, chunk: int,
+                         clip_mad: float | None) -> None:
+    """Raise ValueError when a window or threshold of :func:`k2_cdpp` is out of range."""
     if savgol_window < 5 or savgol_window % 2 == 0:
         raise ValueError(f"savgol_window must be odd and >= 5, got {savgol_window}")
     if hanning_window < 3:
@@ -119,25 +105,36 @@ def k2_cdpp(flux: ArrayLike, time: ArrayLike, *, savgol_window: int = 41,
     if clip_mad is not None and not clip_mad > 0:
         raise ValueError(f"clip_mad must be > 0 or None, got {clip_mad}")
 
-    flux, time = _finite_sorted(flux, time)
-    if flux.size < max(savgol_window, hanning_window):
-        return INVALID_CDPP
+
+def _relative_flux(flux: NDArray[np.float64], time: NDArray[np.float64],
+                   savgol_window: int) -> NDArray[np.float64] | None:
+    """CDPP step 1: the high-passed flux over its median [1]; None when a window holds fewer
+    than three distinct times or the median is not positive."""
     try:
         detrended = savgol_highpass(flux, time, savgol_window)
     except np.linalg.LinAlgError:  # fewer than 3 distinct times in a window
-        return INVALID_CDPP
+        return None
     level = np.median(detrended)
     if not (np.isfinite(level) and level > 0):
-        return INVALID_CDPP
-    relative = detrended / level
+        return None
+    return detrended / level
 
-    if clip_mad is not None:
-        residual = relative - hanning_smooth(relative, hanning_window)
-        centre = np.median(residual)
-        mad = MAD_TO_SIGMA * np.median(np.abs(residual - centre))
-        if mad > 0:
-            relative = relative[np.abs(residual - centre) <= clip_mad * mad]
 
+def _clip_outliers(relative: NDArray[np.float64], hanning_window: int,
+                   clip_mad: float) -> NDArray[np.float64]:
+    """CDPP step 2: the samples whose residual from a Hanning-smoothed copy is within
+    ``clip_mad`` x 1.4826 x MAD of the residuals' median (all of them when the MAD is 0)."""
+    residual = relative - hanning_smooth(relative, hanning_window)
+    centre = np.median(residual)
+    mad = MAD_TO_SIGMA * np.median(np.abs(residual - centre))
+    if mad > 0:
+        relative = relative[np.abs(residual - centre) <= clip_mad * mad]
+    return relative
+
+
+def _block_cdpp(relative: NDArray[np.float64], chunk: int) -> float:
+    """CDPP step 3: ``1e6 * median(std(block)) / sqrt(chunk)`` over blocks of ``chunk``
+    samples [ppm] (the last block takes the leftover; under ``2 * chunk`` make one block)."""
     n_blocks = max(relative.size // chunk, 1)
     bounds = np.arange(n_blocks + 1) * chunk
     bounds[-1] = relative.size
@@ -233,7 +230,7 @@ def hanning_smooth(values: NDArray[np.float64], window: int) -> NDArray[np.float
     return smooth[window:window + values.size]
 
 
-def _finite_sorted(flux: ArrayLike, time: ArrayLike,
+def finite_sorted(flux: ArrayLike, time: ArrayLike,
                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Float copies of the samples where flux and time are both finite, sorted by time."""
     flux = np.asarray(flux, dtype=float)
@@ -247,148 +244,3 @@ def _finite_sorted(flux: ArrayLike, time: ArrayLike,
         order = np.argsort(time, kind="stable")
         flux, time = flux[order], time[order]
     return flux, time
-
-
-# --------------------------------------------------------------------------------------------
-# Choosing and calling the metric
-# --------------------------------------------------------------------------------------------
-
-
-def load_metric(spec: str, *, base_dir: str | Path | None = None) -> NoiseMetric:
-    """The noise metric named by a ``CDPP_type`` option value.
-
-    Parameters
-    ----------
-    spec : str
-        ``"K2"`` (any case) for :func:`k2_cdpp`; ``"package.module:function"`` to import
-        ``function`` from an importable module (normal ``sys.path`` lookup; ``sys.path`` is
-        not changed); ``"path/to/file.py:function"`` to load it from a file. The part after
-        the last colon may be a dotted attribute path (``module:Class.method``). The part
-        before it is a file when it ends in ``.py`` or contains a path separator.
-    base_dir : str or Path, optional
-        Directory against which a relative file path is resolved (e.g. the folder of the
-        YAML configuration); default the current directory.
-
-    Returns
-    -------
-    callable
-        ``f(flux [e-], time [d]) -> float``.
-
-    Raises
-    ------
-    ConfigError
-        One line naming ``spec`` and the problem: not a string, no colon, empty module or
-        function, module not importable, file missing, error while loading the module,
-        missing attribute, or attribute not callable.
-    """
-    if not isinstance(spec, str):
-        raise ConfigError(f"CDPP_type {spec!r}: expected a string 'K2', 'module:function' "
-                          f"or 'path/to/file.py:function'")
-    text = spec.strip()
-    if text.upper() == "K2":
-        return k2_cdpp
-    source, colon, attribute = text.rpartition(":")
-    if not colon:
-        raise ConfigError(f"CDPP_type {spec!r}: expected 'K2', 'module:function' or "
-                          f"'path/to/file.py:function' (no ':' found)")
-    source, attribute = source.strip(), attribute.strip()
-    if not source or not attribute:
-        missing = "function" if source else "module or file"
-        raise ConfigError(f"CDPP_type {spec!r}: empty {missing} name around ':'")
-
-    if source.endswith(".py") or "/" in source or "\\" in source:
-        obj = _load_file(spec, source, base_dir)
-    else:
-        try:
-            obj = importlib.import_module(source)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"CDPP_type {spec!r}: cannot import module {source!r} "
-                              f"({one_line(exc)})") from exc
-        except Exception as exc:  # any error raised by the module's own code
-            raise ConfigError(f"CDPP_type {spec!r}: importing module {source!r} failed: "
-                              f"{type(exc).__name__}: {one_line(exc)}") from exc
-
-    for name in attribute.split("."):
-        try:
-            obj = getattr(obj, name)
-        except AttributeError:
-            raise ConfigError(f"CDPP_type {spec!r}: {source!r} has no attribute "
-                              f"{attribute!r}") from None
-    if not callable(obj):
-        raise ConfigError(f"CDPP_type {spec!r}: {attribute!r} is a {type(obj).__name__}, "
-                          f"not a function")
-    return obj
-
-
-def _load_file(spec: str, source: str, base_dir: str | Path | None) -> object:
-    """Execute the Python file ``source`` as a fresh module and return it."""
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = Path(base_dir if base_dir is not None else Path.cwd()) / path
-    path = path.resolve()
-    if not path.is_file():
-        raise ConfigError(f"CDPP_type {spec!r}: file {str(path)!r} does not exist")
-    # A name unique per file, so that two files called metric.py do not replace each other.
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    name = f"archi_user_metric_{path.stem}_{digest}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise ConfigError(f"CDPP_type {spec!r}: {str(path)!r} cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise ConfigError(f"CDPP_type {spec!r}: loading {str(path)!r} failed: "
-                          f"{type(exc).__name__}: {one_line(exc)}") from exc
-    return module
-
-
-def score(metric: NoiseMetric, flux: ArrayLike, time: ArrayLike, valid: bool) -> float:
-    """Value of ``metric`` for one run (one star, one mask factor), to be minimised.
-
-    Parameters
-    ----------
-    metric : callable
-        ``f(flux [e-], time [d]) -> float``, e.g. from :func:`load_metric`.
-    flux : array_like, shape (n,)
-        Light curve [e-].
-    time : array_like, shape (n,)
-        Times [d].
-    valid : bool
-        False when the run is unusable (mask out of bounds): the metric is not called.
-
-    Returns
-    -------
-    float
-        The metric value; :data:`INVALID_CDPP` when ``valid`` is false, when no sample has a
-        finite flux and time, or when the metric returns NaN or an infinity. (archi gave
-        out-of-bounds runs NaN while its documentation promised 2e7, spec 7.4; we give 2e7.)
-        The metric only sees the finite samples, in time order.
-
-    Raises
-    ------
-    ConfigError
-        The metric raised, or returned something that is not a single number. A broken user
-        metric is a configuration problem, so it is reported, never hidden behind the
-        penalty (which would silently leave the star with no usable factor).
-    ValueError
-        ``flux`` and ``time`` are not 1-D arrays of one length.
-    """
-    flux, time = _finite_sorted(flux, time)
-    if not valid or flux.size == 0:
-        return INVALID_CDPP
-    name = f"{getattr(metric, '__module__', '?')}:{getattr(metric, '__qualname__', metric)}"
-    try:
-        value = metric(flux, time)
-    except Exception as exc:
-        raise ConfigError(f"CDPP_type metric {name} raised {type(exc).__name__} on a light "
-                          f"curve of {flux.size} samples: {one_line(exc)}") from exc
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if not isinstance(value, numbers.Real):
-        raise ConfigError(f"CDPP_type metric {name} returned {one_line(repr(value))[:80]}, "
-                          f"not a number")
-    value = float(value)
-    return value if np.isfinite(value) else INVALID_CDPP

@@ -18,7 +18,7 @@ from archi import masks, parallel
 from archi.cdpp_table import CdppTable
 from archi.contamination import own_light, run_contamination
 from archi.fieldimage import ResidualCube
-from archi.noise import NoiseMetric, load_metric, score
+from archi.metrics import NoiseMetric, load_metric, score
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,

@@ -109,8 +109,10 @@ class StarLightCurves:
 
     @property
     def n_stars(self) -> int:
-        return self.flux.shape[0]
+        """Number of stars, the target first (the tracks' first axis)."""
+        return self.tracks.x.shape[0]
 
     @property
     def n_frames(self) -> int:
-        return self.flux.shape[1]
+        """Number of frames (the tracks' second axis)."""
+        return self.tracks.x.shape[1]

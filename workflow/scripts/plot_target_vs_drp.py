@@ -4,7 +4,7 @@ from _common import finish, start_log
 
 from archi import api, plots
 from archi.io.lightcurves import read_lightcurves_fits
-from archi.noise import load_metric
+from archi.metrics import load_metric
 from archi.options import Options
 
 start_log(snakemake)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archi.noise import INVALID_CDPP, NoiseMetric, score
+from archi.metrics import NoiseMetric, score
+from archi.noise import INVALID_CDPP
 from archi.plots.figure import hours_since_start, new_figure, normalised, save_png
 from archi.stars import StarLightCurves
 from archi.visit import Visit
@@ -55,7 +56,7 @@ def plot_target_vs_drp(lc: StarLightCurves, visit: Visit, path: str | Path,
     DRP: STATUS 0) against hours since the first frame. Bottom panel: archi minus DRP on
     frames good in both [ppt]. With ``metric`` (``f(flux [e-], time [d]) -> float``, e.g.
     :func:`archi.noise.k2_cdpp`) each legend entry gives the metric of the good frames
-    (computed once each, through :func:`archi.noise.score`). Returns the path.
+    (computed once each, through :func:`archi.metrics.score`). Returns the path.
 
     Raises ``ValueError`` when the visit has no such light curve or a different number of
     frames.

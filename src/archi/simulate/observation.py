@@ -27,7 +27,8 @@ class Observation:
 
     ``target_x``, ``target_y`` [pixel, subarray] and ``x_winoff``, ``y_winoff`` [pixel,
     subarray corner on the CCD] per frame; ``flux`` (n_stars, n_frames) [electrons per
-    stacked image]; ``background`` [electrons per pixel per stacked image]; ``texp`` [s].
+    stacked image]; ``background`` [electrons per pixel per stacked image]; ``texp`` [s],
+    the exposure of one stacked image, copied from the timeline.
     """
 
     cfg: SimulationConfig
@@ -45,14 +46,8 @@ class Observation:
     target_y: np.ndarray
     flux: np.ndarray
     background: np.ndarray
-
-    @property
-    def n_frames(self) -> int:
-        return self.timeline.n_frames
-
-    @property
-    def texp(self) -> float:
-        return self.timeline.texptime
+    n_frames: int
+    texp: float
 
 
 def observe(cfg: SimulationConfig) -> Observation:
@@ -75,4 +70,5 @@ def observe(cfg: SimulationConfig) -> Observation:
         x_winoff=x_winoff, y_winoff=y_winoff,
         target_x=timeline.centroid_x - x_winoff, target_y=timeline.centroid_y - y_winoff,
         flux=scene.rate[:, None] * texp * scene.relative_flux(days),
-        background=(cfg.background_rate + stray) * texp)
+        background=(cfg.background_rate + stray) * texp,
+        n_frames=timeline.n_frames, texp=texp)
