@@ -149,7 +149,7 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
         fitted, covered = fit_fluxes(visit, x, y, psf, droll, cube=sky_free)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
         flux = _model_fluxes(fitted, covered, mag, float(fitted[0]), target_mag)
-        model = FieldModel(psf, x, y, flux, visit.target_x, visit.target_y, droll,
+        model = FieldModel(psf, x, y, visit.target_x, visit.target_y, flux, droll,
                            tuple(visit.cube.shape[1:]), usable)
     return model
 

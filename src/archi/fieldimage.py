@@ -37,9 +37,9 @@ class FieldModel:
     psf: EmpiricalPsf
     x: NDArray[np.float64]
     y: NDArray[np.float64]
-    flux: NDArray[np.float64]
-    target_x: NDArray[np.float64]
+    target_x: NDArray[np.float64]  # the point the field turns about [pixel]
     target_y: NDArray[np.float64]
+    flux: NDArray[np.float64]
     droll_deg: float
     shape: tuple[int, int] = (200, 200)
     usable: NDArray[np.bool_] | None = None  # pixels the images hold (NaN elsewhere)
@@ -66,11 +66,12 @@ class FieldModel:
 
     @property
     def n_stars(self) -> int:
-        return self.x.shape[0]
+        """Stars in the model: the tracked ones first, then catalogue ones."""
+        return len(self.x)
 
     @property
     def n_frames(self) -> int:
-        return self.x.shape[1]
+        return len(self.target_x)
 
     def rendered(self, chunk_frames: int = 64) -> FieldModel:
         """This model with :attr:`images` filled (rendered chunk by chunk)."""

@@ -76,9 +76,8 @@ FITS_FORMAT_VERSION = 2
 
 FITS_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("MJD_TIME", "D", "d"), ("BJD_TIME", "D", "d"), ("ROLL_ANGLE", "D", "deg"),
-    ("FLUX", "D", "electron"), ("FLUX_ERR", "D", "electron"),
-    ("FLUX_RAW", "D", "electron"), ("CONTA", "D", "electron"),
-    ("XC", "D", "pixel"), ("YC", "D", "pixel"), ("FLAG", "J", None))
+    ("FLUX", "D", "electron"), ("FLUX_ERR", "D", "electron"), ("FLUX_RAW", "D", "electron"),
+    ("CONTA", "D", "electron"), ("XC", "D", "pixel"), ("YC", "D", "pixel"), ("FLAG", "J", None))
 """Columns of every ``STAR_<n>`` table: (name, TFORM, TUNIT)."""
 
 OPTION_KEYWORDS: tuple[tuple[str, str, str], ...] = (
@@ -86,8 +85,7 @@ OPTION_KEYWORDS: tuple[tuple[str, str, str], ...] = (
     ("INITIAL", "initial_detect", "initial detection mode"),
     ("DETECT", "detect_mode", "star tracking mode"),
     ("GRID", "grid_bg", "background grid size (0 = none)"),
-    ("CDPPTYPE", "CDPP_type", "noise metric"),
-    ("DECONTAM", "decontaminate", "FLUX: the neighbours' modelled light removed"),
+    ("CDPPTYPE", "CDPP_type", "noise metric"), ("DECONTAM", "decontaminate", "FLUX is own light"),
 )
 """Primary-header keywords of the run options: (FITS keyword, ``lc.options`` key, comment)."""
 

@@ -87,8 +87,9 @@ def _read_model(hdul: fits.HDUList) -> FieldModel | None:
     usable = np.asarray(hdul["USABLE"].data).astype(bool)
     images = (np.asarray(hdul["MODEL_IMAGES"].data, dtype=np.float32)
               if "MODEL_IMAGES" in hdul else None)
-    return FieldModel(psf, xy[0], xy[1], np.asarray(hdul["MODEL_FLUX"].data, float),
-                      centre[0], centre[1], float(hdul["MODEL_FLUX"].header["DROLL"]),
+    return FieldModel(psf, xy[0], xy[1], centre[0], centre[1],
+                      np.asarray(hdul["MODEL_FLUX"].data, float),
+                      float(hdul["MODEL_FLUX"].header["DROLL"]),
                       usable.shape, usable, images)
 
 
