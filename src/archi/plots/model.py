@@ -21,9 +21,8 @@ MODEL_FIGSIZE = (13.5, 4.6)
 
 def plot_field_model(visit: Visit, model: FieldModel | None, path: str | Path,
                      frame: int = 0) -> Path:
-    """Frame ``frame`` of the visit, its field model and the residual [electrons], the
-    frame and the model on one asinh stretch, the residual on a symmetric linear one
-    (+-5 sigma of its pixels). Without a model (``decontaminate: false``) the middle and
+    """Frame ``frame`` of the visit, its field model and the residual, the frame and the
+    model on one asinh stretch, the residual in units of its expected noise (+-5). Without a model (``decontaminate: false``) the middle and
     right panels say so. Returns the path."""
     if not 0 <= frame < visit.n_frames:
         raise ValueError(f"frame {frame} out of range (0..{visit.n_frames - 1})")
@@ -43,17 +42,28 @@ def plot_field_model(visit: Visit, model: FieldModel | None, path: str | Path,
         axes[1].imshow(stretch(modelled), origin="lower", cmap="magma",
                        interpolation="nearest")
         axes[1].set_title(f"field model ({model.n_stars} stars)", fontsize=10)
-        residual = image - modelled
-        limit = 5.0 * _robust_sigma(residual)
-        shown = axes[2].imshow(residual, origin="lower", cmap="RdBu_r", vmin=-limit,
-                               vmax=limit, interpolation="nearest")
-        fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02, label="electrons")
-        axes[2].set_title("frame - model", fontsize=10)
+        shown = axes[2].imshow(_normalised_residual(image, modelled), origin="lower",
+                               cmap="RdBu_r", vmin=-5, vmax=5, interpolation="nearest")
+        fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02, label="sigma")
+        axes[2].set_title("(frame - model - sky) / noise", fontsize=10)
     for ax in axes:
         ax.set_xlabel("x [pixel]")
     axes[0].set_ylabel("y [pixel]")
     fig.tight_layout()
     return save_png(fig, path)
+
+
+def _normalised_residual(image: np.ndarray, modelled: np.ndarray) -> np.ndarray:
+    """The frame minus the model and the level the DRP's background left, over the expected
+    noise (photon noise of the model's light and the sky's scatter): noise shows as +-1,
+    what the model misses stands out whatever the star's brightness."""
+    from archi.fieldimage import sky_residual
+
+    residual = image - modelled
+    residual = residual - sky_residual(residual[None])[0]
+    faint = np.isfinite(residual) & (modelled < np.nanpercentile(modelled, 30))
+    sky_sigma = _robust_sigma(residual[faint]) if faint.any() else 1.0
+    return residual / np.sqrt(np.clip(modelled, 0.0, None) + sky_sigma ** 2)
 
 
 def _stretch(image: np.ndarray):
