@@ -91,7 +91,8 @@ def test_tracks_follow_the_true_positions(crowded):
 def test_neighbours_light_matches_the_truth(crowded):
     """CONTA within 10 % of the true neighbours' light in the same circle (median over
     frames), or within 0.5 % of the star's own light where that is larger, for every star
-    G <= 12.5 at least 8 px from any brighter star (measured: 2-8 % on 12 stars)."""
+    G <= 12.5 at least 8 px from any brighter star (measured: within 1 % where the
+    neighbours' light is over 5 % of the own, 0.2 % of the own light elsewhere)."""
     result, frames = crowded["result"], crowded["frames"]
     checked = 0
     for j in range(result.conta.shape[0]):
@@ -107,7 +108,7 @@ def test_neighbours_light_matches_the_truth(crowded):
 
 def test_decontaminated_flux_is_the_stars_own_light(crowded):
     """FLUX / true own light in the circle: median within 2 % for every star G <= 12, where
-    the raw sum is up to 2.3x it (measured: within 1.8 %)."""
+    the raw sum is up to 2.3x it (measured: within 0.3 %)."""
     result, frames = crowded["result"], crowded["frames"]
     raw_excess = []
     for j in range(result.flux.shape[0]):
@@ -121,24 +122,24 @@ def test_decontaminated_flux_is_the_stars_own_light(crowded):
 
 def test_decontaminated_flux_scatters_near_its_noise_floor(crowded):
     """Scatter of FLUX against the true own light, relative to the noise floor, for every
-    star G <= 12. Measured with 10 px circles on this scene: 1.0-1.6 for isolated stars and
-    the target, 1.9-2.8 where the circle's edge crosses a neighbour's core (the transiting
-    star 22 px from the target, the pairs 13 and 16 px apart); the limit is 3.
-    Issue 14 asks 1.5 for every star: not met yet for those blends."""
+    star G <= 12. Measured with 10 px circles on this scene: 0.97-1.35, and 1.60 for one
+    star whose raw sum scatters as much (1.65 x its floor: not the model's doing); the
+    limit is 2. Issue 14 asks 1.5."""
     result, frames = crowded["result"], crowded["frames"]
     for j in range(result.flux.shape[0]):
         if _mag(crowded, j) > 12.0:
             continue
         scatter = np.std(result.flux[j, frames] / crowded["own"][j])
-        assert scatter <= 3.0 * _noise_floor(crowded, j), (j, scatter / _noise_floor(crowded, j))
+        assert scatter <= 2.0 * _noise_floor(crowded, j), (j, scatter / _noise_floor(crowded, j))
 
 
 def test_transit_depth_from_the_decontaminated_flux(crowded):
     """The 1 % transit of the star 22 px from the target, whose circle holds a third as much
     of the target's light as its own: the depth from FLUX with a linear baseline (no
-    decorrelation) is within 10 % of the injected one (measured: 6 % low, two sigmas of
-    this short visit's noise; issue 14 asks 5 %); the raw sum, whose contamination turns
-    with the roll, scatters ten times more."""
+    decorrelation) is within 10 % of the injected one (measured: 7 % low: the modelled
+    neighbours' light is 0.05 % of the own light higher in the transit's frames than around
+    them, a roll-dependent residual; issue 14 asks 5 %); the raw sum, whose contamination
+    turns with the roll, scatters a hundred times more."""
     truth, result, visit = crowded["truth"], crowded["result"], crowded["visit"]
     i = int(np.flatnonzero(np.char.strip(truth.stars["SIGNAL"].astype(str)) == "transit")[0])
     j = int(np.flatnonzero(crowded["match"] == i)[0])
@@ -158,7 +159,7 @@ def test_transit_depth_from_the_decontaminated_flux(crowded):
         return np.std(flux[outside] / np.polyval(np.polyfit(t[outside], flux[outside], 1),
                                                  t[outside]))
 
-    assert scatter(result.flux_raw[j]) > 10 * scatter(result.flux[j])
+    assert scatter(result.flux_raw[j]) > 30 * scatter(result.flux[j])
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from archi.fieldmodel import _solve_symmetric3, fit_frame, fit_shifts
 from archi.psf import EmpiricalPsf, window_templates
@@ -130,3 +131,22 @@ def test_a_frame_fit_of_stars_off_the_frame_is_empty():
     fit = fit_frame(np.full((50, 50), np.nan), np.array([20.0, 500.0]),
                     np.array([20.0, 500.0]), psf, positions=True)
     assert (fit.flux == 0).all() and np.isinf(fit.flux_err).all() and (fit.covered == 0).all()
+
+
+def test_fit_frame_fits_a_constant_level_with_the_fluxes():
+    """The DRP leaves a background level, and a star's halo reaches every pixel: fitted
+    together, flux and level are both recovered (noise-free image); a fit without the level
+    puts part of it into the flux."""
+    from archi.psf import EmpiricalPsf
+
+    radius = 30
+    yy, xx = np.indices((2 * radius + 1, 2 * radius + 1)) - radius
+    stamp = np.exp(-(xx ** 2 + yy ** 2) / (2 * 4.0 ** 2)) + 1e-3 / (1 + (xx ** 2 + yy ** 2) / 100)
+    psf = EmpiricalPsf(stamp / stamp.sum(), radius)
+    image = np.full((100, 100), 7.5)
+    image[20:81, 20:81] += 2.0e5 * psf.stamp
+    with_level = fit_frame(image, np.array([50.0]), np.array([50.0]), psf, sky=True)
+    assert with_level.flux[0] == pytest.approx(2.0e5, rel=1e-9)
+    assert with_level.sky == pytest.approx(7.5, rel=1e-9)
+    without = fit_frame(image, np.array([50.0]), np.array([50.0]), psf)
+    assert without.flux[0] > 2.0e5 * 1.01

@@ -55,8 +55,11 @@ beyond, it comes from its catalogue magnitude (stars outside the field)."""
 def fit_fluxes(visit: Visit, x: NDArray, y: NDArray, psf: EmpiricalPsf, droll_deg: float,
                n_frames: int = FLUX_SAMPLE_FRAMES, cube=None) -> tuple[NDArray, NDArray]:
     """Every star's flux [e per stacked image] and the fraction of its PSF on the field's
-    pixels: a simultaneous PSF fit of all stars at positions (x, y) (n_stars, n_frames) on
-    ``n_frames`` frames spread over the visit, medians taken."""
+    pixels: a simultaneous PSF fit of all stars at positions (x, y) (n_stars, n_frames) and
+    of a constant level (the DRP's background residual; with the level taken beforehand as
+    the median residual, fluxes came out 0.7-10 % low for G = 9-13 on the demo, fitted
+    together within 0.2-0.7 %) on ``n_frames`` frames spread over the visit, medians
+    taken."""
     index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
                       .astype(int))
     variance = noise_per_pixel(visit)
@@ -69,7 +72,7 @@ def fit_fluxes(visit: Visit, x: NDArray, y: NDArray, psf: EmpiricalPsf, droll_de
                                visit.target_y[k:k + 1], droll_deg)
         per_star = None if blur is None else [blur[:, j, 0, :] for j in range(int(ok.sum()))]
         fit = fit_frame(np.asarray(cube[k], dtype=float), x[ok, k], y[ok, k], psf,
-                        variance_floor=float(variance[k]), blur=per_star)
+                        variance_floor=float(variance[k]), blur=per_star, sky=True)
         fluxes[row, ok], covered[row, ok] = fit.flux, fit.covered
     with warnings.catch_warnings():  # a star fitted in no frame: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -139,14 +142,12 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
     x, y = np.vstack([tracks.x, ex]), np.vstack([tracks.y, ey])
     mag = np.concatenate([stars.mag, emag])
     model = None
-    sky_free = visit.cube
     for _ in range(iterations + 1):
         if model is not None:
             others = list(range(1, model.n_stars))
             cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
             psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames)
-            sky_free = _SkyCorrected(visit.cube, model, [])
-        fitted, covered = fit_fluxes(visit, x, y, psf, droll, cube=sky_free)
+        fitted, covered = fit_fluxes(visit, x, y, psf, droll)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
         flux = _model_fluxes(fitted, covered, mag, float(fitted[0]), target_mag)
         model = FieldModel(psf, x, y, visit.target_x, visit.target_y, flux, droll,

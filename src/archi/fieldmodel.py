@@ -31,22 +31,32 @@ class FrameFit:
     dx: NDArray[np.float64]  # position corrections [pixel] (0 unless positions were fitted)
     dy: NDArray[np.float64]
     covered: NDArray[np.float64]  # fraction of each star's PSF on valid pixels
+    sky: float = 0.0  # the constant level fitted with ``sky`` [e per pixel]
 
 
 def fit_frame(image: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf, *,
               positions: bool = False, variance_floor: float = 1.0,
-              blur: list[NDArray] | None = None, clip: float = 6.0) -> FrameFit:
+              blur: list[NDArray] | None = None, clip: float = 6.0,
+              sky: bool = False) -> FrameFit:
     """Fit fluxes (and optionally position shifts) of stars at (x, y) in one frame.
 
     Weighted linear least squares, weights 1/(|model| + floor) with ``variance_floor`` the
     per-pixel variance of sky, dark and read noise [e^2]; pixels deviating by more than
     ``clip`` sigma after a first solve (cosmic rays) are dropped and the fit repeated.
+    ``sky``: fit a constant level over the fitted pixels too (:attr:`FrameFit.sky`): the
+    DRP's background estimate leaves one, and stars' halos reach every pixel, so a level
+    fixed beforehand takes some of their light.
     """
     n = len(x)
     per_star = 3 if positions else 1
     stamps, covered, region = _placed_stamps(image, x, y, psf, positions, blur)
     design, pix = _design_matrix(stamps, region, per_star)
+    if sky:
+        design = np.hstack([design, np.ones((len(pix), 1))])
     solution, err = _clipped_solution(design, image.ravel()[pix], variance_floor, clip)
+    level = float(solution[-1]) if sky else 0.0
+    if sky:
+        solution, err = solution[:-1], err[:-1]
     flux = solution[::per_star]
     flux_err = err[::per_star]
     if positions:
@@ -55,7 +65,7 @@ def fit_frame(image: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf, *,
             dy = np.where(flux > 0, solution[2::3] / flux, 0.0)
     else:
         dx = dy = np.zeros(n)
-    return FrameFit(flux, flux_err, dx, dy, covered)
+    return FrameFit(flux, flux_err, dx, dy, covered, level)
 
 
 def _placed_stamps(image: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf,
