@@ -47,22 +47,12 @@ class FieldModel:
     # over the visit (each factor of the search, the extraction) read it instead of
     # rendering it again
     images: NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _stamps(self, kx: NDArray, ky: NDArray) -> tuple[NDArray, NDArray, int]:
         """The PSF's stamps at every sub-pixel phase (float32, one contiguous bank: the
         kernel reads them in any order), the bank rows of phase keys (kx, ky), and the
         zero pixels about each stamp."""
-        if "stamps" not in self._cache:
-            keys = np.arange(-(self.psf.oversample // 2), self.psf.oversample // 2 + 1)
-            kxx, kyy = np.meshgrid(keys, keys)
-            bank, _ = self.psf.phase_bank(kxx.ravel(), kyy.ravel())
-            self._cache["stamps"] = np.ascontiguousarray(bank[:, 0], dtype=np.float32)
-            self._cache["pad"] = self.psf.bank_pad
-        n_keys = self.psf.oversample + 1
-        half = self.psf.oversample // 2
-        rows = ((ky + half) * n_keys + (kx + half)).astype(np.int64)
-        return self._cache["stamps"], rows, self._cache["pad"]
+        return self.psf.phase_stamps(), self.psf.phase_rows(kx, ky), 0
 
     @property
     def n_stars(self) -> int:
@@ -79,9 +69,7 @@ class FieldModel:
         for start in range(0, self.n_frames, chunk_frames):
             sl = slice(start, min(start + chunk_frames, self.n_frames))
             images[sl] = self.render(sl)
-        out = replace(self, images=images)
-        out._cache.update(self._cache)
-        return out
+        return replace(self, images=images)
 
     def star_flux(self, frames: slice | NDArray) -> NDArray[np.float64]:
         """Fluxes (n_stars, n) of the frames ``frames`` (a slice or frame indices)."""
@@ -241,5 +229,4 @@ def subset_frames(model: FieldModel, index: NDArray) -> FieldModel:
     subset = replace(model, x=model.x[:, index], y=model.y[:, index], flux=flux,
                      target_x=model.target_x[index], target_y=model.target_y[index],
                      images=images)
-    subset._cache.update(model._cache)  # the same PSF: its stamps are shared
     return subset

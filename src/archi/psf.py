@@ -98,24 +98,51 @@ class EmpiricalPsf:
         with at least ``pad`` zero pixels about each stamp (p >= pad, so windows reaching
         past a stamp read zeros) and a last phase of zeros only (for windows beyond it).
         """
-        from scipy import ndimage  # lazy: keeps factor jobs' imports light
-
         self._ensure_bank(max(pad, self.BANK_PAD))
         bank, filled, p = self._cache["bank"], self._cache["filled"], self._cache["pad"]
-        n_keys = self.oversample + 1  # keys -oversample/2 .. +oversample/2
-        half = self.oversample // 2
-        row = (np.asarray(ky) + half) * n_keys + (np.asarray(kx) + half)
+        row = self.phase_rows(kx, ky)
         for r in np.unique(row[~filled[row]]):
-            shift_x = (r % n_keys - half) / self.oversample
-            shift_y = (r // n_keys - half) / self.oversample
-            # = ndimage.shift(self.stamp, ..., order=3, mode="constant"), with the spline
-            # coefficients computed once for every phase
-            s = ndimage.shift(self._spline(), (shift_y, shift_x), order=3, mode="constant",
-                              prefilter=False)
+            s = self._phase_stamp(int(r))
             gy, gx = np.gradient(s)
             bank[r, :, p:p + self.size, p:p + self.size] = s, gx, gy
             filled[r] = True
         return bank, row
+
+    def phase_rows(self, kx: NDArray, ky: NDArray) -> NDArray[np.int64]:
+        """Row of phase keys (kx, ky) [1/oversample px, -oversample/2..oversample/2] in
+        :meth:`phase_bank` and :meth:`phase_stamps`."""
+        n_keys = self.oversample + 1
+        half = self.oversample // 2
+        return ((np.asarray(ky) + half) * n_keys + (np.asarray(kx) + half)).astype(np.int64)
+
+    def phase_stamps(self) -> NDArray[np.float32]:
+        """The stamp at every sub-pixel phase, (n_phases, size, size) float32, rows as
+        :meth:`phase_rows` (the stamps of :meth:`phase_bank` without gradients or padding:
+        what a renderer that reads them in any order needs; cached)."""
+        if "phase_stamps" not in self._cache_dict():
+            n_phases = (self.oversample + 1) ** 2
+            stamps = np.empty((n_phases, self.size, self.size), dtype=np.float32)
+            for r in range(n_phases):
+                stamps[r] = self._phase_stamp(r)
+            self._cache["phase_stamps"] = stamps
+        return self._cache["phase_stamps"]
+
+    def _cache_dict(self) -> dict:
+        if self._cache is None:
+            self._cache = {}
+        return self._cache
+
+    def _phase_stamp(self, row: int) -> NDArray:
+        """The stamp shifted by the phase of bank row ``row``: = ndimage.shift(self.stamp,
+        ..., order=3, mode="constant"), the spline coefficients computed once."""
+        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+
+        n_keys = self.oversample + 1
+        half = self.oversample // 2
+        shift_x = (row % n_keys - half) / self.oversample
+        shift_y = (row // n_keys - half) / self.oversample
+        return ndimage.shift(self._spline(), (shift_y, shift_x), order=3, mode="constant",
+                             prefilter=False)
 
     def _spline(self) -> NDArray:
         """Cubic spline coefficients of the stamp (what ``ndimage.shift`` prefilters)."""
@@ -129,19 +156,19 @@ class EmpiricalPsf:
     @property
     def bank_pad(self) -> int:
         """Zero pixels about each stamp of the phase bank (see :meth:`phase_bank`)."""
-        return 0 if self._cache is None else self._cache["pad"]
+        return 0 if self._cache is None else self._cache.get("pad", 0)
 
     def _ensure_bank(self, pad: int) -> None:
         """Allocate the phase bank with at least ``pad`` zero pixels about each stamp,
         keeping the phases filled so far (a wider pad copies them once)."""
         n_phases = (self.oversample + 1) ** 2
-        if self._cache is not None and self._cache["pad"] >= pad:
+        if self._cache is not None and self._cache.get("pad", -1) >= pad:
             return
         side = self.size + 2 * pad
         # np.zeros: pages of unused phases are never touched, so cost no memory
         bank = np.zeros((n_phases + 1, 3, side, side))
         filled = np.zeros(n_phases, dtype=bool)
-        if self._cache is not None:
+        if self._cache is not None and "bank" in self._cache:
             old, p = self._cache["bank"], self._cache["pad"]
             filled = self._cache["filled"]
             bank[:-1, :, pad:pad + self.size, pad:pad + self.size][filled] = \
