@@ -249,3 +249,34 @@ def test_contamination_limit_decides_which_runs_are_valid(limit, ratios, rejecte
                             np.array(ratios, float))
     prepared = SimpleNamespace(options=Options(max_contamination=limit))
     assert too_contaminated(prepared, measured).tolist() == rejected
+
+
+def test_own_light_matches_a_direct_sum_for_every_kind_of_mask(crowded):
+    """A star's own modelled light in its mask, as the search adds it back (summed on a
+    box that follows the star, moved by whole pixels): for exact and binary circles, for
+    archi's own circles and shape masks (anchored to a reference position: a whole-pixel
+    move keeps them exact), equal to the mask's weights times the star's rendered image,
+    summed here directly on whole frames."""
+    from archi.contamination import own_light
+    from archi.masks import ShapeAperture
+    from archi.segmentation import star_regions
+
+    visit, prepared = crowded["visit"], crowded["prepared"]
+    model, tracks = prepared.model, prepared.tracks
+    j = 3
+    frame0 = np.asarray(visit.cube[0], float)
+    regions = star_regions(frame0, tracks.x[:, 0], tracks.y[:, 0],
+                           brightness=np.clip(prepared.stars.brightness, 1e-9, None))
+    masks = [CircleAperture(9.3), CircleAperture(9.0, mode="binary"),
+             CircleAperture(9.0, mode="archi", reference=(tracks.x[j, 0], tracks.y[j, 0])),
+             ShapeAperture(regions[j], tracks.x[j, 0], tracks.y[j, 0], 2)]
+    frames = [0, 37, 111]
+    for mask in masks:
+        ours = own_light(model, tracks, [mask], j)[0]
+        for k in frames:
+            image = model.render(slice(k, k + 1), [j])[0]
+            w, ix0, iy0 = mask.weights(tracks.x[j, k:k + 1], tracks.y[j, k:k + 1])
+            h, wd = w.shape[1:]
+            padded = np.pad(np.nan_to_num(image), ((h, h), (wd, wd)))
+            patch = padded[iy0[0] + h:iy0[0] + 2 * h, ix0[0] + wd:ix0[0] + 2 * wd]
+            assert ours[k] == pytest.approx(float((w[0] * patch).sum()), rel=1e-9), (mask, k)
