@@ -136,10 +136,10 @@ def test_decontaminated_flux_scatters_near_its_noise_floor(crowded):
 def test_transit_depth_from_the_decontaminated_flux(crowded):
     """The 1 % transit of the star 22 px from the target, whose circle holds a third as much
     of the target's light as its own: the depth from FLUX with a linear baseline (no
-    decorrelation) is within 10 % of the injected one (measured: 7 % low: the modelled
-    neighbours' light is 0.05 % of the own light higher in the transit's frames than around
-    them, a roll-dependent residual; issue 14 asks 5 %); the raw sum, whose contamination
-    turns with the roll, scatters a hundred times more."""
+    decorrelation) is within 5 % of the injected one, as issue 14 asks (measured: 1.3 %
+    low, of which 0.6 % is this measure's on the true own light; the depth's photon noise is
+    ~1.3 %. It was 7-10 % low while the transiting star's core stayed in the PSF's median);
+    the raw sum, whose contamination turns with the roll, scatters a hundred times more."""
     truth, result, visit = crowded["truth"], crowded["result"], crowded["visit"]
     i = int(np.flatnonzero(np.char.strip(truth.stars["SIGNAL"].astype(str)) == "transit")[0])
     j = int(np.flatnonzero(crowded["match"] == i)[0])
@@ -153,7 +153,7 @@ def test_transit_depth_from_the_decontaminated_flux(crowded):
         baseline = np.polyval(np.polyfit(t[outside], flux[outside], 1), t[inside])
         return 1.0 - np.mean(flux[inside] / baseline)
 
-    assert depth(result.flux[j]) == pytest.approx(depth_true, rel=0.10)
+    assert depth(result.flux[j]) == pytest.approx(depth_true, rel=0.05)
 
     def scatter(flux):
         return np.std(flux[outside] / np.polyval(np.polyfit(t[outside], flux[outside], 1),

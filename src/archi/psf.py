@@ -13,6 +13,7 @@ that use it are in :mod:`archi.fieldmodel`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,31 +39,37 @@ class EmpiricalPsf:
     """Zero pixels about each stamp of the phase bank from the start: the tracker's 25 px
     windows (:func:`fit_shifts`) read past a stamp without the bank being copied."""
 
+    MIN_FRAMES_LEFT = 8
+    """A pixel of the PSF is the median of the frames ``exclude`` leaves it in when at least
+    this many (or a third of the frames) remain; otherwise of all frames."""
+
     @classmethod
-    def from_visit(cls, visit: Visit, radius: int = 60, n_frames: int = 25) -> EmpiricalPsf:
-        """Median of target-centred cut-outs of up to ``n_frames`` frames spread over the visit."""
-        from scipy import ndimage  # lazy: keeps factor jobs' imports light
+    def from_visit(cls, visit: Visit, radius: int = 60, n_frames: int = 25,
+                   exclude: Callable[[int], NDArray[np.bool_]] | None = None) -> EmpiricalPsf:
+        """Median of target-centred cut-outs of up to ``n_frames`` frames spread over the visit.
+
+        ``exclude(k)``: pixels of frame k to leave out of the median where enough other
+        frames cover them (the cores of subtracted neighbours: their variability and
+        position errors would stay in the PSF at the places they pass, e.g. a transit
+        printed into the target's wing where the transiting star sat)."""
         index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
                           .astype(int))
-        pad = radius + 3
-        cuts = []
+        cuts, left_out = [], []
         for k in index:
-            frame = np.asarray(visit.cube[k], dtype=float)
             tx, ty = visit.target_x[k], visit.target_y[k]
-            ix, iy = int(round(tx)), int(round(ty))
-            big = np.full((2 * pad + 1, 2 * pad + 1), np.nan)
-            y0, x0 = iy - pad, ix - pad
-            ys, xs = max(y0, 0), max(x0, 0)
-            ye, xe = min(y0 + 2 * pad + 1, frame.shape[0]), min(x0 + 2 * pad + 1, frame.shape[1])
-            big[ys - y0:ye - y0, xs - x0:xe - x0] = frame[ys:ye, xs:xe]
-            valid = np.isfinite(big)
-            shifted = ndimage.shift(np.where(valid, big, 0.0), (iy - ty, ix - tx), order=3)
-            cover = ndimage.shift(valid.astype(float), (iy - ty, ix - tx), order=1)
-            shifted[cover < 0.99] = np.nan
-            cuts.append(shifted[3:-3, 3:-3])
+            cuts.append(_centred_cut(np.asarray(visit.cube[k], dtype=float), tx, ty, radius))
+            if exclude is not None:
+                out = _centred_cut(exclude(int(k)).astype(float), tx, ty, radius, order=1)
+                left_out.append(~(out < 0.01))  # NaN (no data) or touched by an excluded pixel
+        cuts = np.array(cuts)
         with warnings.catch_warnings():  # pixels no frame covers stay NaN, then 0
             warnings.simplefilter("ignore", RuntimeWarning)
-            stamp = np.nanmedian(np.array(cuts), axis=0)
+            stamp = np.nanmedian(cuts, axis=0)
+            if exclude is not None:
+                kept = np.where(np.array(left_out), np.nan, cuts)
+                enough = np.isfinite(kept).sum(axis=0) >= min(cls.MIN_FRAMES_LEFT,
+                                                              max(1, len(index) // 3))
+                stamp = np.where(enough, np.nanmedian(kept, axis=0), stamp)
         yy, xx = np.indices(stamp.shape) - radius
         stamp = np.where((np.hypot(xx, yy) <= radius) & np.isfinite(stamp), stamp, 0.0)
         stamp = np.clip(stamp, 0.0, None)
@@ -194,6 +201,26 @@ class EmpiricalPsf:
         acc /= len(offsets)
         gx, gy = (acc[1], acc[2]) if gradients else (None, None)
         return acc[0], gx, gy, ix - self.radius, iy - self.radius
+
+
+def _centred_cut(frame: NDArray, tx: float, ty: float, radius: int, order: int = 3
+                 ) -> NDArray[np.float64]:
+    """The (2 radius + 1)^2 cut-out of ``frame`` centred on (tx, ty) [pixel], shifted by a
+    spline of ``order``; NaN where the frame holds no data."""
+    from scipy import ndimage  # lazy: keeps factor jobs' imports light
+
+    pad = radius + 3
+    ix, iy = int(round(tx)), int(round(ty))
+    big = np.full((2 * pad + 1, 2 * pad + 1), np.nan)
+    y0, x0 = iy - pad, ix - pad
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + 2 * pad + 1, frame.shape[0]), min(x0 + 2 * pad + 1, frame.shape[1])
+    big[ys - y0:ye - y0, xs - x0:xe - x0] = frame[ys:ye, xs:xe]
+    valid = np.isfinite(big)
+    shifted = ndimage.shift(np.where(valid, big, 0.0), (iy - ty, ix - tx), order=order)
+    cover = ndimage.shift(valid.astype(float), (iy - ty, ix - tx), order=1)
+    shifted[cover < 0.99] = np.nan
+    return shifted[3:-3, 3:-3]
 
 
 def _roll_zero(a: NDArray, dx: int, dy: int) -> NDArray:
