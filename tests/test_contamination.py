@@ -121,16 +121,16 @@ def test_decontaminated_flux_is_the_stars_own_light(crowded):
 
 
 def test_decontaminated_flux_scatters_near_its_noise_floor(crowded):
-    """Scatter of FLUX against the true own light, relative to the noise floor, for every
-    star G <= 12. Measured with 10 px circles on this scene: 0.97-1.35, and 1.60 for one
-    star whose raw sum scatters as much (1.65 x its floor: not the model's doing); the
-    limit is 2. Issue 14 asks 1.5."""
+    """Scatter of FLUX against the true own light, relative to the noise floor, <= 1.5 for
+    every star G <= 12, as issue 14 asks. Measured with 10 px circles on this scene:
+    0.90-1.35 (it was 1.65 for a G = 11 star before cosmic-ray tracks over bright stars
+    were searched for on the field model's residual: 6-sigma outliers)."""
     result, frames = crowded["result"], crowded["frames"]
     for j in range(result.flux.shape[0]):
         if _mag(crowded, j) > 12.0:
             continue
         scatter = np.std(result.flux[j, frames] / crowded["own"][j])
-        assert scatter <= 2.0 * _noise_floor(crowded, j), (j, scatter / _noise_floor(crowded, j))
+        assert scatter <= 1.5 * _noise_floor(crowded, j), (j, scatter / _noise_floor(crowded, j))
 
 
 def test_transit_depth_from_the_decontaminated_flux(crowded):

@@ -31,7 +31,7 @@ import numpy as np
 from archi import parallel
 from archi.cdpp_table import CdppTable
 from archi.contamination import neighbours_light
-from archi.cosmics import CosmicHits, find_cosmics
+from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
 from archi.detect import detect_stars
 from archi.factors import round_factor
 from archi.fieldfit import model_field, star_fluxes
@@ -119,6 +119,9 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     if options.decontaminate:
         tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         model = model.rendered(options.effective_chunk)
+        if options.clean_cosmics:  # hits over bright stars, seen once the stars are removed
+            cosmics = find_cosmics_in_residuals(visit.cube, model.images,
+                                                noise_per_pixel(visit), cosmics)
         brightness = model.flux[:stars.n_stars]
     else:
         brightness = star_fluxes(visit, tracks, psf)
