@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from archi.fieldfit import MIN_COVERED as MIN_FITTED
 from archi.fieldimage import FieldModel
+from archi.photometry import ApertureSums, noise_per_pixel
 
 MIN_COVERED = 0.5
 """A star's PSF flux is reported when at least this fraction of its PSF falls on the field's
@@ -132,3 +133,28 @@ def _solve(normal: NDArray, rhs: NDArray, fitted: NDArray) -> tuple[NDArray, NDA
     rhs[held] = 0.0
     cov = np.linalg.inv(normal)
     return cov @ rhs, cov
+
+
+def psf_rows(stars: NDArray[np.bool_], fit: PsfFluxes, sums: ApertureSums, errors: NDArray,
+             raw: NDArray, conta: NDArray | None
+             ) -> tuple[ApertureSums, NDArray, NDArray, NDArray]:
+    """The extraction's arrays (n_stars, n_frames) with the rows of ``stars`` (n_stars,)
+    taken from the PSF fits ``fit`` (whose first rows are the tracked stars): FLUX the
+    fitted flux, FLUX_ERR its error, CONTA the neighbours' light under its PSF, FLUX_RAW =
+    FLUX + CONTA; frames where the PSF falls mostly off the field are out of bounds; no mask
+    (area 0)."""
+    n = len(stars)
+    pick = np.asarray(stars, bool)[:, None]
+    conta = np.full(sums.flux.shape, np.nan) if conta is None else conta  # no mask at all
+    sums = ApertureSums(np.where(pick, fit.flux[:n], sums.flux), np.where(pick, 0.0, sums.area),
+                        np.where(pick, fit.off_field[:n], sums.out_of_bounds))
+    return (sums, np.where(pick, fit.flux_err[:n], errors),
+            np.where(pick, fit.flux[:n] + fit.conta[:n], raw), np.where(pick, fit.conta[:n], conta))
+
+
+def visit_psf_photometry(visit, prepared) -> PsfFluxes:
+    """:func:`psf_photometry` of a prepared visit (its field model and cosmic-ray hits)."""
+    if prepared.model is None:
+        raise ValueError("PSF photometry needs the field model (decontaminate: true)")
+    return psf_photometry(visit.cube, prepared.model, noise_per_pixel(visit), prepared.cosmics,
+                          chunk_frames=min(CHUNK_FRAMES, prepared.options.effective_chunk))
