@@ -9,6 +9,7 @@ from the simulator's own PSF at the true positions (not the fitted one).
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from archi import api
-from archi.errors import ConfigError
+from archi.errors import ConfigError, CorruptProductError
+from archi.io.factors_file import read_optimized_factors, stored_factors, write_optimized_factors
 from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, SUBARRAY_SIZE
 from archi.io.lightcurves import read_lightcurves_fits
 from archi.io.lightcurves_text import read_lightcurves_text
@@ -172,6 +174,21 @@ def test_psf_needs_the_field_model():
     assert "\n" not in str(error.value) and str(error.value).startswith("cfg: ")
     assert not Options(method="psf").apertures.uses_masks
     assert Options(method="psf+shape").apertures.uses_masks
+
+
+def test_factors_file_keeps_psf_stars_without_a_factor(tmp_path):
+    """A psf star is stored with no factor, valid, and read back as NaN; a psf entry with a
+    factor is refused, naming the file."""
+    path = tmp_path / "factors.yaml"
+    write_optimized_factors(path, {0: 10.25, 1: math.nan}, methods="circle+psf", visit_id="V",
+                            cdpp={0: 50.0, 1: math.nan})
+    (entry,) = yaml.safe_load(path.read_text())["visits"].values()
+    assert entry["stars"][1] == {"method": "psf", "factor": None, "cdpp": None, "valid": True}
+    factors = stored_factors(path, "V", 2)
+    assert factors[0] == 10.25 and math.isnan(factors[1])
+    path.write_text(path.read_text().replace("factor: null", "factor: 3"))
+    with pytest.raises(CorruptProductError, match="factors.yaml.*psf star has no mask"):
+        read_optimized_factors(path)
 
 
 @pytest.mark.slow
