@@ -10,6 +10,10 @@ star's own light and the search scores it). Per star it prints the chosen radius
 neighbours' light in that circle over the star's own (rendered with the simulator's PSF at
 the true positions, photutils sums), and the scatter of FLUX against the true own light
 over the noise floor (photon noise of all the light in the circle, sky, dark, read noise).
+Then PSF photometry (``method: psf``, :mod:`archi.psfphot`: every star fitted in every frame
+with the field model's PSF) on the same prepared visit: the scatter of its flux against the
+true flux over the same floor (the chosen circle's, so that the columns compare the noise
+itself), and its median over the true flux.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from archi import api
 from archi.options import Options
+from archi.psfphot import visit_psf_photometry
 from archi.simulate import SimulationConfig, simulate_visit
 from archi.simulate.neighbours import light_in_circles
 from archi.simulate.truth import read_truth
@@ -52,7 +57,20 @@ def evaluate(visit, truth, options: Options, frames: np.ndarray) -> dict:
                      / np.median(curves.flux[:, frames] / own, axis=1, keepdims=True), axis=1)
     return dict(match=match, radius=radius, valid=result.valid, seconds=seconds,
                 contamination=np.median(neighbours, axis=1) / np.median(own, axis=1),
-                noise=scatter / floor, cdpp=curves.cdpp)
+                noise=scatter / floor, cdpp=curves.cdpp, floor=floor, prepared=prepared)
+
+
+def evaluate_psf(visit, truth, after: dict, frames: np.ndarray) -> dict:
+    """PSF photometry on the field model of ``after``: scatter of flux / true flux over
+    ``after``'s floor, median flux / true flux, and its CPU time."""
+    t0 = time.process_time()
+    fit = visit_psf_photometry(visit, after["prepared"])
+    seconds = time.process_time() - t0
+    n = len(after["match"])
+    ratio = fit.flux[:n, frames] / truth.flux[after["match"]][:, frames]
+    median = np.median(ratio, axis=1)
+    return dict(noise=np.std(ratio / median[:, None], axis=1) / after["floor"],
+                accuracy=median - 1.0, seconds=seconds)
 
 
 def main() -> None:
@@ -69,18 +87,22 @@ def main() -> None:
         frames = np.arange(0, visit.n_frames, 3)
         before = evaluate(visit, truth, base.replace(decontaminate=False), frames)
         after = evaluate(visit, truth, base, frames)
+        psf = evaluate_psf(visit, truth, after, frames)
     lines = [f"Crowded scene, {args.frames} frames; pipeline {before['seconds']:.1f} s without "
-             f"the field model, {after['seconds']:.1f} s with it (prepare, search, extraction).",
+             f"the field model, {after['seconds']:.1f} s with it (prepare, search, extraction); "
+             f"PSF photometry of every star {psf['seconds']:.1f} s of CPU.",
              "", "| star | G | distance [px] | radius before / after [px] | neighbours' light / "
-             "own light, before / after | FLUX scatter / noise floor, before / after |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "own light, before / after | FLUX scatter / noise floor, before / after | PSF "
+             "flux: scatter / the same floor | PSF flux / true flux - 1 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     stars = truth.stars
     for j, i in enumerate(after["match"]):
         valid = "" if after["valid"][j] else " (no valid circle)"
         lines.append(f"| {j} | {stars['MAG'][i]:.1f} | {stars['DISTANCE'][i]:.0f} | "
                      f"{before['radius'][j]:.1f} / {after['radius'][j]:.1f}{valid} | "
                      f"{before['contamination'][j]:.2f} / {after['contamination'][j]:.2f} | "
-                     f"{before['noise'][j]:.1f} / {after['noise'][j]:.2f} |")
+                     f"{before['noise'][j]:.1f} / {after['noise'][j]:.2f} | "
+                     f"{psf['noise'][j]:.2f} | {100 * psf['accuracy'][j]:+.2f} % |")
     text = "\n".join(lines)
     print(text)
     if args.out:

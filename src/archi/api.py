@@ -22,6 +22,7 @@ same results). The search's rules are in :mod:`archi.optimize`, its runs in
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.metrics import NoiseMetric
-from archi.optimize import choose, decide_round, fine_tune_plan, round_factors
+from archi.optimize import (choose_every_star, decide_round, fine_tune_plan, round_factors,
+                             searched_stars)
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
@@ -57,6 +59,7 @@ from archi.photometry import (
 )
 from archi.prepared import Prepared
 from archi.psf import EmpiricalPsf
+from archi.psfphot import psf_rows, visit_psf_photometry
 from archi.runs import (
     MeasuredRuns,
     aperture_for,
@@ -161,16 +164,20 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: NoiseMetric | Non
         tables.append(score_runs(visit, prepared, rounds[-1], metric))
         return CdppTable.merge(tables)
 
+    n_stars = prepared.stars.n_stars
+    searched = searched_stars(options, n_stars)
+    if not searched:  # every star by PSF fits (method psf): no mask to choose
+        return OptimizationResult(*choose_every_star(CdppTable.empty(), options, n_stars),
+                                  CdppTable.empty())
     grid = round_factors(options, 0)
-    decision = decide_round(measure_round({j: grid for j in range(prepared.stars.n_stars)}),
-                            options, 0)
+    decision = decide_round(measure_round({j: grid for j in searched}), options, 0)
     while not decision.done:
         grid = round_factors(options, decision.next_round)
         table = measure_round({j: grid for j in decision.extend})
         decision = decide_round(table, options, decision.next_round)
     table = measure_round(fine_tune_plan(CdppTable.merge(tables), options))
-    factors, cdpp, valid = choose(table)
-    sums, kept = _chosen_sums(rounds, factors, prepared.stars.n_stars, visit.n_frames)
+    factors, cdpp, valid = choose_every_star(table, options, n_stars)
+    sums, kept = _chosen_sums(rounds, factors, n_stars, visit.n_frames)
     return OptimizationResult(factors, cdpp, valid, table, sums=sums, kept=kept)
 
 
@@ -183,8 +190,7 @@ def _chosen_sums(rounds: Sequence[MeasuredRuns], factors: Mapping[int, float], n
         for i, (j, f) in enumerate(measured.runs):  # the table's factors are rounded
             if measured.measured[i]:
                 row_of.setdefault((j, round_factor(f)), (r, i))
-    flux = np.full((n_stars, n_frames), np.nan)
-    sums = ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
+    sums = _unmeasured(n_stars, n_frames)
     kept = np.zeros(n_stars, bool)
     for j in range(n_stars):
         at = row_of.get((j, factors.get(j)))
@@ -194,6 +200,12 @@ def _chosen_sums(rounds: Sequence[MeasuredRuns], factors: Mapping[int, float], n
                 getattr(sums, name)[j] = getattr(rounds[r].sums, name)[i]
             kept[j] = True
     return sums, kept
+
+
+def _unmeasured(n_stars: int, n_frames: int) -> ApertureSums:
+    """Sums of stars not measured: NaN, no area, out of bounds."""
+    flux = np.full((n_stars, n_frames), np.nan)
+    return ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
 
 
 def _reusable(search: OptimizationResult | None, factors: Mapping[int, float]) -> np.ndarray:
@@ -208,12 +220,13 @@ def _reusable(search: OptimizationResult | None, factors: Mapping[int, float]) -
 def _sums_for(visit: Visit, prepared: Prepared, factors: dict[int, float], workers: int,
               search_result: OptimizationResult | None) -> ApertureSums:
     """The sums of every star at its factor: the search's where it measured them, one
-    pass over the cube for the others."""
+    pass over the cube for the others (none for stars without a mask: factor NaN)."""
     reuse = _reusable(search_result, factors)
     if len(reuse) and reuse.all():
         return search_result.sums
-    sums, _ = measure(visit, prepared, {j: f for j, f in factors.items() if not reuse[j]},
-                      workers)
+    todo = {j: f for j, f in factors.items() if not reuse[j] and math.isfinite(f)}
+    sums = (measure(visit, prepared, todo, workers)[0] if todo
+            else _unmeasured(len(factors), visit.n_frames))
     if reuse.any():
         for name in ("flux", "area", "out_of_bounds"):
             getattr(sums, name)[reuse] = getattr(search_result.sums, name)[reuse]
@@ -240,19 +253,26 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
 
     With a field model (``decontaminate``) FLUX is each star's own light; the mask's sum
     (``flux_raw``) and the neighbours' modelled light in it (``conta``) come with it, and
-    the errors count the photon noise of all the light in the mask."""
+    the errors count the photon noise of all the light in the mask.
+
+    ``psf`` stars have no mask (their factors are ignored): their rows are the field
+    model's PSF fits (:mod:`archi.psfphot`, :func:`archi.psfphot.psf_rows`)."""
     options = prepared.options
     n = prepared.stars.n_stars
-    factors = {j: float(factors[j]) for j in range(n)}
+    psf = np.array([options.star_method(j) == "psf" for j in range(n)], bool)
+    factors = {j: math.nan if psf[j] else float(factors[j]) for j in range(n)}
     sums = _sums_for(visit, prepared, factors, workers, search_result)
     raw, conta = sums.flux, None
-    if prepared.model is not None:
+    if prepared.model is not None and not psf.all():
         apertures = build_apertures(visit, prepared, factors)
         raw = aperture_photometry(visit.cube, prepared.tracks, apertures,
                                   options.effective_chunk, prepared.cosmics).flux
         conta = neighbours_light(prepared.model, prepared.tracks, apertures,
                                  options.effective_chunk)
     errors = flux_errors(raw, sums.area, visit)
+    if psf.any():
+        sums, errors, raw, conta = psf_rows(psf, visit_psf_photometry(visit, prepared), sums,
+                                            errors, raw, conta)
     fn = metric_for(options, metric)
     cdpp = np.array([star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)[0]
                      for j in range(n)])
@@ -264,7 +284,7 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
         flux=sums.flux, flux_err=errors, flag=_flags(visit, prepared, sums),
         methods=tuple(options.star_method(j) for j in range(n)),
         factors=np.array([factors[j] for j in range(n)]),
-        npix=np.nanmean(sums.area, axis=1), cdpp=cdpp,
+        npix=np.where(psf, np.nan, np.nanmean(sums.area, axis=1)), cdpp=cdpp,
         options={**options.to_dict(), "visit_folder": str(visit.folder)},
         flux_raw=None if conta is None else raw, conta=conta)
 

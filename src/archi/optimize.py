@@ -13,6 +13,9 @@ Each star's mask factor is chosen by minimising its CDPP over a grid of factors:
 4. :func:`choose` takes each star's best run over the union of every table, with a
    fallback for stars without a valid run.
 
+Stars measured by PSF fits (``method: psf``, :mod:`archi.psfphot`) have no mask: they are
+not searched (:func:`searched_stars`) and get no factor (:func:`choose_every_star`).
+
 A bad option raises :class:`~archi.errors.ConfigError`; a bad in-memory argument
 ``ValueError``.
 """
@@ -213,3 +216,19 @@ def choose(table: CdppTable) -> tuple[dict[int, float], dict[int, float], dict[i
             factor, value = float(table.factor[first]), float(table.cdpp[first])
         factors[star], cdpp[star], valid[star] = factor, value, ok
     return factors, cdpp, valid
+
+
+def searched_stars(options: Options, n_stars: int) -> list[int]:
+    """The stars whose mask factor is searched: all but those measured by PSF fits
+    (``method: psf``, no mask)."""
+    return [j for j in range(n_stars) if options.star_method(j) != "psf"]
+
+
+def choose_every_star(table: CdppTable, options: Options, n_stars: int
+                      ) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
+    """:func:`choose` for the searched stars, and every ``psf`` star with factor and CDPP
+    NaN, valid (it has no mask to choose)."""
+    factors, cdpp, valid = choose(table) if len(table) else ({}, {}, {})
+    for j in set(range(n_stars)) - set(searched_stars(options, n_stars)):
+        factors[j], cdpp[j], valid[j] = math.nan, math.nan, True
+    return dict(sorted(factors.items())), dict(sorted(cdpp.items())), dict(sorted(valid.items()))

@@ -24,7 +24,7 @@ from typing import Any
 
 from archi.errors import ConfigError
 
-METHODS = ("circle", "shape")
+METHODS = ("circle", "shape", "psf")
 INITIAL_DETECTS = ("fits", "dynam")
 DETECT_MODES = ("static", "dynam", "offsets")
 OFFICIAL_CURVES = ("DEFAULT", "OPTIMAL", "RINF", "RSUP")
@@ -83,7 +83,7 @@ class TrackingOptions:
 class ApertureOptions:
     """The masks measured (:mod:`archi.masks`)."""
 
-    method: str = "circle"  # mask kind: circle | shape | P+S
+    method: str = "circle"  # mask kind: circle | shape | psf (no mask: PSF fits) | P+S
     grid_bg: int = 0  # 0, or an odd multiple of 200: sub-pixel grid of the masks
     aperture_mode: str = "exact"  # circles: exact pixel overlap, binary, or archi's own
     shape_shift: str = "bilinear"  # shape masks follow the star by sub-pixel or integer shifts
@@ -97,6 +97,12 @@ class ApertureOptions:
     def grid(self) -> int:
         """Sub-pixel grid factor s = grid_bg / 200 (1 when grid_bg = 0)."""
         return self.grid_bg // 200 if self.grid_bg else 1
+
+    @property
+    def uses_masks(self) -> bool:
+        """Whether some star (the target or the others) is measured through a mask, so
+        that the factor search has work (not with ``method: psf``)."""
+        return any(m != "psf" for m in split_choice(self.method, METHODS, "method"))
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,9 @@ def _problems(v: dict[str, Any]) -> list[str]:
         problems.append(f"max_contamination must be > 0, got {v['max_contamination']}")
     if v["chunk_frames"] < 1:
         problems.append("chunk_frames must be >= 1")
+    if "psf" in v["method"] and not v["decontaminate"]:
+        problems.append(f"method {v['method']!r} fits the field model's PSF: it needs "
+                        f"decontaminate: true")
     if "shape" in v["method"] and v["step"] != int(v["step"]):
         problems.append("shape masks grow by whole pixel layers: step must be an integer")
     return problems

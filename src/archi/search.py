@@ -31,11 +31,12 @@ from archi.io.search_files import (
 )
 from archi.optimize import (
     RoundDecision,
-    choose,
+    choose_every_star,
     decide_round,
     fine_tune_parts,
     fine_tune_plan,
     round_factors,
+    searched_stars,
 )
 from archi.options import Options
 from archi.io.prepared import read_prepared
@@ -55,12 +56,13 @@ def _visit_of(prepared: Prepared) -> Visit:
 
 def photometry_job(prepared_path: str | Path, factor: str, decisions: Paths,
                    out_path: str | Path) -> CdppTable:
-    """The CDPP table of one factor (its canonical text) of a search round: every star in
-    round 0, the stars the last decision extended (``decisions``: its file) later."""
+    """The CDPP table of one factor (its canonical text) of a search round: every star with
+    a mask (not ``psf``) in round 0, the stars the last decision extended (``decisions``: its
+    file) later."""
     prepared = read_prepared(prepared_path)
     decisions = list(decisions)
     stars = (read_decision(decisions[0]).extend if decisions
-             else list(range(prepared.stars.n_stars)))
+             else searched_stars(prepared.options, prepared.stars.n_stars))
     table = runs.cdpp_table(_visit_of(prepared), prepared, parse_factor(factor), stars=stars)
     write_cdpp_table(table, out_path)
     return table
@@ -97,10 +99,11 @@ def fine_tune_job(prepared_path: str | Path, plan_path: str | Path, jobs: int, p
 def choose_factors_job(tables: Paths, prepared_path: str | Path, options: Options,
                        factors_path: str | Path, table_path: str | Path
                        ) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
-    """Every star's factor from all runs: the table of all runs and the factors file."""
+    """Every star's factor from all runs: the table of all runs and the factors file
+    (``psf`` stars: no factor)."""
     prepared = read_prepared(prepared_path)
     table = CdppTable.merge([read_cdpp_tables(tables)])
-    factors, cdpp, valid = choose(table)
+    factors, cdpp, valid = choose_every_star(table, options, prepared.stars.n_stars)
     write_cdpp_table(table, table_path)
     write_search_factors(factors_path, options, prepared.visit_key, factors, cdpp)
     return factors, cdpp, valid

@@ -90,8 +90,11 @@ def opt_dir(visit):
 
 
 def round_tables(visit, upto):
-    """CDPP tables of rounds 0..upto (factors depend on the options only)."""
+    """CDPP tables of rounds 0..upto (factors depend on the options only); none when no
+    star has a mask (method psf: nothing to search)."""
     options = OPTIONS[visit]
+    if not options.apertures.uses_masks:
+        return []
     return [
         f"{opt_dir(visit)}/round{r}/f{format_factor(f)}.tsv"
         for r in range(upto + 1)
@@ -118,6 +121,8 @@ def last_round(visit):
     The last allowed round needs no decision (nothing can follow it): one job less on the
     critical path."""
     options = OPTIONS[visit]
+    if not options.apertures.uses_masks:  # method psf: no round, no checkpoint
+        return 0
     for r in range(options.optimization_extensions):
         decision = read_decision(
             checkpoints.select_round.get(visit=visit, round=r).output[0]
@@ -128,6 +133,8 @@ def last_round(visit):
 
 
 def fine_tables(wildcards):
+    if not OPTIONS[wildcards.visit].apertures.uses_masks:  # method psf: no fine tune
+        return []
     plan_path = checkpoints.plan_fine_tune.get(visit=wildcards.visit).output[0]
     parts = fine_tune_parts(read_fine_plan(plan_path), config["fine_tune_jobs"])
     return [f"{opt_dir(wildcards.visit)}/fine/part{i}.tsv" for i in range(len(parts))]
@@ -159,7 +166,7 @@ def visit_outputs(visit):
         out.append(f"results/{visit}/plots/target_vs_drp.png")
     if config["outputs"]["save_gif"]:
         out.append(f"results/{visit}/star_tracking.gif")
-    if config["optimize"]:
+    if config["optimize"] and OPTIONS[visit].apertures.uses_masks:
         out.append(f"results/{visit}/plots/cdpp_vs_factor.png")
     return out
 

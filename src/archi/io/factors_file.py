@@ -11,6 +11,9 @@ Layout (version 1)::
           0: {method: circle, factor: 10.3, cdpp: 154.2, valid: true}
           1: {method: shape, factor: 3, cdpp: 812.0, valid: true}
           2: {method: shape, factor: null, cdpp: null, valid: false}
+          3: {method: psf, factor: null, cdpp: null, valid: true}
+
+A ``psf`` star (PSF photometry, :mod:`archi.psfphot`) has no mask, so no factor.
 
 A missing file raises :class:`~archi.errors.ProductNotFoundError`, a file that cannot be read
 or has the wrong content :class:`~archi.errors.CorruptProductError` (naming the file and the
@@ -53,9 +56,10 @@ class StarFactor:
     """Optimised mask of one star."""
 
     method: str
-    """``circle`` or ``shape``."""
+    """``circle``, ``shape`` or ``psf``."""
     factor: float | None
-    """Best factor (radius [px] or layers); ``None`` when no valid factor was found."""
+    """Best factor (radius [px] or layers); ``None`` when no valid factor was found, or for
+    ``psf`` (no mask)."""
     cdpp: float | None = None
     """CDPP [ppm] at that factor, if recorded."""
     valid: bool = True
@@ -94,14 +98,18 @@ def write_search_factors(path: str | Path, options: Options, visit_id: str,
 
 
 def stored_factors(path: str | Path, visit_id: str, n_stars: int) -> dict[int, float]:
-    """The factor of every star ``0 .. n_stars - 1`` of ``visit_id`` in the file ``path``;
-    :class:`~archi.errors.ConfigError` if a star has none."""
+    """The factor of every star ``0 .. n_stars - 1`` of ``visit_id`` in the file ``path``
+    (NaN for ``psf`` stars: no mask); :class:`~archi.errors.ConfigError` if a star has
+    none."""
     stored = optimized_factors_for(path, visit_id)
-    missing = [j for j in range(n_stars) if stored.factors.get(j) is None]
+    methods = stored.methods
+    missing = [j for j in range(n_stars)
+               if stored.factors.get(j) is None and methods.get(j) != "psf"]
     if missing:
         raise ConfigError(f"{path}: no factor for star(s) {missing} of {visit_id}; "
                           "run the optimisation first")
-    return {j: float(stored.factors[j]) for j in range(n_stars)}
+    return {j: math.nan if methods[j] == "psf" else float(stored.factors[j])
+            for j in range(n_stars)}
 
 
 def write_optimized_factors(path: str | Path, factors: Mapping[int, float | None], *,
@@ -150,12 +158,12 @@ def _star_entry(star: int, raw: float | None, methods: Mapping[int, str],
                 cdpp: Mapping[int, float] | None) -> StarFactor:
     if star not in methods:
         raise ValueError(f"no mask method given for star {star}")
-    value = None if raw is None or _is_nan(raw) else raw
+    value = None if raw is None or _is_nan(raw) or methods[star] == "psf" else raw
     metric = None if cdpp is None or cdpp.get(star) is None else float(cdpp[star])
     entry = StarFactor(method=methods[star],
                        factor=None if value is None else round_factor(value),
                        cdpp=None if metric is None or not math.isfinite(metric) else metric,
-                       valid=value is not None)
+                       valid=value is not None or methods[star] == "psf")
     _check_star_factor(entry, f"star {star}", ValueError)
     return entry
 
@@ -247,7 +255,9 @@ def optimized_factors_for(path: str | Path, visit_id: str) -> VisitFactors:
 def _check_star_factor(entry: StarFactor, where: str, error: Callable[[str], Exception]) -> None:
     if entry.method not in METHODS:
         raise error(f"{where}: method {entry.method!r} is not one of {', '.join(METHODS)}")
-    if entry.valid and entry.factor is None:
+    if entry.method == "psf" and entry.factor is not None:
+        raise error(f"{where}: a psf star has no mask, so no factor (null)")
+    if entry.valid and entry.factor is None and entry.method != "psf":
         raise error(f"{where}: a valid star needs a factor")
     if not entry.valid and entry.factor is not None:
         raise error(f"{where}: an invalid star has no factor (null)")

@@ -35,13 +35,19 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   =========== ====== ========= ===========================================
 
   Header keywords: ``STAR`` (number), ``X0``, ``Y0`` [pixel] (first-frame position),
-  ``DIST`` [pixel] (distance from the target), ``MASKTYPE`` (``circle``/``shape``),
-  ``MASKSIZE`` (the mask factor: radius [pixel] or layers), ``NPIX`` [pixel] (mean mask
-  area), ``CDPP`` [ppm] (noise metric of FLUX), ``CONTAM`` (median CONTA / median FLUX
+  ``DIST`` [pixel] (distance from the target), ``MASKTYPE`` (``circle``/``shape``/``psf``),
+  ``MASKSIZE`` (the mask factor: radius [pixel] or layers; none for ``psf``), ``NPIX``
+  [pixel] (mean mask area; none for ``psf``), ``CDPP`` [ppm] (noise metric of FLUX), ``CONTAM`` (median CONTA / median FLUX
   on good frames, with a field model), ``CATROW`` (row in the DRP star catalogue, -1 if
   unmatched), ``BRIGHT`` [electron] (relative brightness estimate), and for a catalogue
   match ``CATID`` (catalogue/Gaia ID), ``RA``, ``DEC`` [deg], ``MAG`` [Gaia G]. A value that
   is NaN (no catalogue match, undefined metric) is left out: FITS headers cannot hold NaN.
+
+A ``psf`` star (``method: psf``, :mod:`archi.psfphot`) has no mask: FLUX is its flux fitted
+with the field model's PSF in each frame (all stars at once), FLUX_ERR the fit's error,
+CONTA the neighbours' fitted light under its PSF (what a fit of the star alone would add),
+FLUX_RAW = FLUX + CONTA; frames where its PSF falls mostly off the field are NaN and
+flagged out of bounds.
 
 Times and fluxes are float64 (archi stored float32 times, ~6 min resolution: bug B17).
 """
@@ -181,7 +187,7 @@ def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
     _card(sh, "X0", float(stars.x0[k]), "[pixel] x in the first frame")
     _card(sh, "Y0", float(stars.y0[k]), "[pixel] y in the first frame")
     _card(sh, "DIST", float(stars.distance[k]), "[pixel] distance from the target")
-    _card(sh, "MASKTYPE", str(lc.methods[k]), "mask method: circle or shape")
+    _card(sh, "MASKTYPE", str(lc.methods[k]), "mask method: circle, shape or psf (none)")
     _card(sh, "MASKSIZE", float(lc.factors[k]), "mask factor: radius [pixel] or layers")
     _card(sh, "NPIX", float(lc.npix[k]), "[pixel] mean mask area")
     _card(sh, "CDPP", float(lc.cdpp[k]), "[ppm] noise metric of the light curve")
@@ -296,7 +302,8 @@ def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
             columns[name].append(np.asarray(hdu.data[name], float) if name in present
                                  else np.full(len(hdu.data), np.nan))
         for key in ("X0", "Y0", "MASKTYPE", "MASKSIZE"):
-            if key not in hdu.header:
+            if key not in hdu.header and not (key == "MASKSIZE"
+                                              and hdu.header.get("MASKTYPE") == "psf"):
                 raise bad(f"STAR_{k} header has no {key} keyword")
     for name in ("MJD_TIME", "BJD_TIME", "ROLL_ANGLE"):
         for k in range(1, len(tables)):

@@ -46,8 +46,9 @@ def plot_star_lightcurves(lc: StarLightCurves, folder: str | Path) -> list[Path]
             ax.plot(hours[~good], norm[~good], "x", ms=4, color="C3", alpha=0.8,
                     label=f"flagged ({int((~good).sum())})")
         unit = "px" if lc.methods[k] == "circle" else "layers"
-        ax.set_title(f"{lc.visit_key}  star {k}: {lc.methods[k]} factor "
-                     f"{float(lc.factors[k]):g} {unit}, CDPP {number_text(lc.cdpp[k])} ppm",
+        mask = (f"{lc.methods[k]} factor {float(lc.factors[k]):g} {unit}"
+                if lc.methods[k] != "psf" else "PSF photometry")
+        ax.set_title(f"{lc.visit_key}  star {k}: {mask}, CDPP {number_text(lc.cdpp[k])} ppm",
                      fontsize=10)
         ax.set_xlabel("hours since first frame")
         ax.set_ylabel("flux / median")
