@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from archi import parallel
-from archi.astrometry import AstrometryFit, measure_sky_transform, warn_astrometry
+from archi.astrometry import measure_sky_transform, warn_astrometry
 from archi.cdpp_table import CdppTable
 from archi.contamination import neighbours_light
 from archi.cosmics import CosmicHits, find_cosmics
@@ -346,10 +346,16 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     curves = extract(visit, prepared, factors, metric, workers, search_result=result)
     write_cdpp_table(table, files.table)
     write_lightcurves_fits(curves, files.fits)
-    write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves)
+    write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
+                   astrometry=_astrometry_record(prepared))
     if files.text is not None:
         write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
+
+
+def _astrometry_record(prepared: Prepared) -> dict | None:
+    """The run-info record of the prepare step's astrometry (None: not measured)."""
+    return None if prepared.astrometry is None else prepared.astrometry.to_dict()
 
 
 def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Options,
@@ -361,7 +367,8 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     visit = load_visit(prepared.visit_folder, options, prepared.layout)
     curves = extract(visit, prepared, factors)
     write_lightcurves_fits(curves, fits_path)
-    write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves)
+    write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
+                   astrometry=_astrometry_record(prepared))
     return curves
 
 

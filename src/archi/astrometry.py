@@ -24,7 +24,7 @@ so blended pairs need the fitted tracks.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -159,9 +159,10 @@ class AstrometryFit:
 
 
 @dataclass(frozen=True)
-class _Positions:
-    """Measured positions: star (catalogue row), the sky offset w, the position z and the
-    target's centroid t (complex [pixel]) and the roll [deg], one entry per (star, frame)."""
+class MeasuredPositions:
+    """Measured positions, one entry per (star, frame): the star (catalogue row), its sky
+    offset w (:func:`archi.geometry.sky_offsets` as x + iy), its position z and the
+    target's centroid t (complex, x + iy [pixel]) and the roll angle [deg]."""
 
     row: NDArray
     w: NDArray
@@ -234,7 +235,7 @@ def _search(visit: Visit, psf: EmpiricalPsf, w: NDArray, use: NDArray[np.bool_]
 
 
 def _measure(visit: Visit, psf: EmpiricalPsf, transform: SkyTransform, w: NDArray,
-             use: NDArray[np.bool_]) -> _Positions:
+             use: NDArray[np.bool_]) -> MeasuredPositions:
     """PSF-fitted positions of the ``use`` stars in FIT_FRAMES frames, the catalogue stars
     that reach the image fitted with them (their light modelled, blends included), at the
     positions ``transform`` predicts; kept where the flux has S/N >= MIN_SNR, the PSF lies
@@ -258,17 +259,17 @@ def _measure(visit: Visit, psf: EmpiricalPsf, transform: SkyTransform, w: NDArra
             & (np.hypot(fit.dx, fit.dy) < 2.5))
     j, k = np.nonzero(good)
     rows = modelled[j]
-    return _Positions(rows, w[rows], (x + fit.dx + 1j * (y + fit.dy))[j, k],
+    return MeasuredPositions(rows, w[rows], (x + fit.dx + 1j * (y + fit.dy))[j, k],
                       (tx + 1j * ty)[k], visit.roll_angle[frames][k])
 
 
-def _design(p: _Positions, mirrored: bool, sense: int) -> NDArray:
+def _design(p: MeasuredPositions, mirrored: bool, sense: int) -> NDArray:
     """Columns of ``z - t = shift + exp(-i sense roll) A w'``: 1 and the turned w'."""
     wp = np.conj(p.w) if mirrored else p.w
     return np.column_stack([np.ones(len(p.w)), np.exp(-1j * sense * np.radians(p.roll)) * wp])
 
 
-def _fit(p: _Positions, mirrored: bool, sense: int
+def _fit(p: MeasuredPositions, mirrored: bool, sense: int
          ) -> tuple[SkyTransform, NDArray, NDArray[np.bool_]]:
     """Least-squares transform of one (mirrored, sense) hypothesis, positions further than
     5 robust sigma (and 0.3 px) from it dropped twice; the transform, the residuals
@@ -289,7 +290,17 @@ def _fit(p: _Positions, mirrored: bool, sense: int
     return transform, resid, keep
 
 
-def _significant(p: _Positions, fit: SkyTransform, resid: NDArray, keep: NDArray,
+def fit_transform(positions: MeasuredPositions) -> tuple[SkyTransform, NDArray, NDArray]:
+    """The transform that fits ``positions`` best (smallest RMS residual) among both senses,
+    mirrored or not (each fitted by least squares, outliers dropped: :func:`_fit`); its
+    residuals (complex [pixel]) and which positions it kept."""
+    fits = [_fit(positions, mirrored, sense) for mirrored, sense in HYPOTHESES]
+    rms = [np.sqrt(np.mean(np.abs(r[k]) ** 2)) if k.sum() > 0.5 * len(k) else np.inf
+           for _, r, k in fits]
+    return fits[int(np.argmin(rms))]
+
+
+def _significant(p: MeasuredPositions, fit: SkyTransform, resid: NDArray, keep: NDArray,
                  min_change: float) -> bool:
     """Whether ``fit`` (same sense, not mirrored) moves some position within the field from
     the assumed one by more than ``min_change`` [pixel] and by more than SIGNIFICANCE
@@ -335,10 +346,7 @@ def measure_sky_transform(visit: Visit, psf: EmpiricalPsf | None = None,
         positions = _measure(visit, psf, best, w, use)
         if len(np.unique(positions.row)) < MIN_STARS:
             return _too_few(len(np.unique(positions.row)), len(positions.row))
-        fits = [_fit(positions, mirrored, sense) for mirrored, sense in HYPOTHESES]
-        rms = [np.sqrt(np.mean(np.abs(r[k]) ** 2)) if k.sum() > 0.5 * len(k) else np.inf
-               for _, r, k in fits]
-        best, resid, keep = fits[int(np.argmin(rms))]
+        best, resid, keep = fit_transform(positions)
     n_stars = len(np.unique(positions.row[keep]))
     if n_stars < MIN_STARS:
         return _too_few(n_stars, int(keep.sum()))
