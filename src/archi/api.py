@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from archi import parallel
+from archi.astrometry import measure_sky_transform, warn_astrometry
 from archi.cdpp_table import CdppTable
 from archi.contamination import neighbours_light
 from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
@@ -92,20 +93,32 @@ def load_visit(folder: str | Path, options: Options, layout: str = "auto") -> Vi
     return read_visit(folder, layout=layout, aperture=options.official_curve)
 
 
+FIRST_ASTROMETRY_CHANGE = 0.3
+"""[pixel] The transform measured with the visit's first PSF (positions off by up to
+~0.2 px at the field's edge: :func:`archi.astrometry.measure_sky_transform`) replaces the
+assumed one for detection when it moves some position by more; the field model's PSF then
+measures it again."""
+
+
 def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int = 1
             ) -> Prepared:
-    """Detect the stars (``initial_detect``) and track them (``detect_mode``); with
-    ``decontaminate``, model the field (:func:`archi.contamination.model_field`: the tracks
-    of ``dynam`` stars get better with it). Every star's brightness is then its fitted flux
-    [e], whichever way it was found.
+    """Measure the catalogue-to-pixel transform (:func:`archi.astrometry.
+    measure_sky_transform`: every catalogue position and prediction follows it; its
+    warnings are raised here), detect the stars (``initial_detect``) and track them
+    (``detect_mode``); with ``decontaminate``, model the field
+    (:func:`archi.contamination.model_field`: the tracks of ``dynam`` stars get better with
+    it). Every star's brightness is then its fitted flux [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
     detected, and the tracking's frames are split among the workers (the same results)."""
-    needs_psf = "dynam" in options.initial_detect or "dynam" in options.detect_mode
+    needs_psf = ("dynam" in options.initial_detect or "dynam" in options.detect_mode
+                 or visit.catalogue is not None)
 
     def detection() -> tuple:
         psf = EmpiricalPsf.from_visit(visit) if needs_psf else None
-        return detect_stars(visit, options, psf=psf), psf
+        astrometry = measure_sky_transform(visit, psf, min_change=FIRST_ASTROMETRY_CHANGE)
+        located = dataclasses.replace(visit, sky=astrometry.transform)
+        return detect_stars(located, options, psf=psf), psf, astrometry
 
     def cosmic_rays() -> CosmicHits:
         return (find_cosmics(visit.cube, noise_per_pixel(visit), options.effective_chunk)
@@ -116,11 +129,14 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         # of a 1000-frame visit with 2 workers 0.1 s faster, imports included)
         import cv2  # noqa: F401
         import scipy.ndimage  # noqa: F401
-    (stars, psf), cosmics = parallel.run_forked([detection, cosmic_rays], workers)
+    (stars, psf, astrometry), cosmics = parallel.run_forked([detection, cosmic_rays], workers)
+    visit = dataclasses.replace(visit, sky=astrometry.transform)
     tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics, workers=workers)
     model = None
     if options.decontaminate:
         tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
+        visit, stars, tracks, model, astrometry = _measured_again(
+            visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
         model = model.rendered(options.effective_chunk)
         if options.clean_cosmics:  # hits over bright stars, seen once the stars are removed
             cosmics = find_cosmics_in_residuals(visit.cube, model.images,
@@ -128,9 +144,28 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         brightness = model.flux[:stars.n_stars]
     else:
         brightness = star_fluxes(visit, tracks, psf)
+    warn_astrometry(astrometry)
     stars = dataclasses.replace(stars, brightness=brightness)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
-                    cosmics, model)
+                    cosmics, model, astrometry)
+
+
+def _measured_again(visit: Visit, options: Options, stars, tracks, model, astrometry,
+                    psf, cosmics, workers: int) -> tuple:
+    """The catalogue-to-pixel transform measured again with the field model's PSF (the
+    first holds the neighbours' light); when it changes, the catalogue stars placed, the
+    stars tracked and the field modelled again with it. Returns (visit, stars, tracks,
+    model, astrometry)."""
+    astrometry = measure_sky_transform(visit, model.psf, start=astrometry)
+    if astrometry.transform != visit.sky:
+        visit = dataclasses.replace(visit, sky=astrometry.transform)
+        if "fits" in options.detection.methods:
+            stars = detect_stars(visit, options, psf=psf)
+        tracks = track_stars(visit, stars, options, psf=model.psf, cosmics=cosmics,
+                             workers=workers)
+        tracks, model = model_field(visit, stars, tracks, options, cosmics, workers,
+                                    psf=model.psf)
+    return visit, stars, tracks, model, astrometry
 
 
 @dataclass(frozen=True)
@@ -334,10 +369,16 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     curves = extract(visit, prepared, factors, metric, workers, search_result=result)
     write_cdpp_table(table, files.table)
     write_lightcurves_fits(curves, files.fits)
-    write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves)
+    write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
+                   astrometry=_astrometry_record(prepared))
     if files.text is not None:
         write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
+
+
+def _astrometry_record(prepared: Prepared) -> dict | None:
+    """The run-info record of the prepare step's astrometry (None: not measured)."""
+    return None if prepared.astrometry is None else prepared.astrometry.to_dict()
 
 
 def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Options,
@@ -349,7 +390,8 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     visit = load_visit(prepared.visit_folder, options, prepared.layout)
     curves = extract(visit, prepared, factors)
     write_lightcurves_fits(curves, fits_path)
-    write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves)
+    write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
+                   astrometry=_astrometry_record(prepared))
     return curves
 
 

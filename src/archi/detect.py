@@ -25,8 +25,9 @@ from numpy.typing import NDArray
 from archi.errors import ArchiError
 from archi.fieldmodel import fit_frame
 from archi.psf import EmpiricalPsf, blur_offsets
-from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, predicted_positions, roll_offsets,
-                            roll_per_exposure, rotate_offsets, sky_offsets)
+from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, field_turn, predicted_positions,
+                            roll_offsets, roll_per_exposure, rotate_offsets)
+from archi.geometry import catalogue_positions as catalogue_tracks
 from archi.options import DetectionOptions, Options
 from archi.photometry import noise_per_pixel
 from archi.stars import StarList
@@ -54,10 +55,9 @@ def _in_field(x: NDArray, y: NDArray, margin: float = 0.0) -> NDArray[np.bool_]:
 # ---------------------------------------------------------------------------------------
 
 def catalogue_positions(visit: Visit) -> tuple[NDArray, NDArray]:
-    """First-frame pixel positions of every catalogue row (row 0 = target at its centroid)."""
-    cat = visit.catalogue
-    dx, dy = sky_offsets(cat.ra, cat.dec, cat.ra[0], cat.dec[0])
-    x, y = predicted_positions(visit, dx, dy, np.array([0]))
+    """First-frame pixel positions of every catalogue row (row 0 = target at its centroid),
+    mapped by the visit's :class:`~archi.geometry.SkyTransform` (``Visit.sky``)."""
+    x, y = catalogue_tracks(visit, np.array([0]))
     return x[:, 0], y[:, 0]
 
 
@@ -68,10 +68,9 @@ def detect_from_catalogue(visit: Visit, magnitude_limit: float) -> StarList:
         raise DetectionError(f"{visit.folder}: initial_detect 'fits' needs the DRP star "
                              f"catalogue (EXT_PRE_StarCatalogue), which this visit lacks")
     x, y = catalogue_positions(visit)
-    dx, dy = sky_offsets(cat.ra, cat.dec, cat.ra[0], cat.dec[0])
     # inside the field at some frame (the field turns about a target that is off-centre)
     frames = np.unique(np.linspace(0, visit.n_frames - 1, 50).astype(int))
-    px, py = predicted_positions(visit, dx, dy, frames)
+    px, py = catalogue_tracks(visit, frames)
     inside = _in_field(px, py).any(axis=1)
     keep = np.flatnonzero((cat.mag <= magnitude_limit) & inside)
     keep = np.union1d(keep, [0])  # the target, whatever its magnitude
@@ -176,7 +175,7 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
                         variance_floor=float(variance[k]), blur=blur)
         flux[:, i], err[:, i] = fit.flux, fit.flux_err
         # shifts measured on the detector, back to the roll-0 frame
-        sx[:, i], sy[:, i] = rotate_offsets(fit.dx, fit.dy, -visit.roll_angle[k])
+        sx[:, i], sy[:, i] = rotate_offsets(fit.dx, fit.dy, -field_turn(visit)[k])
     good = np.isfinite(err) & (err > 0) & (flux > 0)
     w = np.where(good, (flux / np.where(good, err, 1.0)) ** 2, 0.0)
     wsum = np.clip(w.sum(axis=1), 1e-30, None)

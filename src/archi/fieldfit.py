@@ -22,9 +22,9 @@ from archi.fieldmodel import fit_frame
 from archi.geometry import (
     FIELD_CENTRE,
     FIELD_RADIUS,
-    predicted_positions,
+    catalogue_positions,
+    field_turn,
     roll_per_exposure,
-    sky_offsets,
 )
 from archi.photometry import noise_per_pixel
 from archi.psf import EmpiricalPsf, rotational_blur
@@ -140,14 +140,15 @@ def _catalogue_extras(visit: Visit, stars: StarList, reach: float
                       ) -> tuple[NDArray, NDArray, NDArray]:
     """Catalogue stars not among ``stars`` whose light can reach the field (within
     ``reach`` pixels of the field's edge at some frame): positions (m, n_frames) from the
-    catalogue and the roll, and their magnitudes."""
+    catalogue and the roll (the visit's :class:`~archi.geometry.SkyTransform`), and their
+    magnitudes."""
     cat = visit.catalogue
     if cat is None or len(cat) == 0:
         empty = np.zeros((0, visit.n_frames))
         return empty, empty, np.zeros(0)
     rows = np.setdiff1d(np.arange(len(cat)), stars.catalogue_row[stars.catalogue_row >= 0])
-    dx, dy = sky_offsets(cat.ra[rows], cat.dec[rows], cat.ra[0], cat.dec[0])
-    x, y = predicted_positions(visit, dx, dy, np.arange(visit.n_frames))
+    x, y = catalogue_positions(visit, np.arange(visit.n_frames))
+    x, y = x[rows], y[rows]
     near = (np.hypot(x - FIELD_CENTRE[0], y - FIELD_CENTRE[1])
             <= FIELD_RADIUS + reach).any(axis=1) & np.isfinite(cat.mag[rows])
     return x[near], y[near], cat.mag[rows][near]
@@ -207,19 +208,22 @@ def star_fluxes(visit: Visit, tracks: Tracks, psf: EmpiricalPsf | None = None,
 
 
 def model_field(visit: Visit, stars: StarList, tracks: Tracks, options, cosmics=None,
-                workers: int = 1) -> tuple[Tracks, FieldModel]:
+                workers: int = 1, psf: EmpiricalPsf | None = None
+                ) -> tuple[Tracks, FieldModel]:
     """The field model, and the tracks it makes possible.
 
     The PSF cleaned of the neighbours' light (:func:`field_model`) tracks the stars better
     than the first one: ``dynam`` stars are tracked again with it, then fixed in the turning
     field (:func:`archi.astrometry.rigid_tracks`, about the DRP's centroid of the target),
-    and the fluxes fitted again at those positions."""
+    and the fluxes fitted again at those positions. ``psf``: a cleaned PSF already built
+    (the model of an earlier call), used as it is."""
     from archi.astrometry import rigid_tracks
     from archi.track import track_stars
 
-    first = field_model(visit, stars, tracks)
+    first = (field_model(visit, stars, tracks) if psf is None else
+             field_model(visit, stars, tracks, psf=psf, iterations=0))
     if any(options.star_tracking(j) == "dynam" for j in range(stars.n_stars)):
         tracks = track_stars(visit, stars, options, psf=first.psf, cosmics=cosmics,
                              workers=workers)
-        tracks = rigid_tracks(tracks, visit.roll_angle, visit.target_x, visit.target_y)
+        tracks = rigid_tracks(tracks, field_turn(visit), visit.target_x, visit.target_y)
     return tracks, field_model(visit, stars, tracks, psf=first.psf, iterations=FINAL_ITERATIONS)

@@ -12,11 +12,15 @@ with ``phi`` the roll angle,
     x  = x_target + dx cos(phi) + dy sin(phi)
     y  = y_target - dx sin(phi) + dy cos(phi)
 
-The field therefore rotates about the target as the roll angle changes.
+The field therefore rotates about the target as the roll angle changes. The plate scale is
+known to ~1.5 % only and the sense of turning is a convention: a visit's own mapping
+(:class:`SkyTransform`, measured by :mod:`archi.astrometry`) may replace this assumed one
+(``Visit.sky``); every prediction below follows it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -116,20 +120,75 @@ def star_positions(dx: ArrayLike, dy: ArrayLike, roll_deg: ArrayLike,
     return np.asarray(target_x, float)[None, :] + rx, np.asarray(target_y, float)[None, :] + ry
 
 
+@dataclass(frozen=True)
+class SkyTransform:
+    """Catalogue to pixels: star j in frame k is at (complex pixel positions)
+
+        z_jk = T_k + shift + exp(-i sense roll_k) * scale * exp(i rotation) * w_j
+
+    with ``w_j = dx + i dy`` its :func:`sky_offsets` at :data:`PLATE_SCALE` (its complex
+    conjugate when ``mirrored``) and T_k the target's DRP centroid. The defaults are PIPE's
+    mapping (the module docstring)."""
+
+    scale: float = 1.0  # pixel offsets per assumed one: PLATE_SCALE / the true plate scale
+    rotation_deg: float = 0.0  # [deg] from +x towards +y, at roll 0
+    sense: int = 1  # +1: the field turns by -roll (PIPE); -1: by +roll
+    mirrored: bool = False
+    shift_x: float = 0.0  # [pixel] every catalogue star's offset from T_k + turned offset
+    shift_y: float = 0.0
+
+    def roll_zero(self, dx: ArrayLike, dy: ArrayLike) -> tuple[NDArray, NDArray]:
+        """Pixel offsets from the target at roll 0 of sky offsets (dx, dy) [pixel at
+        :data:`PLATE_SCALE`] (before the turn by the roll and the shift)."""
+        w = np.asarray(dx, float) + 1j * np.asarray(dy, float)
+        if self.mirrored:
+            w = np.conj(w)
+        u = w * self.scale * np.exp(1j * np.radians(self.rotation_deg))
+        return u.real, u.imag
+
+    def turn(self, roll_deg: ArrayLike) -> NDArray:
+        """The angle [deg] the field is turned by at roll angles ``roll_deg``, as
+        :func:`rotate_offsets` takes it."""
+        return self.sense * np.asarray(roll_deg, dtype=float)
+
+
+ASSUMED = SkyTransform()
+"""PIPE's mapping: the plate scale :data:`PLATE_SCALE`, the field turning by -roll."""
+
+
 # -- where a visit's stars are predicted to be (the roll about the target's DRP centroid) --
+
+def field_turn(visit: Visit) -> NDArray:
+    """The angle [deg] the visit's field is turned by in each frame (the roll angle, or
+    minus it when the visit's :class:`SkyTransform` says the field turns the other way)."""
+    return (visit.sky or ASSUMED).turn(visit.roll_angle)
+
 
 def roll_offsets(visit: Visit, x0: NDArray, y0: NDArray) -> tuple[NDArray, NDArray]:
     """Offsets [pixel] from the target at roll 0 of first-frame positions (x0, y0) [pixel]."""
     dx, dy = x0 - visit.target_x[0], y0 - visit.target_y[0]
-    return rotate_offsets(dx, dy, -visit.roll_angle[0])
+    return rotate_offsets(dx, dy, -field_turn(visit)[0])
 
 
 def predicted_positions(visit: Visit, dx0: NDArray, dy0: NDArray, frames: NDArray
                         ) -> tuple[NDArray, NDArray]:
     """Positions (n_stars, len(frames)) [pixel] of stars with roll-0 offsets (dx0, dy0)
     [pixel], rotating about and moving with the target's DRP centroid in ``frames``."""
-    return star_positions(dx0, dy0, visit.roll_angle[frames], visit.target_x[frames],
+    return star_positions(dx0, dy0, field_turn(visit)[frames], visit.target_x[frames],
                           visit.target_y[frames])
+
+
+def catalogue_positions(visit: Visit, frames: NDArray, transform: SkyTransform | None = None
+                        ) -> tuple[NDArray, NDArray]:
+    """Pixel positions (n_catalogue, len(frames)) of every row of the visit's catalogue
+    (row 0 = target) in ``frames``, mapped by ``transform`` (default: the visit's own,
+    ``Visit.sky``, else the assumed one). The visit must have a catalogue."""
+    transform = transform or visit.sky or ASSUMED
+    cat = visit.catalogue
+    ux, uy = transform.roll_zero(*sky_offsets(cat.ra, cat.dec, cat.ra[0], cat.dec[0]))
+    turn = transform.turn(visit.roll_angle[frames])
+    x, y = star_positions(ux, uy, turn, visit.target_x[frames], visit.target_y[frames])
+    return x + transform.shift_x, y + transform.shift_y
 
 
 def roll_per_exposure(visit: Visit) -> float:

@@ -26,7 +26,7 @@ from archi import parallel
 from archi.cosmics import CosmicHits
 from archi.fieldmodel import fit_shifts
 from archi.psf import EmpiricalPsf, rotational_blur
-from archi.geometry import (predicted_positions, roll_offsets, roll_per_exposure,
+from archi.geometry import (field_turn, predicted_positions, roll_offsets, roll_per_exposure,
                             rotate_offsets)
 from archi.options import Options, TrackingOptions
 from archi.photometry import noise_per_pixel
@@ -39,7 +39,7 @@ MIN_TRACK_SNR = 5.0
 
 def _static(visit: Visit, stars: StarList) -> tuple[NDArray, NDArray]:
     dx, dy = stars.x0 - stars.x0[0], stars.y0 - stars.y0[0]
-    turn = visit.roll_angle - visit.roll_angle[0]
+    turn = field_turn(visit) - field_turn(visit)[0]
     rx, ry = rotate_offsets(dx[:, None], dy[:, None], turn[None, :])
     return stars.x0[0] + rx, stars.y0[0] + ry
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # annotations only: the data model does not depend on the geometry
+    from archi.geometry import SkyTransform
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,9 @@ class Visit:
     mag_target: float = float("nan")
     smearing_row: NDArray[np.float64] | None = None  # (n_frames, 200) [electrons]
     header: dict = field(default_factory=dict)  # selected visit keywords
+    # catalogue to pixels and the sense the field turns in (None: PIPE's, assumed); the
+    # prepare step sets the one it measured (archi.astrometry)
+    sky: SkyTransform | None = None
 
     @property
     def n_frames(self) -> int:

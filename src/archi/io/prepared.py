@@ -2,7 +2,8 @@
 once per visit and read by every later job of the visit.
 
 Layout: primary header VISIT; ``INFO`` table with one YAML text cell holding the visit
-folder, layout, visit key and all options; ``STARS`` table (X0, Y0 [pixel], CATALOGUE_ROW,
+folder, layout, visit key, all options and the measured astrometry
+(:meth:`archi.astrometry.AstrometryFit.to_dict`, when measured); ``STARS`` table (X0, Y0 [pixel], CATALOGUE_ROW,
 SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images (n_stars, n_frames)
 [pixel]; ``MEASURED`` image (1 where the tracker measured the position); ``COSMICS`` table
 (FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace them.
@@ -24,6 +25,7 @@ import numpy as np
 import yaml
 from astropy.io import fits
 
+from archi.astrometry import AstrometryFit
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
 from archi.fieldimage import FieldModel
@@ -47,7 +49,10 @@ def write_prepared(path: str | Path, prepared: Prepared) -> None:
         ("BRIGHTNESS", "D", "electron", s.brightness)])
     info_text = yaml.safe_dump({"visit_folder": str(prepared.visit_folder),
                                 "layout": prepared.layout, "visit_key": prepared.visit_key,
-                                "options": prepared.options.to_dict()}, sort_keys=False)
+                                "options": prepared.options.to_dict(),
+                                **({} if prepared.astrometry is None else
+                                   {"astrometry": prepared.astrometry.to_dict()})},
+                               sort_keys=False)
     info = named_table("INFO", [("YAML", f"{len(info_text)}A", None, [info_text])])
     primary = fits.PrimaryHDU()
     primary.header["VISIT"] = prepared.visit_key
@@ -118,7 +123,9 @@ def read_prepared(path: str | Path) -> Prepared:
             info = yaml.safe_load(hdul["INFO"].data["YAML"][0])
             options = Options.from_mapping(info["options"], source=str(path))
             model = _read_model(hdul)
+            astrometry = (AstrometryFit.from_dict(info["astrometry"])
+                          if "astrometry" in info else None)
     except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
         raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
     return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
-                    stars, tracks, cosmics, model)
+                    stars, tracks, cosmics, model, astrometry)

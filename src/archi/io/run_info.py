@@ -108,7 +108,8 @@ def _star_entry(lc: StarLightCurves, k: int) -> dict[str, Any]:
 
 
 def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
-                   lc: StarLightCurves, extra: dict | None = None) -> Path:
+                   lc: StarLightCurves, extra: dict | None = None,
+                   astrometry: dict | None = None) -> Path:
     """Write a YAML description of one photometry run (archi's ``photo_info.txt``, extended).
 
     Layout (keys in this order)::
@@ -128,6 +129,10 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
             star_catalogue: ... or null
           products_error: <why no products were found>   # only when none were found
         options: {...}                           # every option; callables as module:qualname
+        astrometry: {...}                        # the catalogue-to-pixel transform measured
+                                                 # (AstrometryFit.to_dict: used, plate_scale,
+                                                 # rotation_deg, sense, rms_px, warnings, ...);
+                                                 # only when given
         stars:
           - number: 0
             catalogue: {id: '...', row: 0, ra: .., dec: .., mag: ..}   # null when unmatched
@@ -157,6 +162,7 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
         "created": utc_now() + "Z",
         "inputs": inputs,
         "options": _plain(options),
+        **({} if astrometry is None else {"astrometry": _plain(astrometry)}),
         "stars": [_star_entry(lc, k) for k in range(lc.n_stars)],
     }
     if extra:

@@ -15,6 +15,11 @@ from typing import Any
 import yaml
 
 from archi.errors import ConfigError, reject_unknown_keys
+from archi.geometry import PLATE_SCALE
+
+FIELD_ROTATIONS = ("pipe", "reversed")
+"""How the field turns in the images as the roll angle changes: ``pipe`` by -roll (PIPE's
+mapping, :func:`archi.geometry.rotate_offsets`), ``reversed`` by +roll."""
 
 @dataclass(frozen=True)
 class StarSpec:
@@ -104,6 +109,10 @@ class SimulationConfig:
     noise_free: bool = False
     # stars
     field: tuple[StarSpec, ...] = DEFAULT_FIELD
+    # astrometry: the true plate scale the catalogue's RA/DEC are written with [arcsec/px]
+    # (the pipeline assumes archi.geometry.PLATE_SCALE), and how the field turns
+    plate_scale: float = PLATE_SCALE
+    field_rotation: str = "pipe"  # pipe (by -roll) | reversed (by +roll)
     # outputs
     layouts: tuple[str, ...] = ("drp", "cheopsim")
     write_optimal: bool = True  # V0300 DRP visits have no OPTIMAL light curve
@@ -129,6 +138,11 @@ class SimulationConfig:
                      "cosmic_rate", "jitter_rms", "hot_pixel_fraction"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
+        if not 0.5 <= self.plate_scale <= 2.0:
+            problems.append(f"plate_scale must be within 0.5-2 arcsec/px, got {self.plate_scale}")
+        if self.field_rotation not in FIELD_ROTATIONS:
+            problems.append(f"field_rotation must be pipe or reversed, got "
+                            f"{self.field_rotation!r}")
         for spec in self.field:
             if spec.signal not in ("none", "transit", "sinusoid"):
                 problems.append(f"star signal must be none, transit or sinusoid, "
@@ -171,6 +185,11 @@ class SimulationConfig:
         if not isinstance(options, dict):
             raise ConfigError(f"{path}: simulation config must be a mapping")
         return cls.from_mapping(options, source=str(path))
+
+    def field_turn(self, roll_deg):
+        """The angle [deg] the images' field is turned by (:func:`archi.geometry.rotate_offsets`)
+        at roll angles ``roll_deg``: the roll itself, or minus it when ``reversed``."""
+        return -roll_deg if self.field_rotation == "reversed" else roll_deg
 
     def replace(self, **changes: Any) -> SimulationConfig:
         return dataclasses.replace(self, **changes)

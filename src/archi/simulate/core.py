@@ -93,7 +93,7 @@ def _simulate_into(cfg: SimulationConfig, root: Path) -> None:
 def _truth(obs: Observation, sums: ApertureSums, catalogue: Catalogue) -> Truth:
     """What really happened: true star positions and fluxes, sky, dark, noise, cosmics."""
     timeline, scene, detector = obs.timeline, obs.scene, obs.detector
-    true_x, true_y = star_positions(scene.dx, scene.dy, timeline.roll, obs.target_x,
+    true_x, true_y = star_positions(scene.dx, scene.dy, obs.field_turn, obs.target_x,
                                     obs.target_y)
     n = obs.n_frames
     return Truth(
@@ -103,7 +103,8 @@ def _truth(obs: Observation, sums: ApertureSums, catalogue: Catalogue) -> Truth:
         background=obs.background, background_estimate=sums.background_estimate,
         dark=np.full(n, float(np.mean(detector.dark_map[detector.fov])) * obs.texp),
         read_noise=np.full(n, detector.read_noise), nexp=timeline.nexp,
-        exptime=timeline.exptime, dark_map=detector.dark_map, cosmics=sums.cosmics)
+        exptime=timeline.exptime, dark_map=detector.dark_map, cosmics=sums.cosmics,
+        plate_scale=obs.cfg.plate_scale, field_rotation=obs.cfg.field_rotation)
 
 
 def _config_dict(cfg: SimulationConfig) -> dict:

@@ -11,7 +11,6 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from archi.geometry import PLATE_SCALE
 from archi.io import products as P
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import CubeWriter, append_hdus, table_hdu, write_tables
@@ -94,7 +93,7 @@ def write_subarray(obs: Observation, folder: Path) -> tuple[Path, ApertureSums]:
         writer = CubeWriter(tmp, P.SUBARRAY, (n, 200, 200), cube_cards)
         for start in range(0, n, cfg.chunk_frames):
             sl = slice(start, min(start + cfg.chunk_frames, n))
-            images = observe_chunk(cfg, psf, obs.scene, obs.detector, obs.timeline.roll[sl],
+            images = observe_chunk(cfg, psf, obs.scene, obs.detector, obs.field_turn[sl],
                                    obs.target_x[sl], obs.target_y[sl], obs.flux[:, sl],
                                    obs.background[sl], obs.texp, obs.timeline.nexp, obs.rng)
             writer.write(images.cor)
@@ -202,7 +201,7 @@ def write_catalogue(obs: Observation, catalogue: Catalogue, folder: Path,
     table = SP.catalogue_table([catalogue.ids[i] for i in order], scene.ra[order],
                                scene.dec[order], scene.mag[order],
                                np.full(len(order), cfg.t_eff),
-                               np.hypot(scene.dx, scene.dy)[order] * PLATE_SCALE, mag_column)
+                               np.hypot(scene.dx, scene.dy)[order] * cfg.plate_scale, mag_column)
     cards = (SP.common_cards(P.STAR_CATALOGUE, "EXT", "visit preparation")
              + obs.base_cards[:2] + obs.base_cards[4:17] + SP.catalogue_cards(cfg, obs_epoch))
     path = folder / P.product_file_name(obs.visit, cat_tu, P.STAR_CATALOGUE,

@@ -31,7 +31,7 @@ def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray
 
     frames = np.asarray(frames, dtype=int)
     table = truth.frames
-    roll = np.asarray(table["ROLL_ANGLE"], float)[frames]
+    roll = truth.field_turn[frames]
     target_x = np.asarray(table["TARGET_X"], float)[frames]
     target_y = np.asarray(table["TARGET_Y"], float)[frames]
     droll = -360.0 / orbit_minutes * truth.texptime / 60.0

@@ -28,7 +28,8 @@ class Observation:
     ``target_x``, ``target_y`` [pixel, subarray] and ``x_winoff``, ``y_winoff`` [pixel,
     subarray corner on the CCD] per frame; ``flux`` (n_stars, n_frames) [electrons per
     stacked image]; ``background`` [electrons per pixel per stacked image]; ``texp`` [s],
-    the exposure of one stacked image, copied from the timeline.
+    the exposure of one stacked image, copied from the timeline; ``field_turn`` [deg] per
+    frame: the angle the images' field is turned by (``cfg.field_turn`` of the roll).
     """
 
     cfg: SimulationConfig
@@ -48,6 +49,7 @@ class Observation:
     background: np.ndarray
     n_frames: int
     texp: float
+    field_turn: np.ndarray
 
 
 def observe(cfg: SimulationConfig) -> Observation:
@@ -71,4 +73,4 @@ def observe(cfg: SimulationConfig) -> Observation:
         target_x=timeline.centroid_x - x_winoff, target_y=timeline.centroid_y - y_winoff,
         flux=scene.rate[:, None] * texp * scene.relative_flux(days),
         background=(cfg.background_rate + stray) * texp,
-        n_frames=timeline.n_frames, texp=texp)
+        n_frames=timeline.n_frames, texp=texp, field_turn=cfg.field_turn(timeline.roll))

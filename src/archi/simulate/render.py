@@ -75,8 +75,10 @@ def render_stars(psf: PixelPsf, scene: Scene, roll: NDArray, target_x: NDArray,
                  ) -> tuple[NDArray, NDArray]:
     """Noise-free images of all stars and of the target alone, shape (n, 200, 200).
 
-    ``roll``, ``target_x``, ``target_y``: per frame at mid-exposure; ``flux``: electrons per
-    frame, shape (n_stars, n); ``droll_deg``: roll change during one exposure.
+    ``roll``, ``target_x``, ``target_y``: per frame at mid-exposure (``roll``: the angle the
+    field is turned by, :meth:`SimulationConfig.field_turn`); ``flux``: electrons per frame,
+    shape (n_stars, n); ``droll_deg``: roll change during one exposure (the blur is the same
+    either way the field turns).
     """
     n = len(roll)
     stars = np.zeros((n, SUBARRAY_SIZE, SUBARRAY_SIZE))
@@ -142,6 +144,7 @@ def observe_chunk(cfg: SimulationConfig, psf: PixelPsf, scene: Scene, detector: 
                   rng: np.random.Generator) -> ChunkImages:
     """Raw images of a chunk of frames and their DRP correction.
 
+    ``roll``: the angle the field is turned by (:meth:`SimulationConfig.field_turn`);
     ``background``: true sky level per pixel per frame [e].
     """
     droll = -360.0 / cfg.orbit_minutes * texptime / 60.0

@@ -56,6 +56,6 @@ def build_scene(cfg: SimulationConfig) -> Scene:
     dist = np.array([0.0] + [s.distance for s in cfg.field])
     dx, dy = dist * np.cos(pa), dist * np.sin(pa)
     mag = cfg.target_mag + np.array([0.0] + [s.dmag for s in cfg.field])
-    ra, dec = sky_from_offsets(dx, dy, cfg.ra, cfg.dec)
+    ra, dec = sky_from_offsets(dx, dy, cfg.ra, cfg.dec, scale=cfg.plate_scale)
     in_cat = np.array([True] + [s.in_catalogue for s in cfg.field])
     return Scene(tuple(specs), dx, dy, mag, np.asarray(count_rate(mag)), ra, dec, in_cat)

@@ -13,7 +13,8 @@ noise levels.
 * ``FRAMES`` table: MJD_TIME [TT], BJD_TIME, ROLL_ANGLE [deg], TARGET_X, TARGET_Y,
   BACKGROUND (true sky per pixel) and BACKGROUND_ESTIMATE (the level the DRP subtracted)
   [e/pixel], DARK (mean over the field) [e/pixel], READ_NOISE [e per readout].
-  Header: NEXP, EXPTIME [s], TEXPTIME [s].
+  Header: NEXP, EXPTIME [s], TEXPTIME [s], PLTSCALE (the true plate scale the catalogue
+  was written with [arcsec/px]), FIELDROT (how the field turns: pipe = by -roll, reversed).
 * ``DARK_MAP`` image (200, 200): dark current per pixel [e/s] (subtracted by the DRP; its
   shot noise stays in the images).
 * ``COSMICS`` table: FRAME, X, Y (mean track position), ELECTRONS.
@@ -28,6 +29,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from archi.geometry import PLATE_SCALE
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import named_table
 from archi.simulate.scene import Scene
@@ -54,6 +56,8 @@ class Truth:
     exptime: float
     dark_map: NDArray[np.float64]
     cosmics: list[tuple[int, float, float, float]]
+    plate_scale: float = PLATE_SCALE  # [arcsec/px]
+    field_rotation: str = "pipe"
 
 
 def write_truth(path: Path, truth: Truth) -> None:
@@ -107,6 +111,8 @@ def _frames_table(truth: Truth) -> fits.BinTableHDU:
     frames.header["NEXP"] = truth.nexp
     frames.header["EXPTIME"] = truth.exptime
     frames.header["TEXPTIME"] = truth.exptime * truth.nexp
+    frames.header["PLTSCALE"] = (truth.plate_scale, "[arcsec/px] true plate scale")
+    frames.header["FIELDROT"] = (truth.field_rotation, "field turns by -roll (pipe) or +roll")
     return frames
 
 
@@ -123,10 +129,19 @@ class TruthTables:
     exptime: float
     dark_map: NDArray[np.float64]
     cosmics: fits.FITS_rec
+    plate_scale: float = PLATE_SCALE  # [arcsec/px]
+    field_rotation: str = "pipe"
 
     @property
     def texptime(self) -> float:
         return self.exptime * self.nexp
+
+    @property
+    def field_turn(self) -> NDArray[np.float64]:
+        """The angle [deg] the field is turned by in each frame
+        (:func:`archi.geometry.rotate_offsets`): the roll, or minus it when reversed."""
+        roll = np.asarray(self.frames["ROLL_ANGLE"], float)
+        return -roll if self.field_rotation == "reversed" else roll
 
 
 def read_truth(path: str | Path) -> TruthTables:
@@ -137,4 +152,6 @@ def read_truth(path: str | Path) -> TruthTables:
             frames=hdul["FRAMES"].data.copy(), nexp=int(hdul["FRAMES"].header["NEXP"]),
             exptime=float(hdul["FRAMES"].header["EXPTIME"]),
             dark_map=hdul["DARK_MAP"].data.astype(float),
-            cosmics=hdul["COSMICS"].data.copy())
+            cosmics=hdul["COSMICS"].data.copy(),
+            plate_scale=float(hdul["FRAMES"].header.get("PLTSCALE", PLATE_SCALE)),
+            field_rotation=str(hdul["FRAMES"].header.get("FIELDROT", "pipe")))
