@@ -93,7 +93,8 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
             ) -> Prepared:
     """Detect the stars (``initial_detect``) and track them (``detect_mode``); with
     ``decontaminate``, model the field (:func:`archi.contamination.model_field`: the tracks
-    of ``dynam`` stars get better with it). Every star's brightness is then its fitted flux
+    of ``dynam`` stars get better with it, stars found only in the image are vetted against
+    it: :mod:`archi.vetting`). Every star's brightness is then its fitted flux
     [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
@@ -117,7 +118,7 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics, workers=workers)
     model = None
     if options.decontaminate:
-        tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
+        stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         model = model.rendered(options.effective_chunk)
         brightness = model.flux[:stars.n_stars]
     else:
