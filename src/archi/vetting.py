@@ -183,7 +183,13 @@ def vet_image_stars(visit: Visit, stars: StarList, model: FieldModel, options: O
     kept = candidate_snr(fits) >= options.detection.detection_snr
     x0, y0 = stars.x0.copy(), stars.y0.copy()
     if kept.any():
-        shift = refined_offsets(visit, model, candidates[kept], frames, fits[kept])
+        # the rejected ones' light is the known stars' own: not subtracted any more
+        flux = np.array(model.flux, dtype=float)
+        flux[candidates[~kept]] = 0.0
+        cleared = replace(model, flux=flux, images=None)
+        first = residual_fits(visit, cleared, candidates[kept], frames) if (~kept).any() \
+            else fits[kept]
+        shift = refined_offsets(visit, cleared, candidates[kept], frames, first)
         sx, sy = rotate_offsets(shift[:, 0], shift[:, 1], visit.roll_angle[0])
         x0[candidates[kept]] += sx
         y0[candidates[kept]] += sy
