@@ -107,7 +107,8 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     warnings are raised here), detect the stars (``initial_detect``) and track them
     (``detect_mode``); with ``decontaminate``, model the field
     (:func:`archi.contamination.model_field`: the tracks of ``dynam`` stars get better with
-    it). Every star's brightness is then its fitted flux [e], whichever way it was found.
+    it, stars found only in the image are vetted against it: :mod:`archi.vetting`). Every
+    star's brightness is then its fitted flux [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
     detected, and the tracking's frames are split among the workers (the same results)."""
@@ -134,7 +135,7 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics, workers=workers)
     model = None
     if options.decontaminate:
-        tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
+        stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         visit, stars, tracks, model, astrometry = _measured_again(
             visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
         model = model.rendered(options.effective_chunk)
@@ -163,8 +164,8 @@ def _measured_again(visit: Visit, options: Options, stars, tracks, model, astrom
             stars = detect_stars(visit, options, psf=psf)
         tracks = track_stars(visit, stars, options, psf=model.psf, cosmics=cosmics,
                              workers=workers)
-        tracks, model = model_field(visit, stars, tracks, options, cosmics, workers,
-                                    psf=model.psf)
+        stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers,
+                                           psf=model.psf)
     return visit, stars, tracks, model, astrometry
 
 

@@ -209,21 +209,28 @@ def star_fluxes(visit: Visit, tracks: Tracks, psf: EmpiricalPsf | None = None,
 
 def model_field(visit: Visit, stars: StarList, tracks: Tracks, options, cosmics=None,
                 workers: int = 1, psf: EmpiricalPsf | None = None
-                ) -> tuple[Tracks, FieldModel]:
-    """The field model, and the tracks it makes possible.
+                ) -> tuple[StarList, Tracks, FieldModel]:
+    """The stars, the field model, and the tracks it makes possible.
 
-    The PSF cleaned of the neighbours' light (:func:`field_model`) tracks the stars better
-    than the first one: ``dynam`` stars are tracked again with it, then fixed in the turning
-    field (:func:`archi.astrometry.rigid_tracks`, about the DRP's centroid of the target),
-    and the fluxes fitted again at those positions. ``psf``: a cleaned PSF already built
-    (the model of an earlier call), used as it is."""
+    Stars found only in the image are vetted against the first model
+    (:func:`archi.vetting.vet_image_stars`: lobes of known stars dropped, positions
+    refined). The PSF cleaned of the neighbours' light (:func:`field_model`) tracks the
+    stars better than the first one: ``dynam`` stars are tracked again with it, then fixed
+    in the turning field (:func:`archi.astrometry.rigid_tracks`, about the DRP's centroid
+    of the target), and the fluxes fitted again at those positions. ``psf``: a cleaned PSF
+    already built (the model of an earlier call), used as it is."""
     from archi.astrometry import rigid_tracks
     from archi.track import track_stars
+    from archi.vetting import vet_image_stars
 
     first = (field_model(visit, stars, tracks) if psf is None else
              field_model(visit, stars, tracks, psf=psf, iterations=0))
-    if any(options.star_tracking(j) == "dynam" for j in range(stars.n_stars)):
-        tracks = track_stars(visit, stars, options, psf=first.psf, cosmics=cosmics,
+    vetted = vet_image_stars(visit, stars, first, options)
+    dynam = any(options.star_tracking(j) == "dynam" for j in range(vetted.n_stars))
+    if dynam or vetted is not stars:
+        tracks = track_stars(visit, vetted, options, psf=first.psf, cosmics=cosmics,
                              workers=workers)
+    if dynam:
         tracks = rigid_tracks(tracks, field_turn(visit), visit.target_x, visit.target_y)
-    return tracks, field_model(visit, stars, tracks, psf=first.psf, iterations=FINAL_ITERATIONS)
+    return vetted, tracks, field_model(visit, vetted, tracks, psf=first.psf,
+                                       iterations=FINAL_ITERATIONS)
