@@ -21,12 +21,14 @@ from archi.simulate.truth import TruthTables
 
 
 def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray,
-                     frames: NDArray, *, orbit_minutes: float = 98.77, blur: bool = True
-                     ) -> NDArray[np.float64]:
+                     frames: NDArray, *, orbit_minutes: float = 98.77, blur: bool = True,
+                     psf: PixelPsf | None = None) -> NDArray[np.float64]:
     """Noise-free light [e] of each true star alone inside circles of ``radius`` [pixel]
     (m,) centred at (``x``, ``y``) (m, n_frames of the visit), in the visit's ``frames``:
     shape (n_true_stars, m, len(frames)). Pixels outside the circular field of view (NaN
-    in the DRP's images) count as empty, as in the pipeline's sums."""
+    in the DRP's images) count as empty, as in the pipeline's sums. ``psf``: the PSF the
+    visit was simulated with (:func:`archi.simulate.psf_file.simulation_psf` of its
+    options; default the analytic model)."""
     from photutils.aperture import CircularAperture  # test-side truth only
 
     frames = np.asarray(frames, dtype=int)
@@ -35,7 +37,7 @@ def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray
     target_x = np.asarray(table["TARGET_X"], float)[frames]
     target_y = np.asarray(table["TARGET_Y"], float)[frames]
     droll = -360.0 / orbit_minutes * truth.texptime / 60.0
-    psf = PixelPsf()
+    psf = psf or PixelPsf()
     yy, xx = np.indices((SUBARRAY_SIZE, SUBARRAY_SIZE))
     fov = np.hypot(xx - FIELD_CENTRE[0], yy - FIELD_CENTRE[1]) <= FIELD_RADIUS
     stars = truth.stars
