@@ -9,13 +9,14 @@ apertures.
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, SUBARRAY_SIZE
-from archi.simulate.psf import PixelPsf
+from archi.simulate.psf import PixelPsf, PsfModel
 from archi.simulate.render import render_stars
 from archi.simulate.truth import TruthTables
 
@@ -54,3 +55,16 @@ def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray
                 mask = aperture.to_mask(method="exact")
                 out[i, a, k] = float(np.sum(mask.get_values(images[k])))
     return out
+
+
+def floor_light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray,
+                           frames: NDArray, **options) -> NDArray[np.float64]:
+    """The share of :func:`light_in_circles` (analytic PSF) that is the PSF's flat floor:
+    ``PsfModel().weights[-1]`` (2.5 %) of each star's light spread evenly within 100 px of
+    it, the real PSF's far wings. Light that smooth is sky to any photometry: the DRP's
+    background estimate and the field model's fitted level take it, not its stars. Same
+    arguments and shape as :func:`light_in_circles` (``psf`` excepted) [e]."""
+    model = PsfModel()
+    floor_only = dataclasses.replace(model, weights=(0.0,) * (len(model.weights) - 1) + (1.0,))
+    return model.weights[-1] * light_in_circles(truth, x, y, radius, frames,
+                                                psf=PixelPsf(floor_only), **options)
