@@ -220,7 +220,7 @@ def test_the_search_does_not_swallow_brighter_neighbours(crowded, searched):
 def test_pipeline_flux_is_each_stars_own_light(crowded, searched):
     """After the search and the extraction: FLUX / true own light in the chosen circle
     within 2 % (median; 3 % for a star without any valid circle, whose smallest one holds
-    more of its neighbour's light than its own: measured 2.0 %) and CONTA within 10 % of the
+    more of its neighbour's light than its own) and CONTA within 10 % of the
     truth above the neighbours' flat PSF floor or 0.5 % of the own light (measured: FLUX
     within 0.3 %, CONTA within 2.6 % or 0.4 % of the own light), for every star G <= 12
     (FLUX_RAW - CONTA - FLUX is the DRP's background residual x area)."""
