@@ -9,7 +9,9 @@ as it was before its far wings (halo cut at 64 px, the stamp written to a FITS f
 the real CHEOPS white PSF of pycheops (``pycheops/data/instrument/`` of the pycheops
 package; not shipped with archi). Per star: median CONTA over the true neighbours' light in
 its circle, median FLUX over its true own light (truth: each true star rendered alone with
-the PSF the visit was simulated with, photutils sums), as tests/test_contamination.py.
+the PSF the visit was simulated with, photutils sums), as tests/test_contamination.py; and
+how many pixels per frame the cosmic-ray search took as hits, and FLUX without patching
+them (real hits then add noise, medians barely move).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def measure(cfg: SimulationConfig, folder: Path) -> dict:
     result = decontaminate(visit.cube, prepared.model, tracks, apertures,
                            cosmics=prepared.cosmics)
     seconds = time.perf_counter() - t0
+    unpatched = decontaminate(visit.cube, prepared.model, tracks, apertures)  # hits left in
     truth = read_truth(sim.truth_path)
     frames = np.arange(0, visit.n_frames, 3)
     light = light_in_circles(truth, tracks.x, tracks.y, np.full(tracks.n_stars, RADIUS),
@@ -62,12 +65,14 @@ def measure(cfg: SimulationConfig, folder: Path) -> dict:
     per_track = dict(
         conta=np.median(result.conta[:, frames], axis=1) / np.median(neighbours, axis=1),
         neighbours=np.median(neighbours, axis=1) / np.median(own, axis=1),
-        flux=np.median(result.flux[:, frames] / own, axis=1))
+        flux=np.median(result.flux[:, frames] / own, axis=1),
+        unpatched=np.median(unpatched.flux[:, frames] / own, axis=1))
     out = {}  # indexed by the true star (NaN: not tracked)
     for key, values in per_track.items():
         out[key] = np.full(len(truth.stars), np.nan)
         out[key][match] = values
-    return dict(out, mag=truth.stars["MAG"], dist=truth.stars["DISTANCE"], seconds=seconds)
+    return dict(out, mag=truth.stars["MAG"], dist=truth.stars["DISTANCE"], seconds=seconds,
+                flagged=len(prepared.cosmics.frame) / visit.n_frames)
 
 
 def write_old_model(path: Path) -> None:
@@ -95,15 +100,18 @@ def main() -> None:
     ref = runs[names[0]]
     lines = [f"Crowded scene, {args.frames} frames, 10 px circles; CONTA / true neighbours' "
              f"light and FLUX / true own light (medians over frames), per PSF: "
-             + ", ".join(f"{n} ({runs[n]['seconds']:.0f} s)" for n in names) + ".", "",
+             + ", ".join(f"{n} ({runs[n]['seconds']:.0f} s)" for n in names) + ". Pixels "
+             "taken as cosmic-ray hits per frame: "
+             + ", ".join(f"{n} {runs[n]['flagged']:.0f}" for n in names) + ".", "",
              "| star | G | distance [px] | true neighbours / own (" + " / ".join(names)
-             + ") | CONTA / true | FLUX / own |", "| --- | --- | --- | --- | --- | --- |"]
+             + ") | CONTA / true | FLUX / own | FLUX / own, hits not patched |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for j in range(len(ref["mag"])):
         def cells(key: str, fmt: str) -> str:
             return " / ".join(format(runs[n][key][j], fmt) for n in names)
         lines.append(f"| {j} | {ref['mag'][j]:.1f} | {ref['dist'][j]:.0f} | "
                      f"{cells('neighbours', '.3f')} | {cells('conta', '.3f')} | "
-                     f"{cells('flux', '.4f')} |")
+                     f"{cells('flux', '.4f')} | {cells('unpatched', '.4f')} |")
     text = "\n".join(lines)
     print(text)
     if args.out:
