@@ -11,7 +11,7 @@ Fractions in circles about the light centroid (pixel centres inside), model / re
 real one over its whole 200 x 200 image): R=10: 0.456/0.422, 15: 0.762/0.794,
 20: 0.894/0.899, 30: 0.940/0.934, 40: 0.958/0.951, 60: 0.977/0.970, 80: 0.989/0.981,
 100: 1.000/0.992 (the real file keeps 0.8 % in its corners, beyond 100 px). Per pixel,
-30-100 px out, the model is within 10 % of the real profile's annulus means.
+30-100 px out, the model's means in 10-px annuli are within 7 % of the real ones.
 
 The PSF's orientation is fixed on the detector (the optics roll with the CCD); only the
 stars move. The model is normalised to 1 within its 100-px support, so the true flux of a
