@@ -6,7 +6,8 @@ PSF shipped with pycheops 1.1.27 (``pycheops/data/instrument/
 CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt``, 200 x 200 detector pixels, unit sum): the core to
 its enclosed energy (50 % within 10.6 px, 80 % within 16 px, 90 % within 20.8 px), the halo
 and floor to its radial profile 25-100 px from its light centroid, where it falls from
-1e-5 to 9e-7 of the flux per pixel and then stays near 1e-6 out to the file's corners.
+1e-5 of the flux per pixel at 30 px to 1.5e-6 at 65 px, then slowly, to 8e-7 in the file's
+corners.
 Fractions in circles about the light centroid (pixel centres inside), model / real (the
 real one over its whole 200 x 200 image): R=10: 0.456/0.422, 15: 0.762/0.794,
 20: 0.894/0.899, 30: 0.940/0.934, 40: 0.958/0.951, 60: 0.977/0.970, 80: 0.989/0.981,
