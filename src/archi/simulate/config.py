@@ -104,7 +104,8 @@ class SimulationConfig:
     noise_free: bool = False
     # PSF: empty for the analytic CHEOPS-like model (archi.simulate.psf), or the path of a
     # PSF image: pycheops' CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt (text, one value per
-    # pixel) or a 2-D FITS image, rows along detector y (archi.simulate.psf_file)
+    # pixel) or a 2-D FITS image, rows along detector y; relative to the working directory
+    # (archi.simulate.psf_file)
     psf_file: str = ""
     psf_oversample: int = 1  # samples per detector pixel in psf_file, along each axis
     # stars
