@@ -18,7 +18,7 @@ from archi.contamination import decontaminate
 from archi.masks import CircleAperture
 from archi.options import Options
 from archi.simulate import SimulationConfig, simulate_visit
-from archi.simulate.neighbours import light_in_circles
+from archi.simulate.neighbours import floor_light_in_circles, light_in_circles
 from archi.simulate.truth import read_truth
 from archi.stars import FLAG_OUT_OF_BOUNDS
 
@@ -45,8 +45,18 @@ def crowded(tmp_path_factory):
                       for x, y in zip(tracks.x[:, 0], tracks.y[:, 0])])
     own = light[match, np.arange(tracks.n_stars)]  # (n_stars, frames)
     neighbours = light.sum(axis=0) - own
+    floor = floor_light_in_circles(truth, tracks.x, tracks.y, np.full(tracks.n_stars, RADIUS),
+                                   frames)
     return dict(visit=visit, prepared=prepared, tracks=tracks, truth=truth, result=result, frames=frames,
-                own=own, neighbours=neighbours, match=match, model=model)
+                own=own, neighbours=neighbours, match=match, model=model,
+                above_floor=neighbours - _neighbours_floor(floor, match))
+
+
+def _neighbours_floor(floor, match):
+    """The neighbours' flat PSF floor in each star's circle (n_stars, frames) [e]: sky-like
+    light that the backgrounds take, not CONTA (0.2-2.3 % of the own light of G = 12-13
+    stars here)."""
+    return floor.sum(axis=0) - floor[match, np.arange(len(match))]
 
 
 def _true_index(crowded, j):
@@ -89,17 +99,21 @@ def test_tracks_follow_the_true_positions(crowded):
 
 
 def test_neighbours_light_matches_the_truth(crowded):
-    """CONTA within 10 % of the true neighbours' light in the same circle (median over
-    frames), or within 0.5 % of the star's own light where that is larger, for every star
-    G <= 12.5 at least 8 px from any brighter star (measured: within 1 % where the
-    neighbours' light is over 5 % of the own, 0.2 % of the own light elsewhere)."""
+    """CONTA within 10 % of the true neighbours' light above their flat PSF floor in the
+    same circle (median over frames), or within 0.5 % of the star's own light where that
+    is larger, for every star G <= 12.5 at least 8 px from any brighter star (measured:
+    within 4 % where the neighbours' light is over 5 % of the own, 0.1-0.4 % of the own
+    light elsewhere). The floor (2.5 % of each star's light spread over 100 px, the real
+    PSF's far wings) is sky to the field model, taken by the DRP's background and the
+    fitted level: 0.1-3 % of the own light here; against the whole neighbours' light CONTA
+    is up to 28 % low where that is small (stars far from the target)."""
     result, frames = crowded["result"], crowded["frames"]
     checked = 0
     for j in range(result.conta.shape[0]):
         if _mag(crowded, j) > 12.5 or not _far_from_brighter(crowded, j):
             continue
         model = np.median(result.conta[j, frames])
-        true = np.median(crowded["neighbours"][j])
+        true = np.median(crowded["above_floor"][j])
         own = np.median(crowded["own"][j])
         assert abs(model - true) <= max(0.10 * true, 0.005 * own), (j, model, true, own)
         checked += 1
@@ -172,9 +186,12 @@ def searched(crowded):
     radius = np.array([result.factors[j] for j in range(curves.n_stars)])
     frames = crowded["frames"]
     light = light_in_circles(truth, curves.tracks.x, curves.tracks.y, radius, frames)
+    floor = floor_light_in_circles(truth, curves.tracks.x, curves.tracks.y, radius, frames)
     match = crowded["match"]
     own = light[match, np.arange(curves.n_stars)]
-    return dict(curves=curves, result=result, own=own, neighbours=light.sum(axis=0) - own)
+    neighbours = light.sum(axis=0) - own
+    return dict(curves=curves, result=result, own=own, neighbours=neighbours,
+                above_floor=neighbours - _neighbours_floor(floor, match))
 
 
 def test_the_search_does_not_swallow_brighter_neighbours(crowded, searched):
@@ -203,14 +220,15 @@ def test_the_search_does_not_swallow_brighter_neighbours(crowded, searched):
 def test_pipeline_flux_is_each_stars_own_light(crowded, searched):
     """After the search and the extraction: FLUX / true own light in the chosen circle
     within 2 % (median; 3 % for a star without any valid circle, whose smallest one holds
-    more of its neighbour's light than its own: measured 2.0 %) and CONTA within 10 % of the
-    truth or 0.5 % of the own light, for every star G <= 12 (FLUX_RAW - CONTA - FLUX is the
-    DRP's background residual x area)."""
+    more of its neighbour's light than its own) and CONTA within 10 % of the
+    truth above the neighbours' flat PSF floor or 0.5 % of the own light (measured: FLUX
+    within 0.3 %, CONTA within 2.6 % or 0.4 % of the own light), for every star G <= 12
+    (FLUX_RAW - CONTA - FLUX is the DRP's background residual x area)."""
     curves, frames = searched["curves"], crowded["frames"]
     for j in range(curves.n_stars):
         if _mag(crowded, j) > 12.0:
             continue
-        own, true_conta = searched["own"][j], searched["neighbours"][j]
+        own, true_conta = searched["own"][j], searched["above_floor"][j]
         tolerance = 0.02 if searched["result"].valid[j] else 0.03
         assert np.median(curves.flux[j, frames] / own) == pytest.approx(1.0, abs=tolerance), j
         model = np.median(curves.conta[j, frames])

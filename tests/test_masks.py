@@ -161,10 +161,11 @@ def test_circle_flux_on_a_simulated_star_grows_to_the_true_flux(lone_star):
                        for r in radii])
     assert np.all(np.diff(exact, axis=0) > 0)
     assert np.all(np.diff(binary, axis=0) > 0)
-    # the PSF's encircled energy (simulate.psf): 0.760, 0.891, 0.923, 0.937, 0.961 ...
-    for r, frac in [(15, 0.760), (20, 0.891), (25, 0.923), (30, 0.937), (40, 0.961)]:
+    # the PSF's encircled energy (simulate.psf), with its far wings: 2.3 % beyond 60 px
+    for r, frac in [(15, 0.761), (20, 0.894), (25, 0.927), (30, 0.941), (40, 0.958),
+                    (60, 0.977)]:
         assert exact[radii.index(r)] == pytest.approx(frac, abs=0.005)
-    assert 0.99 < exact[-1].min() and exact[-1].max() < 1.0 + 1e-9
+    assert exact[-1].max() < 1.0 + 1e-9
     assert np.allclose(binary[2:], exact[2:], rtol=0.01)
 
 

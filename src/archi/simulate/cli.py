@@ -2,6 +2,7 @@
 
     archi-simulate OUT_DIR [--config sim.yaml] [--n-frames N] [--seed S]
                    [--timeline real_lightcurve.fits] [--layouts drp,cheopsim]
+                   [--psf-file CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--timeline", help="real DRP light curve giving times, roll, centroids")
     parser.add_argument("--layouts", help="comma-separated subset of drp,cheopsim")
+    parser.add_argument("--psf-file", help="PSF image (pycheops' text file or 2-D FITS) "
+                                           "instead of the analytic PSF")
     return parser
 
 
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             changes["seed"] = args.seed
         if args.timeline:
             changes["timeline"] = args.timeline
+        if args.psf_file:
+            changes["psf_file"] = args.psf_file
         if args.layouts:
             changes["layouts"] = tuple(s.strip() for s in args.layouts.split(","))
         cfg = dataclasses.replace(cfg, **changes)

@@ -107,6 +107,12 @@ class SimulationConfig:
     photon_noise: bool = True
     rotational_blur: bool = True
     noise_free: bool = False
+    # PSF: empty for the analytic CHEOPS-like model (archi.simulate.psf), or the path of a
+    # PSF image: pycheops' CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt (text, one value per
+    # pixel) or a 2-D FITS image, rows along detector y; relative to the working directory
+    # (archi.simulate.psf_file)
+    psf_file: str = ""
+    psf_oversample: int = 1  # samples per detector pixel in psf_file, along each axis
     # stars
     field: tuple[StarSpec, ...] = DEFAULT_FIELD
     # astrometry: the true plate scale the catalogue's RA/DEC are written with [arcsec/px]
@@ -143,6 +149,11 @@ class SimulationConfig:
         if self.field_rotation not in FIELD_ROTATIONS:
             problems.append(f"field_rotation must be pipe or reversed, got "
                             f"{self.field_rotation!r}")
+        oversample = self.psf_oversample
+        if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
+            problems.append(f"psf_oversample must be an integer >= 1, got {oversample!r}")
+        if not isinstance(self.psf_file, str):
+            problems.append(f"psf_file must be a path or empty, got {self.psf_file!r}")
         for spec in self.field:
             if spec.signal not in ("none", "transit", "sinusoid"):
                 problems.append(f"star signal must be none, transit or sinusoid, "
@@ -164,6 +175,8 @@ class SimulationConfig:
                 except TypeError as exc:
                     raise ConfigError(f"{source}: field star {i}: {exc}") from None
             values["field"] = tuple(stars)
+        if values.get("psf_file", "") is None:  # YAML's null: the analytic PSF
+            values["psf_file"] = ""
         for key in ("layouts",):
             if key in values:
                 values[key] = tuple(values[key])

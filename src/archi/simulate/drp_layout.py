@@ -18,7 +18,7 @@ from archi.photometry import circular_aperture_sums
 from archi.simulate import products as SP
 from archi.simulate.config import SimulationConfig
 from archi.simulate.observation import Observation
-from archi.simulate.psf import PixelPsf
+from archi.simulate.psf_file import simulation_psf
 from archi.simulate.render import ChunkImages, observe_chunk
 
 OPTIMAL_CANDIDATES = (15.0, 17.5, 20.0, 22.5, 25.0, 27.5, 30.0, 32.5, 35.0, 40.0)
@@ -84,7 +84,7 @@ def write_subarray(obs: Observation, folder: Path) -> tuple[Path, ApertureSums]:
     """Draw the images chunk by chunk into the SubArray product (cube, metadata, centroids,
     smearing rows) in ``folder``; returns its path and the target's aperture sums."""
     cfg, n = obs.cfg, obs.n_frames
-    psf = PixelPsf()
+    psf = simulation_psf(cfg)
     sums = ApertureSums(aperture_radii(cfg), n)
     path = folder / P.product_file_name(obs.visit, obs.tu, P.SUBARRAY)
     with atomic_path(path) as tmp:

@@ -9,24 +9,27 @@ apertures.
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, SUBARRAY_SIZE
-from archi.simulate.psf import PixelPsf
+from archi.simulate.psf import PixelPsf, PsfModel
 from archi.simulate.render import render_stars
 from archi.simulate.truth import TruthTables
 
 
 def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray,
-                     frames: NDArray, *, orbit_minutes: float = 98.77, blur: bool = True
-                     ) -> NDArray[np.float64]:
+                     frames: NDArray, *, orbit_minutes: float = 98.77, blur: bool = True,
+                     psf: PixelPsf | None = None) -> NDArray[np.float64]:
     """Noise-free light [e] of each true star alone inside circles of ``radius`` [pixel]
     (m,) centred at (``x``, ``y``) (m, n_frames of the visit), in the visit's ``frames``:
     shape (n_true_stars, m, len(frames)). Pixels outside the circular field of view (NaN
-    in the DRP's images) count as empty, as in the pipeline's sums."""
+    in the DRP's images) count as empty, as in the pipeline's sums. ``psf``: the PSF the
+    visit was simulated with (:func:`archi.simulate.psf_file.simulation_psf` of its
+    options; default the analytic model)."""
     from photutils.aperture import CircularAperture  # test-side truth only
 
     frames = np.asarray(frames, dtype=int)
@@ -35,7 +38,7 @@ def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray
     target_x = np.asarray(table["TARGET_X"], float)[frames]
     target_y = np.asarray(table["TARGET_Y"], float)[frames]
     droll = -360.0 / orbit_minutes * truth.texptime / 60.0
-    psf = PixelPsf()
+    psf = psf or PixelPsf()
     yy, xx = np.indices((SUBARRAY_SIZE, SUBARRAY_SIZE))
     fov = np.hypot(xx - FIELD_CENTRE[0], yy - FIELD_CENTRE[1]) <= FIELD_RADIUS
     stars = truth.stars
@@ -52,3 +55,16 @@ def light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray
                 mask = aperture.to_mask(method="exact")
                 out[i, a, k] = float(np.sum(mask.get_values(images[k])))
     return out
+
+
+def floor_light_in_circles(truth: TruthTables, x: NDArray, y: NDArray, radius: NDArray,
+                           frames: NDArray, **options) -> NDArray[np.float64]:
+    """The share of :func:`light_in_circles` (analytic PSF) that is the PSF's flat floor:
+    ``PsfModel().weights[-1]`` (2.5 %) of each star's light spread evenly within 100 px of
+    it, the real PSF's far wings. Light that smooth is sky to any photometry: the DRP's
+    background estimate and the field model's fitted level take it, not its stars. Same
+    arguments and shape as :func:`light_in_circles` (``psf`` excepted) [e]."""
+    model = PsfModel()
+    floor_only = dataclasses.replace(model, weights=(0.0,) * (len(model.weights) - 1) + (1.0,))
+    return model.weights[-1] * light_in_circles(truth, x, y, radius, frames,
+                                                psf=PixelPsf(floor_only), **options)
