@@ -4,8 +4,9 @@ the sense the field turns in is not the assumed one.
 
 Visits: the crowded scene (tests/data/crowded_scene.yaml), 100 frames, simulated with the
 true plate scale 1.5 % above the assumed one, with the field turning by +roll, and as
-assumed (1.5 % below works as well: measured 0.004-0.03 px, not tested to keep this fast). The truth's positions come from the simulator's own pixel offsets, not from
-the catalogue.
+assumed (1.5 % below works as well: measured 0.004-0.03 px, not tested to keep this
+fast). The truth's positions come from the simulator's own pixel offsets, not from the
+catalogue.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _position_rms(prepared, truth) -> dict[int, float]:
 @pytest.mark.parametrize("name", list(VISITS))
 def test_positions_follow_the_truth_with_the_default_options(prepared_visits, name):
     """Per-star RMS against the true positions <= 0.1 px for every star G <= 12 (the
-    acceptance criterion; measured 0.004-0.03 px on 120-frame visits; with the assumed
+    acceptance criterion; measured 0.004-0.029 px on these visits; with the assumed
     transform the 1.5 % visits are 0.3-1.4 px off, the reversed one tens of px)."""
     prepared, truth, _ = prepared_visits[name]
     rms = _position_rms(prepared, truth)

@@ -191,10 +191,11 @@ def _matched_filter(image: NDArray, psf: EmpiricalPsf) -> NDArray:
     light such as halos gives nothing): a star's response peaks at its position."""
     from scipy.signal import fftconvolve  # lazy: keeps factor jobs' imports light
 
-    r = psf.radius
+    r, c = psf.radius, min(psf.radius, 10)
     yy, xx = np.indices(psf.stamp.shape) - r
-    core = np.hypot(xx, yy) <= 10
-    kernel = np.where(core, psf.stamp - psf.stamp[core].mean(), 0.0)[r - 10:r + 11, r - 10:r + 11]
+    core = np.hypot(xx, yy) <= c
+    kernel = np.where(core, psf.stamp - psf.stamp[core].mean(), 0.0)[r - c:r + c + 1,
+                                                                       r - c:r + c + 1]
     return fftconvolve(np.nan_to_num(image), kernel[::-1, ::-1], mode="same")
 
 

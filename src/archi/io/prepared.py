@@ -3,10 +3,11 @@ once per visit and read by every later job of the visit.
 
 Layout: primary header VISIT; ``INFO`` table with one YAML text cell holding the visit
 folder, layout, visit key, all options and the measured astrometry
-(:meth:`archi.astrometry.AstrometryFit.to_dict`, when measured); ``STARS`` table (X0, Y0 [pixel], CATALOGUE_ROW,
-SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images (n_stars, n_frames)
-[pixel]; ``MEASURED`` image (1 where the tracker measured the position); ``COSMICS`` table
-(FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace them.
+(:meth:`archi.astrometry.AstrometryFit.to_dict`, when measured); ``STARS`` table (X0, Y0
+[pixel], CATALOGUE_ROW, SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images
+(n_stars, n_frames) [pixel]; ``MEASURED`` image (1 where the tracker measured the position);
+``COSMICS`` table (FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace
+them.
 
 With a field model (:class:`archi.contamination.FieldModel`): ``PSF`` image (the visit's PSF
 stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_model, n_frames)
