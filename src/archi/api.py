@@ -139,9 +139,9 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         visit, stars, tracks, model, astrometry = _measured_again(
             visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
         model = model.rendered(options.effective_chunk)
-        if options.clean_cosmics:  # hits over bright stars, seen once the stars are removed
+        if options.clean_cosmics:  # searched again once the stars are removed (see there)
             cosmics = find_cosmics_in_residuals(visit.cube, model.images,
-                                                noise_per_pixel(visit), cosmics)
+                                                noise_per_pixel(visit))
         brightness = model.flux[:stars.n_stars]
     else:
         brightness = star_fluxes(visit, tracks, psf)

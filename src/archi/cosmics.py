@@ -154,8 +154,14 @@ def find_in_residual(frame: NDArray, model: NDArray, variance_floor: float,
 
 def find_cosmics_in_residuals(cube: NDArray, model_images: NDArray, variance_floor: NDArray,
                               known: CosmicHits | None = None) -> CosmicHits:
-    """Hits of every frame against the field model's images (n_frames, H, W) [e] that
-    ``known`` (the first search's) lacks, merged with ``known``."""
+    """Hits of every frame against the field model's images (n_frames, H, W) [e], merged
+    with ``known`` ones if given.
+
+    With a field model this search replaces :func:`find_cosmics` for the photometry: it
+    finds tracks over bright stars that one misses, and it does not take a sharp PSF's
+    pixel-scale structure for hits (with pycheops' real CHEOPS PSF in the simulator the
+    frame-only search patched 533 pixels per frame, a G = 13 star 15 px from the target
+    lost 83 % of its light)."""
     found = [known or CosmicHits.empty()]
     nan_fill = _NanFill()
     for k in range(cube.shape[0]):
