@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from archi.detect import MERGE_RADIUS, detect_from_catalogue, sort_by_distance
 from archi.fieldimage import FieldModel
-from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, rotate_offsets
+from archi.geometry import FIELD_CENTRE, FIELD_RADIUS, field_turn, rotate_offsets
 from archi.options import Options
 from archi.photometry import noise_per_pixel
 from archi.psf import blur_offsets
@@ -107,7 +107,7 @@ def residual_fits(visit: Visit, model: FieldModel, stars: NDArray, frames: NDArr
             own = model.render(np.array([k]), [j])[0]
             x, y = model.x[j, k], model.y[j, k]
             if shift is not None:
-                sx, sy = rotate_offsets(shift[n, 0], shift[n, 1], visit.roll_angle[k])
+                sx, sy = rotate_offsets(shift[n, 0], shift[n, 1], field_turn(visit)[k])
                 x, y = x + float(sx), y + float(sy)
             if not (np.isfinite(x) and np.isfinite(y)):
                 continue
@@ -118,7 +118,7 @@ def residual_fits(visit: Visit, model: FieldModel, stars: NDArray, frames: NDArr
 
 def _roll_zero_shift(visit: Visit, fits: NDArray, frames: NDArray) -> NDArray:
     """Median position corrections (n, 2) turned back to the roll-0 frame [pixel]."""
-    sx, sy = rotate_offsets(fits[..., 2], fits[..., 3], -visit.roll_angle[frames][None, :])
+    sx, sy = rotate_offsets(fits[..., 2], fits[..., 3], -field_turn(visit)[frames][None, :])
     with np.errstate(all="ignore"):
         return np.nan_to_num(np.stack([np.nanmedian(sx, axis=1), np.nanmedian(sy, axis=1)],
                                       axis=1))
@@ -191,7 +191,7 @@ def vet_image_stars(visit: Visit, stars: StarList, model: FieldModel, options: O
         first = residual_fits(visit, cleared, candidates[kept], frames) if (~kept).any() \
             else fits[kept]
         shift = refined_offsets(visit, cleared, candidates[kept], frames, first)
-        sx, sy = rotate_offsets(shift[:, 0], shift[:, 1], visit.roll_angle[0])
+        sx, sy = rotate_offsets(shift[:, 0], shift[:, 1], field_turn(visit)[0])
         x0[candidates[kept]] += sx
         y0[candidates[kept]] += sy
     keep = np.ones(stars.n_stars, dtype=bool)
