@@ -60,7 +60,7 @@ from archi.photometry import (
 )
 from archi.prepared import Prepared
 from archi.psf import EmpiricalPsf
-from archi.psfphot import psf_rows, visit_psf_photometry
+from archi.psfphot import CHUNK_FRAMES, psf_photometry, psf_rows, visit_psf_photometry
 from archi.runs import (
     MeasuredRuns,
     aperture_for,
@@ -80,6 +80,7 @@ from archi.stars import (
     StarLightCurves,
 )
 from archi.track import track_stars
+from archi.variability import follow_varying_stars
 from archi.visit import Visit
 
 __all__ = ["OptimizationResult", "ProcessedVisit", "RunOutputs", "VisitFiles", "aperture_for",
@@ -138,17 +139,27 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         visit, stars, tracks, model, astrometry = _measured_again(
             visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
+        model = _following_varying_stars(visit, model, cosmics, options.effective_chunk)
         model = model.rendered(options.effective_chunk)
         if options.clean_cosmics:  # searched again once the stars are removed (see there)
             cosmics = find_cosmics_in_residuals(visit.cube, model.images,
                                                 noise_per_pixel(visit))
-        brightness = model.flux[:stars.n_stars]
+        flux = np.asarray(model.flux)[:stars.n_stars]
+        brightness = flux if flux.ndim == 1 else np.median(flux, axis=1)
     else:
         brightness = star_fluxes(visit, tracks, psf)
     warn_astrometry(astrometry)
     stars = dataclasses.replace(stars, brightness=brightness)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
                     cosmics, model, astrometry)
+
+
+def _following_varying_stars(visit: Visit, model, cosmics, chunk: int):
+    """The field model with per-frame fluxes for the stars that vary
+    (:mod:`archi.variability`), from a PSF fit of every star in every frame."""
+    fit = psf_photometry(visit.cube, model, noise_per_pixel(visit), cosmics,
+                         chunk_frames=min(CHUNK_FRAMES, chunk))
+    return follow_varying_stars(model, fit.flux, fit.flux_err)[0]
 
 
 def _measured_again(visit: Visit, options: Options, stars, tracks, model, astrometry,
