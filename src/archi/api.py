@@ -139,8 +139,12 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         visit, stars, tracks, model, astrometry = _measured_again(
             visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
-        model = _following_varying_stars(visit, model, cosmics, options.effective_chunk)
+        # rendered once for the PSF fits that find the stars that vary, and again only if
+        # some do (their fluxes then change)
         model = model.rendered(options.effective_chunk)
+        followed = _following_varying_stars(visit, model, cosmics, options.effective_chunk)
+        if followed is not model:
+            model = followed.rendered(options.effective_chunk)
         if options.clean_cosmics:  # searched again once the stars are removed (see there)
             cosmics = find_cosmics_in_residuals(visit.cube, model.images,
                                                 noise_per_pixel(visit))
