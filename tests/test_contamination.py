@@ -135,16 +135,17 @@ def test_decontaminated_flux_is_the_stars_own_light(crowded):
 
 
 def test_decontaminated_flux_scatters_near_its_noise_floor(crowded):
-    """Scatter of FLUX against the true own light, relative to the noise floor, <= 1.5 for
-    every star G <= 12, as issue 14 asks. Measured with 10 px circles on this scene:
-    0.85-1.26 (it was 1.65 for a G = 11 star before cosmic-ray tracks over bright stars
-    were searched for on the field model's residual: 6-sigma outliers)."""
+    """Scatter of FLUX against the true own light, relative to the noise floor, <= 1.3 for
+    every star G <= 12 (issue 14 asks 1.5). Measured with 10 px circles on this scene:
+    0.85-1.14 (1.26 with the PSF's frames spread in time rather than roll; 1.65 for a
+    G = 11 star before cosmic-ray tracks over bright stars were searched for on the field
+    model's residual: 6-sigma outliers)."""
     result, frames = crowded["result"], crowded["frames"]
     for j in range(result.flux.shape[0]):
         if _mag(crowded, j) > 12.0:
             continue
         scatter = np.std(result.flux[j, frames] / crowded["own"][j])
-        assert scatter <= 1.5 * _noise_floor(crowded, j), (j, scatter / _noise_floor(crowded, j))
+        assert scatter <= 1.3 * _noise_floor(crowded, j), (j, scatter / _noise_floor(crowded, j))
 
 
 def test_transit_depth_from_the_decontaminated_flux(crowded):
@@ -324,3 +325,23 @@ def test_a_neighbours_transit_is_not_printed_into_the_target(crowded):
     outside = np.abs(t - t0) > 0.6 * duration
     baseline = np.polyval(np.polyfit(t[outside], target[outside], 1), t[inside])
     assert abs(1.0 - np.mean(target[inside] / baseline)) < 3e-4
+
+
+def test_no_roll_periodic_error_in_the_flux(crowded):
+    """The PSF is the median of frames spread evenly in roll, so what is left of the
+    neighbours' light in it has no side: FLUX of stars G <= 12.5 (at least 8 px from any
+    brighter star) shows no first or second harmonic of the roll above 0.8x its noise per
+    frame (the noise alone gives about 0.25; measured 0.06-0.53. With the frames spread
+    evenly in time instead, stars 22-50 px from the target had 0.94-1.28 in the first
+    harmonic: the PSF's wings had a 2-6 % dipole 30-70 px out)."""
+    result, frames = crowded["result"], crowded["frames"]
+    roll = np.radians(np.asarray(crowded["truth"].frames["ROLL_ANGLE"], float)[frames])
+    design = np.column_stack([np.ones_like(roll), np.sin(roll), np.cos(roll),
+                              np.sin(2 * roll), np.cos(2 * roll)])
+    for j in range(result.flux.shape[0]):
+        if _mag(crowded, j) > 12.5 or not _far_from_brighter(crowded, j):
+            continue
+        ratio = result.flux[j, frames] / crowded["own"][j]
+        coef, *_ = np.linalg.lstsq(design, ratio / np.median(ratio) - 1, rcond=None)
+        amplitude = np.hypot(coef[1:4:2], coef[2:5:2]) / _noise_floor(crowded, j)
+        assert np.all(amplitude <= 0.8), (j, amplitude)

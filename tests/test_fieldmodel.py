@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from archi.fieldmodel import _solve_symmetric3, fit_frame, fit_shifts
-from archi.psf import EmpiricalPsf, window_templates
+from archi.psf import EmpiricalPsf, frames_spread_in_roll, window_templates
 
 
 def gaussian_psf(radius: int = 30, sigma: float = 3.0) -> EmpiricalPsf:
@@ -177,7 +177,8 @@ def test_excluded_pixels_keep_a_passing_neighbour_out_of_the_psf():
 
     def psf(frames, exclude=None):
         visit = SimpleNamespace(n_frames=int(frames.sum()), cube=cube[frames],
-                                target_x=tx[frames], target_y=ty[frames])
+                                target_x=tx[frames], target_y=ty[frames],
+                                roll_angle=np.linspace(360.0, 0.0, n)[frames])
         return EmpiricalPsf.from_visit(visit, radius=radius, n_frames=n,
                                        exclude=exclude).stamp * flux
 
@@ -187,3 +188,25 @@ def test_excluded_pixels_keep_a_passing_neighbour_out_of_the_psf():
     cleaned = psf(everything, lambda k: spot if hit[k] else np.zeros_like(spot))[region]
     assert np.mean(plain - reference) > 0.3 * sigma
     assert np.max(np.abs(cleaned - reference)) < 0.01 * sigma
+
+
+def test_psf_frames_are_spread_evenly_in_roll():
+    """A visit of 1.5 orbits covers half the angles twice: frames spread in time give those
+    angles twice as many frames; spread in roll, every 30-degree sector gets 4 or 5 of 50."""
+    roll = np.linspace(360.0, -180.0, 300, endpoint=False)  # decreasing, as CHEOPS's
+    chosen = frames_spread_in_roll(roll, 50)
+    assert len(chosen) == 50 and len(np.unique(chosen)) == 50
+    per_sector = np.histogram(np.mod(roll[chosen], 360.0), bins=12, range=(0, 360))[0]
+    assert per_sector.min() >= 4 and per_sector.max() <= 5, per_sector
+    in_time = np.linspace(0, 299, 50).astype(int)
+    assert np.histogram(np.mod(roll[in_time], 360.0), bins=12, range=(0, 360))[0].max() >= 6
+
+
+def test_psf_frames_of_a_short_visit_span_the_angles_it_covers():
+    """A third of an orbit across 0 deg: the frames cover the whole 120-degree arc, evenly."""
+    roll = np.mod(np.linspace(60.0, -60.0, 90), 360.0)
+    chosen = frames_spread_in_roll(roll, 12)
+    angles = np.sort((roll[chosen] + 180.0) % 360.0 - 180.0)
+    assert angles[0] < -50 and angles[-1] > 50
+    assert np.all(np.diff(angles) > 6.0), angles  # 10 deg apart when even
+    assert np.array_equal(frames_spread_in_roll(roll, 200), np.arange(90))

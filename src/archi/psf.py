@@ -21,8 +21,8 @@ from numpy.typing import NDArray
 
 from archi.visit import Visit
 
-__all__ = ["EmpiricalPsf", "blur_offsets", "rotational_blur", "window_index",
-           "window_templates"]
+__all__ = ["EmpiricalPsf", "blur_offsets", "frames_spread_in_roll", "rotational_blur",
+           "window_index", "window_templates"]
 
 
 @dataclass
@@ -52,8 +52,7 @@ class EmpiricalPsf:
         frames cover them (the cores of subtracted neighbours: their variability and
         position errors would stay in the PSF at the places they pass, e.g. a transit
         printed into the target's wing where the transiting star sat)."""
-        index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
-                          .astype(int))
+        index = frames_spread_in_roll(visit.roll_angle, n_frames)
         cuts, left_out = [], []
         for k in index:
             tx, ty = visit.target_x[k], visit.target_y[k]
@@ -201,6 +200,35 @@ class EmpiricalPsf:
         acc /= len(offsets)
         gx, gy = (acc[1], acc[2]) if gradients else (None, None)
         return acc[0], gx, gy, ix - self.radius, iy - self.radius
+
+
+def frames_spread_in_roll(roll_deg: NDArray, n_frames: int) -> NDArray[np.int64]:
+    """Indices (sorted) of up to ``n_frames`` frames whose roll angles [deg] are spread evenly
+    over the angles the visit covers: each frame nearest to one of ``n_frames`` equally
+    spaced angles, none taken twice.
+
+    Why not evenly in time: a visit rarely lasts a whole number of orbits, so some angles
+    come twice as often; the median of target-centred cut-outs then keeps what is left of
+    the neighbours' light on one side, a dipole in the PSF's wings that puts a roll-periodic
+    error into every aperture it reaches."""
+    roll = np.mod(np.asarray(roll_deg, dtype=float), 360.0)
+    n = len(roll)
+    if n_frames >= n or not np.all(np.isfinite(roll)):
+        return np.unique(np.linspace(0, n - 1, min(n_frames, n)).astype(int))
+    order = np.sort(roll)
+    gaps = np.diff(np.concatenate([order, order[:1] + 360.0]))
+    start = order[(int(np.argmax(gaps)) + 1) % n]  # the covered arc begins after its widest gap
+    span = 360.0 - float(gaps.max())
+    along = np.mod(roll - start, 360.0)
+    wanted = (np.arange(n_frames) + 0.5) * span / n_frames
+    taken = np.zeros(n, bool)
+    chosen = []
+    for angle in wanted:
+        distance = np.where(taken, np.inf, np.abs(along - angle))
+        k = int(np.argmin(distance))
+        taken[k] = True
+        chosen.append(k)
+    return np.sort(np.array(chosen, dtype=np.int64))
 
 
 def _centred_cut(frame: NDArray, tx: float, ty: float, radius: int, order: int = 3
