@@ -1,6 +1,7 @@
 """The neighbours' light on the crowded test scene, before and after the field model.
 
     python benchmarks/neighbours_light.py [--frames 300] [--out benchmarks/neighbours_light.md]
+                                          [--psf-file CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt]
 
 Simulates tests/data/crowded_scene.yaml (a G = 9 target, two blended pairs, a bright star
 just outside the field, a transit 22 px from the target) and runs the pipeline twice, with
@@ -14,6 +15,9 @@ Then PSF photometry (``method: psf``, :mod:`archi.psfphot`: every star fitted in
 with the field model's PSF) on the same prepared visit: the scatter of its flux against the
 true flux over the same floor (the chosen circle's, so that the columns compare the noise
 itself), and its median over the true flux.
+
+``--psf-file``: simulate with that PSF instead of the analytic one (the simulator's option
+``psf_file``, e.g. the real CHEOPS PSF shipped with pycheops); the truth uses it too.
 """
 
 from __future__ import annotations
@@ -31,19 +35,20 @@ from archi.options import Options
 from archi.psfphot import visit_psf_photometry
 from archi.simulate import SimulationConfig, simulate_visit
 from archi.simulate.neighbours import light_in_circles
+from archi.simulate.psf_file import simulation_psf
 from archi.simulate.truth import read_truth
 
 SCENE = Path(__file__).resolve().parents[1] / "tests" / "data" / "crowded_scene.yaml"
 
 
-def evaluate(visit, truth, options: Options, frames: np.ndarray) -> dict:
+def evaluate(visit, truth, options: Options, frames: np.ndarray, psf=None) -> dict:
     t0 = time.perf_counter()
     prepared = api.prepare(visit, options)
     result = api.optimize_factors(visit, prepared)
     curves = api.extract(visit, prepared, result.factors, search_result=result)
     seconds = time.perf_counter() - t0
     radius = np.array([result.factors[j] for j in range(curves.n_stars)])
-    light = light_in_circles(truth, curves.tracks.x, curves.tracks.y, radius, frames)
+    light = light_in_circles(truth, curves.tracks.x, curves.tracks.y, radius, frames, psf=psf)
     match = np.array([int(np.argmin(np.hypot(truth.x[:, 0] - x, truth.y[:, 0] - y)))
                       for x, y in zip(curves.tracks.x[:, 0], curves.tracks.y[:, 0])])
     own = light[match, np.arange(curves.n_stars)]
@@ -77,18 +82,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--psf-file", default="", help="PSF file to simulate with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = dataclasses.replace(SimulationConfig.from_yaml(SCENE), n_frames=args.frames)
+        cfg = dataclasses.replace(SimulationConfig.from_yaml(SCENE), n_frames=args.frames,
+                                  psf_file=args.psf_file)
+        sim_psf = simulation_psf(cfg)
         sim = simulate_visit(cfg, Path(tmp) / "crowded")
         truth = read_truth(sim.truth_path)
         base = Options(initial_detect="fits", detect_mode="dynam")
         visit = api.load_visit(sim.drp_folder, base)
         frames = np.arange(0, visit.n_frames, 3)
-        before = evaluate(visit, truth, base.replace(decontaminate=False), frames)
-        after = evaluate(visit, truth, base, frames)
+        before = evaluate(visit, truth, base.replace(decontaminate=False), frames, sim_psf)
+        after = evaluate(visit, truth, base, frames, sim_psf)
         psf = evaluate_psf(visit, truth, after, frames)
-    lines = [f"Crowded scene, {args.frames} frames; pipeline {before['seconds']:.1f} s without "
+    simulated = f", PSF {Path(args.psf_file).name}" if args.psf_file else ""
+    lines = [f"Crowded scene{simulated}, {args.frames} frames; pipeline {before['seconds']:.1f} s without "
              f"the field model, {after['seconds']:.1f} s with it (prepare, search, extraction); "
              f"PSF photometry of every star {psf['seconds']:.1f} s of CPU.",
              "", "| star | G | distance [px] | radius before / after [px] | neighbours' light / "

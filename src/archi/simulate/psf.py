@@ -117,9 +117,11 @@ class PixelPsf:
         value is already a whole pixel's light, as in pycheops' file). The image is
         integrated over detector pixels, interpolated to every sub-pixel phase with a cubic
         spline, centred on its light centroid like the analytic model, and every stamp is
-        normalised to unit flux; the stamps reach the image's farthest edge."""
+        normalised to unit flux. Beyond the largest circle the image holds about the
+        centroid, the wings are made round (:func:`_round_wings`), out to its corners."""
         image = np.asarray(image, dtype=float)
         k_in = int(samples_per_pixel)
+        image = _round_wings(image / image.sum(), k_in)
         image = image / image.sum()
         centre = [float((image.sum(axis=1 - axis) * (np.arange(n) + 0.5)).sum()) / k_in
                   for axis, n in enumerate(image.shape)]  # (y, x) [pixel from the corner]
@@ -183,6 +185,36 @@ def enclosed_fraction(psf: PixelPsf, radius: float) -> float:
     """Fraction of a centred star's flux in pixels whose centres lie within ``radius``."""
     yy, xx = np.indices((psf.size, psf.size)) - psf.half
     return float(psf.stamps[0, 0][np.hypot(xx, yy) <= radius].sum())
+
+
+def _round_wings(image: NDArray, samples_per_pixel: int) -> NDArray[np.float64]:
+    """``image`` (unit sum) padded to a square about its light centroid that holds the
+    circle through its farthest corner; the padding takes the mean of the image's samples
+    at its radius (1-pixel rings) out to that corner, 0 beyond.
+
+    Why: a square image cut through the wings (pycheops' file: 200 x 200 px, 0.8 % of the
+    light beyond 100 px, in its corners only) would make a star's wing 100-140 px out
+    appear and disappear as the field turns; far wings that are round are the simplest
+    shape the file allows (its 70-100 px rings scatter by 11-27 % about their means)."""
+    k = samples_per_pixel
+    ny, nx = image.shape
+    cy, cx = [float((image.sum(axis=1 - a) * (np.arange(n) + 0.5)).sum()) for a, n in
+              enumerate(image.shape)]  # [samples from the corner]
+    inner = min(cy, cx, ny - cy, nx - cx) / k  # [pixel]
+    yy, xx = np.indices(image.shape)
+    r = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx) / k
+    rings = np.floor(r).astype(int)
+    mean = np.bincount(rings.ravel(), image.ravel()) / np.maximum(np.bincount(rings.ravel()), 1)
+    pad = int(np.ceil(r.max() * k - min(cy, cx, ny - cy, nx - cx))) + 1
+    out = np.pad(image, pad)
+    yy, xx = np.indices(out.shape)
+    r = np.hypot(yy + 0.5 - cy - pad, xx + 0.5 - cx - pad) / k
+    ring = np.floor(r).astype(int)
+    added = np.ones(out.shape, bool)
+    added[pad:pad + ny, pad:pad + nx] = False  # the file's own samples are kept
+    profile = np.where(ring < len(mean), mean[np.minimum(ring, len(mean) - 1)], 0.0)
+    out[added & (r > inner)] = profile[added & (r > inner)]
+    return out
 
 
 def _pixel_spline(image: NDArray, samples_per_pixel: int) -> tuple[NDArray, int]:
