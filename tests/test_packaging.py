@@ -43,3 +43,16 @@ def test_versions_agree():
         name = _name(dep)
         if name in pins:
             assert dep.replace(" ", "")[len(name):] == pins[name], name
+
+
+def test_license_and_citation_are_declared():
+    """An SPDX license string with its file (the table form is deprecated), and a
+    CITATION.cff that cites the software and the paper of its method."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "GPL-3.0-or-later"
+    assert project["license-files"] == ["LICENSE"]
+    assert "GNU GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_text()[:200]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == project["license"]
+    assert str(citation["version"]) == project["version"]
+    assert [r["doi"] for r in citation["references"]] == ["10.1093/mnras/staa1443"]

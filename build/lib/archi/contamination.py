@@ -1,0 +1,131 @@
+"""Home of the neighbours' light: what the field model (:mod:`archi.fieldimage`) puts
+into each star's aperture, frame by frame. For star ``j`` and aperture ``A_j``:
+
+    FLUX_RAW_j = A_j(data)
+    CONTA_j    = A_j(model) - A_j(model of star j alone)      the neighbours' light [e]
+    FLUX_j     = A_j(data - model) + A_j(model of star j alone)
+
+``FLUX`` is the star's own light: the mask's sum minus its neighbours' light and minus the
+background level the DRP left (a frame's median residual x the mask's area). It is what the
+factor search measures: one pass over the residual cube ``data - model``
+(:class:`~archi.fieldimage.ResidualCube`) serves every star and radius, and each star's own
+modelled light is added back per frame (:func:`own_light`), so an error in its own fitted
+flux cancels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from archi.fieldimage import FieldModel, ModelFrames, ResidualCube, subset_frames
+from archi.photometry import aperture_photometry
+from archi.stars import Tracks
+
+
+class _OneStarBoxes:
+    """The model of one star alone on a box that follows it: frame k is the (size, size)
+    patch with its corner at (``x0[k]``, ``y0[k]``), read like a cube."""
+
+    def __init__(self, model: FieldModel, star: int, size: int):
+        self.model, self.star, self.size = model, star, size
+        self.x0 = np.floor(np.nan_to_num(model.x[star]) + 0.5).astype(np.int64) - size // 2
+        self.y0 = np.floor(np.nan_to_num(model.y[star]) + 0.5).astype(np.int64) - size // 2
+        self.shape = (model.n_frames, size, size)
+
+    def __getitem__(self, frames: slice) -> NDArray[np.float64]:
+        return self.model.render(frames, [self.star], origin=(self.x0[frames], self.y0[frames]),
+                                 shape=(self.size, self.size))
+
+
+def own_light(model: FieldModel, tracks: Tracks, apertures: Sequence, star: int,
+              chunk_frames: int = 64) -> NDArray[np.float64]:
+    """The modelled light of ``star`` alone in each of ``apertures`` (all centred on its
+    track), per frame: (len(apertures), n_frames) [e]. Measured on a box that follows the
+    star, with the same photometry as the data."""
+    reach = max(_reach(a) for a in apertures)
+    boxes = _OneStarBoxes(model, star, 2 * reach + 3)
+    n = len(apertures)
+    x = np.repeat(tracks.x[star][None] - boxes.x0[None], n, axis=0)
+    y = np.repeat(tracks.y[star][None] - boxes.y0[None], n, axis=0)
+    local = Tracks(x, y, np.repeat(tracks.measured[star][None], n, axis=0))
+    return np.nan_to_num(aperture_photometry(boxes, local, list(apertures), chunk_frames).flux)
+
+
+def _reach(aperture) -> int:
+    """Pixels from the star's position to the farthest pixel the aperture can weigh."""
+    radius = getattr(aperture, "radius", None)
+    if radius is not None:
+        return int(np.ceil(radius / getattr(aperture, "grid", 1))) + 2
+    return int(np.ceil(getattr(aperture, "reach", 100)))
+
+
+@dataclass(frozen=True)
+class Decontaminated:
+    """Per star and frame (n_stars, n_frames) [e]; ``sky`` per frame [e per pixel]."""
+
+    flux: NDArray[np.float64]  # the star's own light: raw - conta - sky * area
+    flux_raw: NDArray[np.float64]  # the aperture sum
+    conta: NDArray[np.float64]  # the modelled neighbours' light in the aperture
+    sky: NDArray[np.float64]  # the background level the DRP left in each frame
+
+
+def decontaminate(cube: NDArray, model: FieldModel, tracks: Tracks, apertures: Sequence,
+                  chunk_frames: int = 64, cosmics=None) -> Decontaminated:
+    """Raw aperture sums, the neighbours' modelled light in them, and the star's own light
+    (``cosmics``: hits replaced in the data as the photometry reads them)."""
+    raw = aperture_photometry(cube, tracks, apertures, chunk_frames, cosmics)
+    residual_cube = ResidualCube(cube, model, cosmics=cosmics)
+    residual = aperture_photometry(residual_cube, tracks, apertures, chunk_frames).flux
+    own = np.zeros_like(residual)
+    for j, aperture in enumerate(apertures):
+        if aperture is not None:
+            own[j] = own_light(model, tracks, [aperture], j, chunk_frames)[0]
+    flux = residual + own
+    sky = residual_cube.sky_values
+    return Decontaminated(flux, raw.flux, raw.flux - flux - sky[None, :] * raw.area, sky)
+
+
+CONTAMINATION_SAMPLE_FRAMES = 16
+"""Frames spread over the visit on which each run's contamination is measured."""
+
+
+def run_contamination(model: FieldModel, tracks: Tracks, stars: NDArray, apertures: Sequence,
+                      measure: NDArray | None = None,
+                      n_frames: int = CONTAMINATION_SAMPLE_FRAMES) -> NDArray[np.float64]:
+    """Each run's neighbours' light over its own light in its aperture (row i: star
+    ``stars[i]`` through ``apertures[i]``), the median of the ratio of the medians over
+    ``n_frames`` frames spread over the visit; NaN for runs not to ``measure``."""
+    index = np.unique(np.linspace(0, model.n_frames - 1, min(n_frames, model.n_frames))
+                      .astype(int))
+    sample = Tracks(tracks.x[stars][:, index], tracks.y[stars][:, index],
+                    tracks.measured[stars][:, index])
+    keep = np.ones(len(stars), bool) if measure is None else np.asarray(measure, bool)
+    chosen = [a if k else None for a, k in zip(apertures, keep)]
+    total = aperture_photometry(ModelFrames(model, index), sample, chosen).flux
+    own = np.full_like(total, np.nan)
+    sampled = subset_frames(model, index)
+    all_tracks = Tracks(tracks.x[:, index], tracks.y[:, index], tracks.measured[:, index])
+    for j in np.unique(stars[keep]):
+        rows = np.flatnonzero((stars == j) & keep)
+        own[rows] = own_light(sampled, all_tracks, [apertures[i] for i in rows], int(j))
+    with warnings.catch_warnings():  # runs not measured are all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ratio = np.nanmedian(total - own, axis=1) / np.nanmedian(own, axis=1)
+    return np.where(keep, ratio, np.nan)
+
+
+def neighbours_light(model: FieldModel, tracks: Tracks, apertures: Sequence,
+                     chunk_frames: int = 64) -> NDArray[np.float64]:
+    """The neighbours' modelled light in each star's aperture (None: NaN), per frame:
+    (n_stars, n_frames) [e]: the whole model's sum minus the star's own."""
+    every = np.arange(model.n_frames)
+    total = aperture_photometry(ModelFrames(model, every), tracks, apertures, chunk_frames).flux
+    for j, aperture in enumerate(apertures):
+        if aperture is not None:
+            total[j] -= own_light(model, tracks, [aperture], j, chunk_frames)[0]
+    return total

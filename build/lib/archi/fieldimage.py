@@ -1,0 +1,232 @@
+"""Home of the field model and its images: every star of a visit as the visit's PSF scaled
+by a flux, placed at its position in every frame (with the rotational blur of the
+exposure), and the data minus that model, read like the cube.
+
+CHEOPS's PSF is fixed on the detector while the field turns about the target, so the light
+a neighbour sheds into a star's aperture changes with the roll; the model follows it frame
+by frame. It is fitted to a visit by :mod:`archi.fieldfit` and measured in the stars'
+apertures by :mod:`archi.contamination`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from archi.psf import EmpiricalPsf, rotational_blur
+
+BLUR_STEP = 2.0
+"""Rotational blur: the arc a star sweeps in one exposure is sampled every this many
+pixels (the PSF's core is ~8 px wide: finer samples change the model by < 0.1 %)."""
+
+
+@dataclass(frozen=True)
+class FieldModel:
+    """Every star of the field as the visit's PSF scaled by a flux, frame by frame.
+
+    ``x``, ``y``: positions (n_stars, n_frames) [pixel]; ``flux``: electrons per stacked
+    image (n_stars,) or (n_stars, n_frames); ``droll_deg``: the roll change during one
+    exposure (rotational blur about the target at ``target_x``, ``target_y``).
+    """
+
+    psf: EmpiricalPsf
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    target_x: NDArray[np.float64]  # the point the field turns about [pixel]
+    target_y: NDArray[np.float64]
+    flux: NDArray[np.float64]
+    droll_deg: float
+    shape: tuple[int, int] = (200, 200)
+    usable: NDArray[np.bool_] | None = None  # pixels the images hold (NaN elsewhere)
+    # the whole model rendered once (n_frames, H, W) [e], float32, or None: later passes
+    # over the visit (each factor of the search, the extraction) read it instead of
+    # rendering it again
+    images: NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
+
+    def _stamps(self, kx: NDArray, ky: NDArray) -> tuple[NDArray, NDArray, int]:
+        """The PSF's stamps at every sub-pixel phase (float32, one contiguous bank: the
+        kernel reads them in any order), the bank rows of phase keys (kx, ky), and the
+        zero pixels about each stamp."""
+        return self.psf.phase_stamps(), self.psf.phase_rows(kx, ky), 0
+
+    @property
+    def n_stars(self) -> int:
+        """Stars in the model: the tracked ones first, then catalogue ones."""
+        return len(self.x)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.target_x)
+
+    def rendered(self, chunk_frames: int = 64) -> FieldModel:
+        """This model with :attr:`images` filled (rendered chunk by chunk)."""
+        images = np.empty((self.n_frames,) + self.shape, dtype=np.float32)
+        for start in range(0, self.n_frames, chunk_frames):
+            sl = slice(start, min(start + chunk_frames, self.n_frames))
+            images[sl] = self.render(sl)
+        return replace(self, images=images)
+
+    def star_flux(self, frames: slice | NDArray) -> NDArray[np.float64]:
+        """Fluxes (n_stars, n) of the frames ``frames`` (a slice or frame indices)."""
+        f = np.asarray(self.flux, dtype=float)
+        index = np.arange(self.n_frames)[frames]
+        return np.repeat(f[:, None], len(index), axis=1) if f.ndim == 1 else f[:, index]
+
+    def render(self, frames: slice | NDArray, stars: Sequence[int] | None = None,
+               origin: tuple[NDArray, NDArray] | None = None,
+               shape: tuple[int, int] | None = None) -> NDArray[np.float64]:
+        """Model images (n, H, W) [e] of ``frames`` (a slice or frame indices), of ``stars``
+        (all by default); NaN where the images hold no data.
+
+        ``origin`` (x0, y0) per frame and ``shape``: render patches of the frames instead
+        (pixel (i, j) of patch k is pixel (y0[k] + i, x0[k] + j) of frame k)."""
+        if self.images is not None and stars is None and origin is None:
+            return np.asarray(self.images[frames], dtype=np.float64)
+        stars = np.arange(self.n_stars) if stars is None else np.asarray(stars, dtype=int)
+        index = np.arange(self.n_frames)[frames]
+        out = np.zeros((len(index),) + (shape or self.shape))
+        if len(stars) == 0 or len(index) == 0:
+            return out
+        x, y = self.x[stars][:, index], self.y[stars][:, index]
+        flux = self.star_flux(index)[stars]
+        blur = rotational_blur(x, y, self.target_x[index], self.target_y[index],
+                               self.droll_deg, step=BLUR_STEP)
+        offsets = np.zeros((1,) + x.shape + (2,)) if blur is None else blur
+        m = offsets.shape[0]
+        # frame by frame (frame, star, blur sample): one frame's image stays in the cache
+        offsets = offsets.transpose(2, 1, 0, 3)
+        px = (x.T[:, :, None] + offsets[..., 0]).ravel()
+        py = (y.T[:, :, None] + offsets[..., 1]).ravel()
+        weight = np.broadcast_to(flux.T[:, :, None] / m, offsets.shape[:-1]).ravel()
+        frame = np.broadcast_to(np.arange(len(index))[:, None, None], offsets.shape[:-1]).ravel()
+        usable = np.isfinite(px) & np.isfinite(py) & np.isfinite(weight) & (weight != 0)
+        px, py, weight, frame = px[usable], py[usable], weight[usable], frame[usable]
+        # the four phases of the PSF's bank about each position, bilinearly weighted: a star
+        # moving by a hundredth of a pixel moves its modelled light too (the nearest phase
+        # alone would place it up to 1/(2 oversample) pixel off)
+        (ix, kx, wx), (iy, ky, wy) = (_phase_pairs(p, self.psf.oversample) for p in (px, py))
+        ix, kx, wx = (np.repeat(a, 2, axis=0).ravel() for a in (ix, kx, wx))
+        iy, ky, wy = (np.tile(a, (2, 1)).ravel() for a in (iy, ky, wy))
+        weight, frame = np.tile(weight, 4) * wx * wy, np.tile(frame, 4)
+        if origin is not None:
+            ix = ix - np.asarray(origin[0])[frame]
+            iy = iy - np.asarray(origin[1])[frame]
+        stamps, rows, pad = self._stamps(kx, ky)
+        _add_stamps(out, stamps, rows, ix - self.psf.radius - pad,
+                    iy - self.psf.radius - pad, weight.astype(np.float64),
+                    frame.astype(np.int64), pad, self.psf.size)
+        if self.usable is not None:
+            _blank_unusable(out, self.usable, origin)
+        return out
+
+
+def _blank_unusable(images: NDArray, usable: NDArray, origin) -> None:
+    """NaN on the pixels of ``images`` (frames, or patches with corners ``origin``) that
+    the data do not hold, so that sums over the model and the data cover the same pixels."""
+    if origin is None:
+        images[:, ~usable] = np.nan
+        return
+    height, width = images.shape[1:]
+    padded = np.pad(usable, ((height, height), (width, width)), constant_values=False)
+    for k, (x0, y0) in enumerate(zip(*origin)):
+        patch = padded[y0 + height:y0 + 2 * height, x0 + width:x0 + 2 * width]
+        images[k][~patch] = np.nan
+
+
+@njit(cache=True)
+def _add_stamps(out, bank, rows, ix0, iy0, weight, frame, pad, size):  # pragma: no cover
+    """out[frame[q]] += weight[q] * stamp of phase row ``rows[q]`` of the PSF's phase bank
+    (its stamps, the ``size`` pixels after ``pad``), the bank's corner at (ix0, iy0)."""
+    height, width = out.shape[1], out.shape[2]
+    for q in range(rows.shape[0]):
+        f, w = frame[q], weight[q]
+        s = bank[rows[q]]
+        y_lo, y_hi = max(pad, -iy0[q]), min(pad + size, height - iy0[q])
+        x_lo, x_hi = max(pad, -ix0[q]), min(pad + size, width - ix0[q])
+        for a in range(y_lo, y_hi):
+            row = iy0[q] + a
+            for b in range(x_lo, x_hi):
+                out[f, row, ix0[q] + b] += w * s[a, b]
+
+
+def _phase_pairs(p: NDArray, oversample: int) -> tuple[NDArray, NDArray, NDArray]:
+    """The two phase-bank keys bracketing positions ``p`` [pixel]: whole pixels and keys
+    (in [-oversample/2, oversample/2)) and their linear weights, each (2, len(p))."""
+    steps = p * oversample
+    low = np.floor(steps)
+    keys = np.stack([low, low + 1]).astype(np.int64)
+    pixel = np.floor_divide(keys + oversample // 2, oversample)
+    frac = steps - low
+    return pixel, keys - pixel * oversample, np.stack([1.0 - frac, frac])
+
+
+class ResidualCube:
+    """``cube - model`` (of ``stars``, all by default) read like the cube: a frame index or a
+    slice of frames, rendered as it is read.
+
+    ``cosmics``: hits replaced in the data as they are read. With ``sky=True`` each frame's
+    median residual over its usable pixels is removed too:
+    the DRP estimates the background on pixels where the stars' halos still shed light,
+    so it subtracts a little too much (measured on the demo: ~50 e per pixel)."""
+
+    def __init__(self, cube: NDArray, model: FieldModel, stars: Sequence[int] | None = None,
+                 sky: bool = True, cosmics=None):
+        self.cube = cube
+        self.cosmics = cosmics
+        self.model = model
+        self.stars = stars
+        self.sky = sky
+        self.shape = cube.shape
+        self.sky_values = np.zeros(cube.shape[0])  # filled as frames are read
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, frames: int | slice) -> NDArray[np.float64]:
+        if not isinstance(frames, slice):
+            k = int(frames)
+            return self[k:k + 1][0]
+        data = np.array(self.cube[frames], dtype=float)
+        if self.cosmics is not None:  # the data's hits, before the model is subtracted
+            self.cosmics.patch(data, frames.indices(len(self))[0])
+        residual = data - self.model.render(frames, self.stars)
+        if self.sky:
+            level = sky_residual(residual)
+            self.sky_values[frames] = level
+            residual -= level[:, None, None]
+        return residual
+
+
+def sky_residual(residual: NDArray) -> NDArray[np.float64]:
+    """Per frame of ``residual`` (n, H, W) = data - field model: the median over usable
+    pixels, the level the DRP's background subtraction left (0 for a frame without any)."""
+    flat = residual.reshape(len(residual), -1)
+    with warnings.catch_warnings():  # a frame without any usable pixel: 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nan_to_num(np.nanmedian(flat, axis=1))
+
+
+class ModelFrames:
+    """The model at some frames of the visit (``index``), read like a cube of them."""
+
+    def __init__(self, model: FieldModel, index: NDArray):
+        self.model, self.index = model, index
+        self.shape = (len(index),) + model.shape
+
+    def __getitem__(self, frames: slice) -> NDArray[np.float64]:
+        return self.model.render(self.index[frames])
+
+
+def subset_frames(model: FieldModel, index: NDArray) -> FieldModel:
+    """The model of the frames ``index`` only."""
+    flux = model.flux if np.ndim(model.flux) == 1 else model.flux[:, index]
+    images = None if model.images is None else model.images[index]
+    subset = replace(model, x=model.x[:, index], y=model.y[:, index], flux=flux,
+                     target_x=model.target_x[index], target_y=model.target_y[index],
+                     images=images)
+    return subset

@@ -1,0 +1,291 @@
+"""Aperture photometry of every star in every frame.
+
+The engine reads the cube in chunks of frames (each chunk once), and for each star gathers
+its aperture's cut-out in all frames of the chunk at once (vectorised over frames), so the
+cost is linear in frames and stars and memory stays bounded. Apertures are any objects with
+``weights(x, y) -> (weights (n, h, w), ix0 (n,), iy0 (n,))`` (:class:`archi.masks.Aperture`).
+Exact circles (``CircleAperture(mode="exact")``, the factor search's hot path) take a
+faster route with the same numbers, :mod:`archi.circlesum`: prefix sums of each chunk
+(shared by all stars and radii) for the pixels fully inside, exact weights only for the
+boundary pixels, so their cost grows with the radius instead of the area; binary circles
+(grid 1; archi's own, moved by whole pixels, too) are one run of whole pixels per column,
+summed from the same tables.
+A non-finite position measures nothing: flux and area 0, flagged out of bounds.
+
+Uncertainties follow archi's model, per frame k and star:
+
+    sigma^2 = F + A * (B_k + D_k + NEXP * RON_k^2)
+
+with F the flux [e], A the aperture area [pixel], B_k and D_k the DRP background and dark
+per pixel (the official light curve's BACKGROUND and DARK divided by its aperture area),
+and RON_k the read noise per readout in electrons (COR metadata RON x 1.96 e/ADU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from archi.circlecost import boundary_method_pays
+from archi.circlesum import ColumnPrefix, binary_circle_sums, circle_boxes, exact_circle_sums
+from archi.cosmics import CosmicHits, dilate3
+from archi.masks import Aperture, CircleAperture
+from archi.stars import Tracks
+from archi.visit import Visit
+
+
+@dataclass(frozen=True)
+class ApertureSums:
+    """Per star and frame (n_stars, n_frames)."""
+
+    flux: NDArray[np.float64]  # weighted sum of finite pixels [e]
+    area: NDArray[np.float64]  # weights on finite pixels [pixel]
+    out_of_bounds: NDArray[np.bool_]  # the aperture touches NaN pixels or the image edge
+
+    @classmethod
+    def joined(cls, parts: Sequence[ApertureSums]) -> ApertureSums:
+        """Consecutive frame ranges of the same stars, as one."""
+        return cls(*(np.concatenate([getattr(p, name) for p in parts], axis=1)
+                     for name in ("flux", "area", "out_of_bounds")))
+
+
+def cut(frames: NDArray, ix0: NDArray, iy0: NDArray, shape: tuple[int, int]
+        ) -> tuple[NDArray, NDArray]:
+    """Cutouts (n, h, w) of ``frames`` (n, ny, nx) at (ix0, iy0): values (0 where unusable)
+    and whether each pixel is usable (finite and inside the image)."""
+    n, ny, nx = frames.shape
+    h, w = shape
+    rows = iy0[:, None] + np.arange(h)[None, :]
+    cols = ix0[:, None] + np.arange(w)[None, :]
+    row_ok = (rows >= 0) & (rows < ny)
+    col_ok = (cols >= 0) & (cols < nx)
+    values = frames[np.arange(n)[:, None, None], np.clip(rows, 0, ny - 1)[:, :, None],
+                    np.clip(cols, 0, nx - 1)[:, None, :]]
+    valid = np.isfinite(values) & row_ok[:, :, None] & col_ok[:, None, :]
+    return np.where(valid, values, 0.0), valid
+
+
+def weigh(values: NDArray, valid: NDArray, weights: NDArray
+          ) -> tuple[NDArray, NDArray, NDArray]:
+    """(sums, area on usable pixels, touches an unusable pixel) of cutouts under weights."""
+    sums = (weights * values).sum(axis=(1, 2))
+    area = np.where(valid, weights, 0.0).sum(axis=(1, 2))
+    touches = ((weights > 0) & ~valid).any(axis=(1, 2))
+    return sums, area, touches
+
+
+def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
+           ) -> tuple[NDArray, NDArray, NDArray]:
+    """Weighted sums of ``frames`` (n, ny, nx) under ``weights`` (n, h, w) placed at
+    (ix0, iy0) per frame: (sums, area on finite pixels, touches NaN or edge)."""
+    return weigh(*cut(frames, ix0, iy0, weights.shape[1:]), weights)
+
+
+def is_exact_circle(aperture: object) -> bool:
+    """Whether ``aperture`` is measured by the exact-circle fast path (any grid: only the
+    radius scaling applies to exact circles)."""
+    return isinstance(aperture, CircleAperture) and aperture.mode == "exact"
+
+
+def is_binary_circle(aperture: object) -> bool:
+    """Whether ``aperture`` is measured by the binary-circle fast path (binary masks on the
+    pixel grid itself, ``grid`` 1, moving by sub-pixels or by whole pixels as archi's: a
+    run of whole pixels per column)."""
+    return (isinstance(aperture, CircleAperture) and aperture.mode in ("binary", "archi")
+            and aperture.grid == 1)
+
+
+def binary_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
+                            circles: Sequence[CircleAperture]
+                            ) -> tuple[NDArray, NDArray, NDArray]:
+    """(flux, area, out of bounds), each (len(circles), m), of binary circles (grid 1) in a
+    chunk of frames (m, ny, nx) (cosmics patched), circle i at ``x[i], y[i]`` (m,)
+    [pixel] (the circles' :meth:`~archi.masks.CircleAperture.centres` there): the numbers
+    of weighing cutouts with their binary weights
+    (:func:`archi.circlesum.binary_circle_sums`)."""
+    m, n = frames.shape[0], len(circles)
+    x, y = np.asarray(x, float).reshape(n, m), np.asarray(y, float).reshape(n, m)
+    centres = [c.centres(x[i], y[i]) for i, c in enumerate(circles)]
+    x, y = (np.array([c[k] for c in centres]).reshape(n, m) for k in (0, 1))
+    xs, ys, _, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
+    prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
+    sums = binary_circle_sums(prefix, np.arange(n * m), xs.ravel(), ys.ravel(), radius)
+    return tuple(v.reshape(n, m) for v in sums)
+
+
+def _circle_items(m: int, x: NDArray, y: NDArray, circles: Sequence[CircleAperture]):
+    """Circle i in frame k of a chunk of m frames is item i m + k: positions xs, ys (n, m),
+    whether finite, and per item the radius, cutout origin and size (0: not measured)."""
+    n = len(circles)
+    xs = np.asarray(x, float).reshape(n, m)
+    ys = np.asarray(y, float).reshape(n, m)
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    radius = np.repeat([c.real_radius for c in circles], m)
+    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
+    size = np.repeat([c.size for c in circles], m) * finite.ravel()
+    return xs, ys, finite, radius, ix0, iy0, size
+
+
+def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
+                           circles: Sequence[CircleAperture]
+                           ) -> tuple[NDArray, NDArray, NDArray]:
+    """(flux, area, out of bounds), each (len(circles), m), of exact circles in a chunk of
+    frames (m, ny, nx) (cosmics patched): circle i at positions ``x[i], y[i]`` (m,)
+    [pixel], each on its own cutout.
+
+    Two methods give the same numbers (to ~1e-13): the boundary method of
+    :mod:`archi.circlesum` (cost growing with the radius, one prefix table for all circles)
+    and exact weights on whole cutouts (cost growing with the radius squared, cheaper for
+    small circles); the one expected to be faster is used.
+    """
+    m, n = frames.shape[0], len(circles)
+    xs, ys, finite, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
+    if boundary_method_pays(m, frames.shape[1:], ix0, iy0, size, n * m):
+        prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
+        sums = exact_circle_sums(frames, prefix, np.arange(n * m), xs.ravel(), ys.ravel(),
+                                 radius)
+        return tuple(v.reshape(n, m) for v in sums)
+    flux, area = np.empty((n, m)), np.empty((n, m))
+    oob = ~finite
+    for i, circle in enumerate(circles):
+        sl = slice(i * m, (i + 1) * m)
+        w, _, _ = circle.weights_in(xs[i], ys[i], ix0[sl], iy0[sl], circle.size)
+        flux[i], area[i], touches = gather(frames, w, ix0[sl], iy0[sl])
+        oob[i] |= touches
+    return flux, area, oob
+
+
+def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
+                        chunk_frames: int = 64, cosmics: CosmicHits | None = None,
+                        frames: tuple[int, int] | None = None) -> ApertureSums:
+    """Sum every star's aperture in every frame. ``apertures[j]`` None skips star j;
+    ``cosmics``: hit pixels replaced in each chunk as it is read. ``frames`` ``(first,
+    stop)``: only those frames (the result's columns), in chunks from ``first``."""
+    n_stars, n_frames = tracks.x.shape
+    first, stop = frames if frames is not None else (0, n_frames)
+    flux = np.full((n_stars, stop - first), np.nan)
+    area = np.zeros((n_stars, stop - first))
+    oob = np.zeros((n_stars, stop - first), dtype=bool)
+    fast = [j for j, a in enumerate(apertures) if is_exact_circle(a)]
+    binary = [j for j, a in enumerate(apertures) if is_binary_circle(a)]
+    for start in range(first, stop, chunk_frames):
+        sl = slice(start, min(start + chunk_frames, stop))  # frames of the cube ...
+        out = slice(sl.start - first, sl.stop - first)  # ... and columns of the result
+        chunk = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
+        if cosmics is not None:
+            cosmics.patch(chunk, start)
+        if fast:
+            flux[fast, out], area[fast, out], oob[fast, out] = exact_circles_in_chunk(
+                chunk, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
+        if binary:
+            flux[binary, out], area[binary, out], oob[binary, out] = binary_circles_in_chunk(
+                chunk, tracks.x[binary, sl], tracks.y[binary, sl],
+                [apertures[j] for j in binary])
+        for j, aperture in enumerate(apertures):
+            if aperture is None or is_exact_circle(aperture) or is_binary_circle(aperture):
+                continue
+            w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
+            flux[j, out], area[j, out], oob[j, out] = gather(chunk, w, ix0, iy0)
+            oob[j, out] |= ~(np.isfinite(tracks.x[j, sl]) & np.isfinite(tracks.y[j, sl]))
+    return ApertureSums(flux, area, oob)
+
+
+def surely_out_of_bounds(cube: NDArray, x: NDArray, y: NDArray,
+                         circles: Sequence[CircleAperture | None], samples: int = 64
+                         ) -> NDArray[np.bool_]:
+    """Which circles certainly touch a NaN pixel or the image edge in some frame, told from
+    a few frames without measuring: True only where a whole unusable pixel (NaN in that
+    frame, or just beyond the edge) lies inside the circle in one of ``samples`` frames
+    spread over the visit, or a position is not finite. Those runs are out of bounds
+    whatever their sums (:func:`aperture_photometry` would flag them); a False says
+    nothing. Circle i is at ``x[i], y[i]`` (n_frames,) [pixel] (its
+    :meth:`~archi.masks.CircleAperture.centres` there); None: not a circle, False."""
+    n_frames = cube.shape[0]
+    out = np.zeros(len(circles), dtype=bool)
+    use = [i for i, c in enumerate(circles) if isinstance(c, CircleAperture)]
+    if not use or n_frames == 0:
+        return out
+    x, y = np.asarray(x, float)[use], np.asarray(y, float)[use]
+    out[use] = ~(np.isfinite(x) & np.isfinite(y)).all(axis=1)
+    frames = np.unique(np.linspace(0, n_frames - 1, min(samples, n_frames)).astype(int))
+    x, y = np.nan_to_num(x[:, frames]), np.nan_to_num(y[:, frames])
+    # distance from each track (runs of one star share theirs) to the nearest unusable
+    # pixel's centre, per NaN pattern of the sampled frames (one, as a rule)
+    tracks: dict[bytes, int] = {}
+    track_of = np.array([tracks.setdefault(x[n].tobytes() + y[n].tobytes(), n)
+                         for n in range(len(x))])
+    first = np.unique(track_of)
+    nearest = np.empty((len(first), len(frames)))
+    bad = ~np.isfinite(np.asarray(cube[frames]))
+    groups: dict[bytes, list[int]] = {}
+    for k, mask in enumerate(bad):
+        groups.setdefault(np.packbits(mask).tobytes(), []).append(k)
+    for sel in groups.values():
+        by, bx = _edge_of_unusable(bad[sel[0]])
+        if not len(bx):  # no usable pixel at all: every circle touches unusable ones
+            nearest[:, sel] = 0.0
+            continue
+        d = np.hypot(x[first][:, sel, None] - bx, y[first][:, sel, None] - by)
+        nearest[:, sel] = d.min(axis=2)
+    nearest = nearest[np.searchsorted(first, track_of)]
+    # the circle's centre is within ``reach`` of an unusable pixel's centre; that whole
+    # pixel is inside when ``reach`` is below the radius by half a pixel diagonal
+    reach = nearest.copy()
+    for n, i in enumerate(use):
+        cx, cy = circles[i].centres(x[n], y[n])
+        reach[n] += np.hypot(cx - x[n], cy - y[n])  # archi's circles: snapped centres
+    radius = np.array([circles[i].real_radius for i in use])
+    out[use] |= (reach < radius[:, None] - np.sqrt(0.5)).any(axis=1)
+    return out
+
+
+def _edge_of_unusable(bad: NDArray[np.bool_]) -> tuple[NDArray, NDArray]:
+    """Centres (y, x) [pixel] of the unusable pixels (``bad``, and a ring just beyond the
+    image) next to a usable one (8-neighbours): the nearest unusable pixel centre to any
+    point of a usable pixel is among them."""
+    ring = np.pad(bad, 1, constant_values=True)
+    yy, xx = np.nonzero(ring & dilate3(~ring))
+    return yy - 1.0, xx - 1.0
+
+
+def noise_per_pixel(visit: Visit, aperture_name: str | None = None) -> NDArray[np.float64]:
+    """Variance per pixel and frame from sky, dark and read noise [e^2]."""
+    return (visit.background_per_pixel(aperture_name) + visit.dark_per_pixel(aperture_name)
+            + visit.nexp * visit.ron_electrons ** 2)
+
+
+def flux_errors(flux: NDArray, area: NDArray, visit: Visit,
+                aperture_name: str | None = None) -> NDArray[np.float64]:
+    """archi's per-frame uncertainty [e] (module docstring), shape of ``flux``."""
+    variance = noise_per_pixel(visit, aperture_name)[None, :]
+    return np.sqrt(np.clip(flux, 0.0, None) + area * variance)
+
+
+def circular_aperture_sums(frames: NDArray, x: NDArray, y: NDArray, radius: float
+                           ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Sum of each frame within a circle of ``radius`` [pixel] centred at (x[k], y[k]).
+
+    Exact pixel-overlap weights (photutils). Returns ``(sums, area on finite pixels,
+    touches NaN)``. Used by the simulator's DRP-like photometry and by tests.
+    """
+    from photutils.aperture import CircularAperture  # lazy: only the simulator needs it
+
+    n = len(frames)
+    aperture = CircularAperture(np.column_stack([x, y]), r=radius)
+    sums = np.zeros(n)
+    area = np.zeros(n)
+    touches = np.zeros(n, dtype=bool)
+    for k, mask in enumerate(aperture.to_mask(method="exact")):
+        cut = mask.cutout(frames[k], fill_value=np.nan)
+        if cut is None:  # entirely off the image
+            touches[k] = True
+            continue
+        weights = mask.data
+        finite = np.isfinite(cut)
+        sums[k] = np.sum(weights[finite] * cut[finite])
+        area[k] = weights[finite].sum()
+        touches[k] = bool(np.any(weights[~finite] > 0))
+    return sums, area, touches

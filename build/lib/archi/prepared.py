@@ -1,0 +1,34 @@
+"""Home of :class:`Prepared`, the result of the prepare step: the stars of a visit, their
+tracks and the field model, with the options used. Its file, ``prepared.fits``, is
+:mod:`archi.io.prepared`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from archi.cosmics import CosmicHits
+from archi.fieldimage import FieldModel
+from archi.options import Options
+from archi.stars import StarList, Tracks
+
+if TYPE_CHECKING:  # annotations only: the measuring floor sits above this one
+    from archi.astrometry import AstrometryFit
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Stars (0 = target) and their tracks in every frame, found with ``options``; the
+    field model (None unless ``options.decontaminate``) gives the neighbours' light;
+    ``astrometry``: the catalogue-to-pixel transform measured (None: not measured)."""
+
+    visit_folder: Path
+    layout: str
+    visit_key: str
+    options: Options
+    stars: StarList
+    tracks: Tracks
+    cosmics: CosmicHits = field(default_factory=CosmicHits.empty)
+    model: FieldModel | None = None
+    astrometry: AstrometryFit | None = None

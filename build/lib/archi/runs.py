@@ -1,0 +1,264 @@
+"""Home of the runs of the factor search: one star measured with one mask factor.
+
+Building each run's aperture (:func:`aperture_for`, :func:`build_apertures`), measuring
+many runs in one pass over the cube (:func:`measure`, :func:`measure_runs`,
+:func:`photometry_in_parts`), the runs known to be invalid without measuring them
+(:func:`known_invalid`, :func:`engulfs_brighter_star`) and scoring them into a CDPP table
+(:func:`star_cdpp`, :func:`score_runs`, :func:`factor_table`, :func:`cdpp_table`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from archi import masks, parallel
+from archi.cdpp_table import CdppTable
+from archi.contamination import own_light, run_contamination
+from archi.fieldimage import ResidualCube
+from archi.metrics import NoiseMetric, load_metric, score
+from archi.options import Options
+from archi.photometry import (
+    ApertureSums,
+    aperture_photometry,
+    flux_errors,
+    surely_out_of_bounds,
+)
+from archi.prepared import Prepared
+from archi.stars import Tracks
+from archi.visit import Visit
+
+
+def metric_for(options: Options, metric: NoiseMetric | None = None) -> NoiseMetric:
+    """``metric`` if given, else the metric named by ``options.CDPP_type``."""
+    return metric if metric is not None else load_metric(options.CDPP_type)
+
+
+def star_regions(visit: Visit, prepared: Prepared) -> list:
+    """Each star's region in the first frame (the seed of its shape masks)."""
+    frame0 = np.asarray(visit.cube[0], dtype=float)
+    return masks.star_regions(frame0, prepared.tracks.x[:, 0], prepared.tracks.y[:, 0],
+                              brightness=np.clip(prepared.stars.brightness, 1e-9, None))
+
+
+def aperture_for(prepared: Prepared, star: int, factor: float, regions: list | None = None
+                 ) -> masks.Aperture:
+    """The mask of ``star`` with ``factor`` (circle radius or shape layers); shape masks
+    need the stars' ``regions`` (:func:`star_regions`)."""
+    options = prepared.options
+    if options.star_method(star) == "circle":
+        reference = (_first_position(prepared, star) if options.aperture_mode == "archi"
+                     else None)
+        return masks.CircleAperture(float(factor), mode=options.aperture_mode,
+                                    grid=options.grid, reference=reference)
+    if regions is None:
+        raise ValueError("shape masks need the stars' regions (see star_regions)")
+    return masks.ShapeAperture(regions[star], prepared.tracks.x[star, 0],
+                               prepared.tracks.y[star, 0], int(round(factor)),
+                               shift=options.shape_shift, grid=options.grid)
+
+
+def _first_position(prepared: Prepared, star: int) -> tuple[float, float]:
+    """The star's first tracked position [pixel] (archi builds its masks there), NaN if
+    it has none."""
+    x, y = prepared.tracks.x[star], prepared.tracks.y[star]
+    finite = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    return (float(x[finite[0]]), float(y[finite[0]])) if len(finite) else (np.nan, np.nan)
+
+
+def _regions_if_needed(visit: Visit, prepared: Prepared, stars: Sequence[int]) -> list | None:
+    needs_regions = any(prepared.options.star_method(j) == "shape" for j in set(stars))
+    return star_regions(visit, prepared) if needs_regions else None
+
+
+def build_apertures(visit: Visit, prepared: Prepared, factors: Mapping[int, float]
+                    ) -> list[masks.Aperture | None]:
+    """One aperture per star (None for stars without a factor)."""
+    regions = _regions_if_needed(visit, prepared, list(factors))
+    out: list[masks.Aperture | None] = [None] * prepared.stars.n_stars
+    for j, factor in factors.items():
+        if factor is not None and np.isfinite(factor):
+            out[j] = aperture_for(prepared, j, factor, regions)
+    return out
+
+
+def measured_cube(visit: Visit, prepared: Prepared) -> tuple:
+    """What the runs are measured on, and the cosmic hits the photometry replaces: the cube,
+    or with a field model the cube minus the model (hits replaced before the subtraction),
+    whose sums are the stars' own light once each star's own model is added back
+    (:func:`add_own_light`)."""
+    if prepared.model is None:
+        return visit.cube, prepared.cosmics
+    return ResidualCube(visit.cube, prepared.model, cosmics=prepared.cosmics), None
+
+
+def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.Aperture | None],
+                        prepared: Prepared, workers: int = 1) -> ApertureSums:
+    """:func:`aperture_photometry` of the visit (chunks and cosmics of ``prepared``; with a
+    field model, of :func:`measured_cube`), its frames split among ``workers`` processes."""
+    chunk = prepared.options.effective_chunk
+    cube, cosmics = measured_cube(visit, prepared)
+
+    def part(frames: tuple[int, int]) -> Callable[[], ApertureSums]:
+        return lambda: aperture_photometry(cube, tracks, apertures, chunk_frames=chunk,
+                                           cosmics=cosmics, frames=frames)
+
+    ranges = parallel.frame_ranges(visit.n_frames, chunk, workers) or [(0, 0)]
+    return ApertureSums.joined(parallel.run_forked([part(r) for r in ranges], workers))
+
+
+def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float], workers: int = 1
+            ) -> tuple[ApertureSums, np.ndarray]:
+    """Aperture sums and flux errors [e] of the stars in ``factors`` (frames split among
+    ``workers`` processes)."""
+    apertures = build_apertures(visit, prepared, factors)
+    sums = photometry_in_parts(visit, prepared.tracks, apertures, prepared, workers)
+    add_own_light(prepared, np.arange(len(apertures)), apertures, sums)
+    errors = flux_errors(sums.flux, sums.area, visit)
+    return sums, errors
+
+
+def add_own_light(prepared: Prepared, stars: np.ndarray, apertures: Sequence, sums: ApertureSums
+                  ) -> None:
+    """With a field model, add to the sums of the residual cube (row i: star ``stars[i]``
+    through ``apertures[i]``; None: not measured) each star's own modelled light in its
+    aperture, so that they become the star's own light: the sum minus its neighbours'."""
+    if prepared.model is None:
+        return
+    for j in np.unique(stars):
+        rows = [i for i in np.flatnonzero(stars == j) if apertures[i] is not None]
+        if rows:
+            own = own_light(prepared.model, prepared.tracks, [apertures[i] for i in rows],
+                            int(j), prepared.options.effective_chunk)
+            sums.flux[rows] += own
+
+
+@dataclass(frozen=True)
+class MeasuredRuns:
+    """Runs (star, factor) measured in one pass over the cube: ``sums`` has one row per
+    run, in the order of ``runs``; runs known to be invalid beforehand were not measured
+    (``measured`` False: flux NaN, out of bounds everywhere)."""
+
+    runs: list[tuple[int, float]]
+    sums: ApertureSums
+    measured: np.ndarray  # (n_runs,) bool
+    # with a field model: each run's neighbours' light / own light (median over frames)
+    contamination: np.ndarray | None = None
+
+
+def measure_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
+                 workers: int = 1) -> MeasuredRuns:
+    """Aperture sums of every star of ``factors`` at each of its factors (star -> factors),
+    all in one pass over the cube, its frames split among ``workers`` processes; runs
+    known to be invalid (:func:`known_invalid`) are not measured."""
+    runs = [(int(j), float(f)) for j, star_factors in factors.items() for f in star_factors]
+    stars = np.array([j for j, _ in runs], dtype=np.int64)
+    regions = _regions_if_needed(visit, prepared, stars.tolist())
+    apertures = [aperture_for(prepared, j, f, regions) for j, f in runs]
+    tracks = prepared.tracks
+    run_tracks = Tracks(x=tracks.x[stars], y=tracks.y[stars], measured=tracks.measured[stars])
+    skip = known_invalid(visit, prepared, runs, run_tracks, apertures)
+    if skip.all():
+        flux = np.full((len(runs), visit.n_frames), np.nan)
+        sums = ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
+    else:
+        kept = [None if s else a for a, s in zip(apertures, skip)]
+        sums = photometry_in_parts(visit, run_tracks, kept, prepared, workers)
+        sums.out_of_bounds[skip] = True
+        add_own_light(prepared, stars, kept, sums)
+    contamination = None
+    if prepared.model is not None:
+        contamination = run_contamination(prepared.model, prepared.tracks, stars, apertures,
+                                          ~skip)
+    return MeasuredRuns(runs, sums, ~skip, contamination)
+
+
+def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> dict[int, bool]:
+    """True for a circle that reaches the centre of a brighter star.
+
+    Such a light curve is mostly the neighbour's, and its CDPP is low only because the
+    brighter star's flux dilutes the fainter one's noise: archi's optimiser happily grows
+    apertures over neighbours; here those runs are invalid, like masks out of the field.
+    """
+    options = prepared.options
+    stars = prepared.stars
+    x, y = prepared.tracks.x[:, 0], prepared.tracks.y[:, 0]
+    out = {}
+    for j, factor in factors.items():
+        if options.star_method(j) != "circle":
+            out[j] = False
+            continue
+        radius = float(factor) / options.grid
+        d = np.hypot(x - x[j], y - y[j])
+        brighter = stars.brightness > stars.brightness[j]
+        out[j] = bool(np.any(brighter & (d < radius)))
+    return out
+
+
+def known_invalid(visit: Visit, prepared: Prepared, runs: Sequence[tuple[int, float]],
+                  tracks: Tracks, apertures: Sequence[masks.Aperture]) -> np.ndarray:
+    """Runs (star, factor) that are invalid whatever their sums, so need not be measured:
+    circles over a brighter star, or surely out of bounds (whole NaN or off-image pixels
+    inside; :func:`archi.photometry.surely_out_of_bounds`); their CDPP is the penalty. The
+    search's largest radii often reach the corners of the field of view. ``tracks`` and
+    ``apertures``: one per run."""
+    skip = surely_out_of_bounds(visit.cube, tracks.x, tracks.y, apertures)
+    if prepared.model is None:  # with a model, the contamination limit decides instead
+        skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
+    return skip
+
+
+def too_contaminated(prepared: Prepared, measured: MeasuredRuns) -> np.ndarray:
+    """Runs whose neighbours' light exceeds ``max_contamination`` times the star's own
+    (with a field model), or circles over a brighter star's centre (without)."""
+    if measured.contamination is not None:
+        limit = prepared.options.max_contamination
+        return ~(measured.contamination <= limit)
+    return np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in measured.runs],
+                    bool)
+
+
+def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
+              metric: NoiseMetric) -> tuple[float, bool]:
+    """Noise metric of one star's light curve on its in-bounds frames, and whether the run
+    is valid (archi: a mask out of bounds in any frame makes it invalid)."""
+    good = ~out_of_bounds & np.isfinite(flux)
+    valid = bool(good.all())
+    value = score(metric, flux[good], time[good], valid=bool(good.sum() > 0))
+    return value, valid
+
+
+def score_runs(visit: Visit, prepared: Prepared, measured: MeasuredRuns,
+               metric: NoiseMetric | None = None) -> CdppTable:
+    """The CDPP table of measured runs, one row per run in their order."""
+    fn = metric_for(prepared.options, metric)
+    sums = measured.sums
+    rejected = too_contaminated(prepared, measured)
+    rows = []
+    for i, (j, f) in enumerate(measured.runs):
+        value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
+        rows.append((j, f, value, valid and not rejected[i]))
+    return CdppTable.from_runs(rows)
+
+
+def factor_table(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequence[float]],
+                 metric: NoiseMetric | None = None, workers: int = 1) -> CdppTable:
+    """CDPP table of every star of ``factors`` at each of its factors (star -> factors), all
+    runs measured in one pass over the cube, one row per (star, factor), sorted (the same
+    numbers as one :func:`cdpp_table` per factor). ``workers`` > 1 splits the frames among
+    that many processes (:mod:`archi.parallel`: same numbers, bit for bit)."""
+    measured = measure_runs(visit, prepared, factors, workers)
+    return CdppTable.merge([score_runs(visit, prepared, measured, metric)])
+
+
+def cdpp_table(visit: Visit, prepared: Prepared, factor: float | Mapping[int, float],
+               stars: Sequence[int] | None = None, metric: NoiseMetric | None = None
+               ) -> CdppTable:
+    """One photometry run -> CDPP table of ``stars`` (all) at ``factor`` (one for all, or
+    star -> factor)."""
+    stars = sorted(set(range(prepared.stars.n_stars) if stars is None else stars))
+    factors = ({j: [float(factor[j])] for j in stars} if isinstance(factor, Mapping)
+               else {j: [float(factor)] for j in stars})
+    return factor_table(visit, prepared, factors, metric)

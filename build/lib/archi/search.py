@@ -1,0 +1,109 @@
+"""Home of the factor search's workflow jobs (``search_jobs: factor``): each function is the
+work of one job, from its input files to its output files.
+
+Round 0 measures every star at each factor of the grid, one job per factor
+(:func:`photometry_job`); after each round a decision (:func:`select_round_job`) names the
+stars measured again over a higher range; then the circle fine tune is planned
+(:func:`plan_fine_tune_job`) and measured in a few jobs (:func:`fine_tune_job`); finally
+every star's factor is chosen (:func:`choose_factors_job`). The rules are in
+:mod:`archi.optimize`, the measurements in :mod:`archi.runs`, the files in
+:mod:`archi.io.search_files`. These jobs import no pandas: a per-factor job measures for
+a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from archi import runs
+from archi.api import load_visit
+from archi.cdpp_table import CdppTable
+from archi.factors import parse_factor
+from archi.io.factors_file import write_search_factors
+from archi.io.search_files import (
+    read_cdpp_tables,
+    read_decision,
+    read_fine_plan,
+    write_cdpp_table,
+    write_decision,
+    write_fine_plan,
+)
+from archi.optimize import (
+    RoundDecision,
+    choose_every_star,
+    decide_round,
+    fine_tune_parts,
+    fine_tune_plan,
+    round_factors,
+    searched_stars,
+)
+from archi.options import Options
+from archi.io.prepared import read_prepared
+from archi.prepared import Prepared
+from archi.visit import Visit
+
+# read_decision and round_factors are here too: the workflow walks the rounds with them
+__all__ = ["choose_factors_job", "fine_tune_job", "photometry_job", "plan_fine_tune_job",
+           "read_decision", "round_factors", "select_round_job"]
+
+Paths = Iterable[str | Path]
+
+
+def _visit_of(prepared: Prepared) -> Visit:
+    return load_visit(prepared.visit_folder, prepared.options, prepared.layout)
+
+
+def photometry_job(prepared_path: str | Path, factor: str, decisions: Paths,
+                   out_path: str | Path) -> CdppTable:
+    """The CDPP table of one factor (its canonical text) of a search round: every star with
+    a mask (not ``psf``) in round 0, the stars the last decision extended (``decisions``: its
+    file) later."""
+    prepared = read_prepared(prepared_path)
+    decisions = list(decisions)
+    stars = (read_decision(decisions[0]).extend if decisions
+             else searched_stars(prepared.options, prepared.stars.n_stars))
+    table = runs.cdpp_table(_visit_of(prepared), prepared, parse_factor(factor), stars=stars)
+    write_cdpp_table(table, out_path)
+    return table
+
+
+def select_round_job(tables: Paths, options: Options, round_index: int,
+                     out_path: str | Path) -> RoundDecision:
+    """The decision after a round, from every table so far."""
+    decision = decide_round(read_cdpp_tables(tables), options, round_index)
+    write_decision(out_path, decision)
+    return decision
+
+
+def plan_fine_tune_job(tables: Paths, options: Options, out_path: str | Path
+                       ) -> dict[int, list[float]]:
+    """The stars of the circle fine tune and the radii of each."""
+    plan = fine_tune_plan(read_cdpp_tables(tables), options)
+    write_fine_plan(out_path, plan)
+    return plan
+
+
+def fine_tune_job(prepared_path: str | Path, plan_path: str | Path, jobs: int, part: int,
+                  out_path: str | Path) -> CdppTable:
+    """The fine-tune CDPP table of part ``part`` of ``jobs`` of the planned stars (one pass
+    over the cube)."""
+    prepared = read_prepared(prepared_path)
+    plan = read_fine_plan(plan_path)
+    stars = fine_tune_parts(plan, jobs)[part]
+    table = runs.factor_table(_visit_of(prepared), prepared, {star: plan[star] for star in stars})
+    write_cdpp_table(table, out_path)
+    return table
+
+
+def choose_factors_job(tables: Paths, prepared_path: str | Path, options: Options,
+                       factors_path: str | Path, table_path: str | Path
+                       ) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
+    """Every star's factor from all runs: the table of all runs and the factors file
+    (``psf`` stars: no factor)."""
+    prepared = read_prepared(prepared_path)
+    table = CdppTable.merge([read_cdpp_tables(tables)])
+    factors, cdpp, valid = choose_every_star(table, options, prepared.stars.n_stars)
+    write_cdpp_table(table, table_path)
+    write_search_factors(factors_path, options, prepared.visit_key, factors, cdpp)
+    return factors, cdpp, valid
