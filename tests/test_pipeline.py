@@ -150,6 +150,7 @@ def test_isolated_stars_reach_their_noise_floor_and_errors_match(sparse, mode):
     visit, prepared, result, curves = runs[mode]
     found = match(truth, prepared.stars.x0, prepared.stars.y0)
     assert sorted(found) == list(range(4))
+    normalised = []
     for j, k in enumerate(found):
         if j == 0:
             continue
@@ -168,10 +169,15 @@ def test_isolated_stars_reach_their_noise_floor_and_errors_match(sparse, mode):
         # frames is itself uncertain by ~6 %; measured 1.09-1.34 x floor (1.15-1.23 with the
         # simulator's earlier noise draw), with and without decontamination alike
         assert scatter <= 1.4 * floor, f"star {k}: {scatter / floor:.2f} x floor"
-        reported = float(np.median(curves.flux_err[j][good]))
-        # measured 0.77-0.84: FLUX_ERR has the photon, sky, dark and read noise only, and
-        # underestimates the scatter (issue 18 asks 0.9-1.1 and a better error model)
-        assert reported == pytest.approx(scatter, rel=0.25)
+        normalised.append(((flux - np.median(flux / truth.flux[k]) * truth.flux[k])
+                           / curves.flux_err[j])[good])
+    # FLUX_ERR against the scatter about the truth, all three stars pooled (780 frames: the
+    # ratio is known to 2.5 %): within 0.9-1.1 as issue 18 asks. Measured 0.946 in both
+    # modes (0.90 in another noise draw of this visit; FLUX_ERR has the photon, sky, dark
+    # and read noise, not the noise of the sky level subtracted in each frame). With
+    # decontaminate false it is 0.80: the DRP's background estimate is noisy.
+    pooled = np.concatenate(normalised)
+    assert 0.9 <= 1.0 / np.std(pooled[np.abs(pooled) < 5]) <= 1.1
 
 
 def test_target_precision_matches_the_drp(runs):
