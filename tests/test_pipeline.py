@@ -141,7 +141,10 @@ def test_tracking_of_isolated_stars(runs, sim, mode):
         k = found[j]
         rms = np.sqrt(np.mean((prepared.tracks.x[j] - truth.x[k]) ** 2
                               + (prepared.tracks.y[j] - truth.y[k]) ** 2))
-        assert rms <= 0.3, f"star {k}: rms {rms:.2f} px"
+        # measured: 2e-5 px with offsets (the catalogue and the roll: exact here, the
+        # mapping itself is checked by hand in test_sky_mapping.py), 0.004-0.009 px with
+        # dynam (the field model's PSF fits, fixed in the turning field)
+        assert rms <= 0.02, f"star {k}: rms {rms:.3f} px"
 
 
 @pytest.mark.parametrize("mode", ["fits/offsets", "dynam/dynam"])
