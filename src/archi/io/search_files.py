@@ -154,7 +154,8 @@ def read_decision(path: str | Path) -> RoundDecision:
                              {int(k): (float("nan") if v is None else float(v))
                               for k, v in doc["best"].items()})
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise CorruptProductError(path, f"not a round decision ({exc})") from None
+        detail = " ".join(str(exc).split())  # YAML's messages span lines
+        raise CorruptProductError(path, f"not a round decision ({detail})") from None
 
 
 def write_fine_plan(path: str | Path, plan: dict[int, list[float]]) -> None:
@@ -165,4 +166,10 @@ def write_fine_plan(path: str | Path, plan: dict[int, list[float]]) -> None:
 
 def read_fine_plan(path: str | Path) -> dict[int, list[float]]:
     """The fine-tune plan written by :func:`write_fine_plan` (an empty file: no star)."""
-    return yaml.safe_load(Path(path).read_text()) or {}
+    path = Path(path)
+    try:
+        plan = yaml.safe_load(path.read_text()) or {}
+        return {int(star): [float(r) for r in radii] for star, radii in plan.items()}
+    except (OSError, AttributeError, TypeError, ValueError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise CorruptProductError(path, f"not a fine-tune plan ({detail})") from None
