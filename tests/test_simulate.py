@@ -9,7 +9,7 @@ from astropy.wcs import WCS
 
 from archi.geometry import FIELD_CENTRE, sky_offsets
 from archi.io import find_visit_products, read_visit
-from archi.photometry import circular_aperture_sums
+from archi.simulate.aperture_sums import circular_aperture_sums
 from archi.simulate import SimulationConfig, StarSpec, read_truth, simulate_visit
 from archi.simulate.psf import PixelPsf, enclosed_fraction
 from conftest import REAL_LIGHTCURVES

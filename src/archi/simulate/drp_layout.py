@@ -14,7 +14,7 @@ from astropy.time import Time
 from archi.io import products as P
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import CubeWriter, append_hdus, table_hdu, write_tables
-from archi.photometry import circular_aperture_sums
+from archi.simulate.aperture_sums import circular_aperture_sums
 from archi.simulate import products as SP
 from archi.simulate.config import SimulationConfig
 from archi.simulate.observation import Observation
