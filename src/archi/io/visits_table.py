@@ -11,7 +11,8 @@ import pandas as pd
 
 from archi.errors import ConfigError, one_line
 
-REQUIRED_COLUMNS = ("visit", "path", "data_type", "simulation")
+REQUIRED_COLUMNS = ("visit", "data_type")
+CELL_COLUMNS = ("path", "simulation")  # the folder (real) or the options (simulated)
 DATA_TYPES = ("real", "simulated")
 VISIT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -33,8 +34,11 @@ def read_visits_table(path: str | Path) -> pd.DataFrame:
                           f"(header {table.columns[0]!r})")
     if missing:
         raise ConfigError(f"{path}: missing column(s) {', '.join(missing)} (columns: "
-                          f"{', '.join(table.columns)}; expected {', '.join(REQUIRED_COLUMNS)})")
+                          f"{', '.join(table.columns)}; expected {', '.join(REQUIRED_COLUMNS + CELL_COLUMNS)})")
     table = table.apply(lambda column: column.str.strip())
+    for column in CELL_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
     if table.empty:
         raise ConfigError(f"{path}: no visit (the table has a header only)")
     for number, row in enumerate(table.to_dict("records"), start=2):
