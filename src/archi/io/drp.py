@@ -124,7 +124,22 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
     layout : ``auto``, ``drp`` or ``cheopsim`` (see :mod:`archi.io.find`).
     aperture : DRP light curve whose roll angles, centroids, background and dark are used
         (``official_curve`` in archi). A missing one falls back to DEFAULT with a warning.
+
+    Repairs and fallbacks warn (:class:`~archi.errors.InputWarning`) and are kept in
+    ``Visit.input_warnings``.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        visit = _read_visit(folder, layout, aperture, products)
+    for w in caught:  # said as they would have been, and kept
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    visit.input_warnings = tuple(str(w.message) for w in caught
+                                 if issubclass(w.category, InputWarning))
+    return visit
+
+
+def _read_visit(folder: str | Path, layout: str, aperture: str,
+                products: VisitProducts | None) -> Visit:
     prods = products or find_visit_products(folder, layout)
     folder = prods.folder
     lightcurves, reference, cols, lc_header = _read_lightcurves(prods, aperture)
