@@ -274,7 +274,7 @@ def test_a_real_visit_folder_that_does_not_exist_stops_the_run(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config", "bogus=1"], "'bogus' was unexpected"),
+    (["--config", "bogus=1"], "unknown option 'bogus'"),
     (["--config", "layout=flat"], "'flat' is not one of"),
     (["--config", "optimize=False", "optimized_factors=nothing.yaml"],
      "optimized_factors 'nothing.yaml' is not a file"),

@@ -12,8 +12,8 @@ FAILURE_MARK = "ARCHI-FAILED "  # as workflow/scripts/_common.py writes it
 def failed_jobs():
     """The jobs that failed in this run (group jobs opened)."""
     scheduler = getattr(workflow, "scheduler", None)
-    for job in getattr(scheduler, "failed", ()):
-        yield from getattr(job, "jobs", [job])
+    jobs = [j for job in getattr(scheduler, "failed", ()) for j in getattr(job, "jobs", [job])]
+    return sorted(jobs, key=lambda job: job.jobid)  # the same line whatever the set's order
 
 
 def failure_of(job):
@@ -33,17 +33,15 @@ def failure_of(job):
 
 
 def visit_done(visit, failed):
-    """A visit whose outputs all exist, each newer than its prepared stars (an output left
-    from an earlier run of changed products is not done)."""
+    """A visit whose outputs all exist, none older than its products' fingerprint (an
+    output left from a run on replaced products is not done)."""
     if visit in failed:
         return False
     outputs = [Path(o) for o in visit_outputs(visit)]
     if not all(o.exists() for o in outputs):
         return False
-    newest_input = [Path(f"results/{visit}/prepared.fits")]
-    if VISITS.loc[visit].data_type == "real":
-        newest_input.append(Path(fingerprint_path(visit)))
-    since = max((p.stat().st_mtime for p in newest_input if p.exists()), default=0)
+    fingerprint = Path(fingerprint_path(visit))
+    since = fingerprint.stat().st_mtime if fingerprint.exists() else 0
     return all(o.stat().st_mtime >= since for o in outputs)
 
 
