@@ -183,6 +183,8 @@ def test_bad_products_stop_the_run_at_start(tmp_path, damaged, name, how, detect
     ("visit\tpath\tdata_type\nmine\t/tmp\treel\n",
      f"{TABLE}: visit mine: data_type 'reel' is not one of real, simulated"),
     ("visit\tpath\tdata_type\n", f"{TABLE}: no visit (the table has a header only)"),
+    ("visit\tpath\tdata_type\tval_range\nmine\t/tmp\treal\t[12,\n",
+     f"{TABLE}: visit mine: column val_range: '[12,' is not a YAML value"),
 ])
 def test_bad_visits_table_stops_the_run_at_start(tmp_path, table, message):
     work = make_workdir(tmp_path, [])
@@ -228,6 +230,17 @@ def test_config_typos_stop_the_run_at_start(tmp_path, change, message):
     assert run.returncode == 1
     assert last_line(run) == f"Error: {message}"
     assert not (work / "results").exists() and not (work / "resources").exists()
+
+
+def test_config_that_is_not_yaml_is_named_with_the_place(tmp_path):
+    work = make_workdir(tmp_path, [])
+    with open(work / CONFIG, "a") as fh:
+        fh.write("extra: [1, 2\n")
+    run = snakemake(work, "-n")
+    assert run.returncode == 1
+    n_lines = len((work / CONFIG).read_text().splitlines())
+    assert last_line(run) == (f"Error: {CONFIG}: line {n_lines + 1}, column 1: expected ',' or "
+                              f"']', but got '<stream end>' (not valid YAML)")
 
 
 def test_step_larger_than_the_range_of_one_visit_is_named(tmp_path, damaged):

@@ -7,7 +7,7 @@ import jsonschema
 import yaml
 from snakemake.utils import validate
 
-from archi.errors import ArchiError, one_line
+from archi.errors import ArchiError, ConfigError, one_line
 from archi.factors import format_factor
 from archi.io.atomic import write_text_atomically
 from archi.io.drp import check_visit_products
@@ -68,7 +68,13 @@ def _overrides(row):
     for key, value in row.items():
         if key in VISIT_COLUMNS or value == "":
             continue
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(
+                f"{config['visits']}: visit {row['visit']}: column {key}: {value!r} is "
+                f"not a YAML value"
+            ) from None
     return out
 
 
