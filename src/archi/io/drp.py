@@ -22,7 +22,9 @@ APERTURE_PREFERENCE = ("DEFAULT", "OPTIMAL", "RINF", "RSUP")
 def _open(path: Path) -> fits.HDUList:
     """Open a FITS file and check it is complete; one-line errors naming the file."""
     try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+        with warnings.catch_warnings():  # a truncated file gets our own error below
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
     except (OSError, ValueError, TypeError, IndexError) as exc:
         # astropy's first sentence only: its tip (ignore_missing_simple) is not for users
         reason = one_line(exc).split(". If this is really")[0].rstrip(".")
@@ -200,24 +202,36 @@ def check_visit_products(folder: str | Path, layout: str = "auto",
     if needs_catalogue and prods.star_catalogue is None:
         raise ProductNotFoundError(f"{prods.folder}: initial_detect 'fits' needs the star "
                                    f"catalogue ({P.STAR_CATALOGUE}), which this visit lacks")
-    expected = [(prods.subarray, P.SUBARRAY), (prods.star_catalogue, P.STAR_CATALOGUE),
-                *((lc, P.LIGHTCURVE) for lc in prods.lightcurves.values())]
-    for path, extname in expected:
-        if path is None:
-            continue
-        with _open(path) as hdul:
-            header = _extension(hdul, path, extname).header
-            if extname == P.SUBARRAY:
-                shape = tuple(header.get(f"NAXIS{i}") for i in (1, 2))
-                if header.get("NAXIS") != 3 or shape != (SUBARRAY_SIZE, SUBARRAY_SIZE):
-                    raise CorruptProductError(path, f"{P.SUBARRAY} is not a cube of "
-                                              f"{SUBARRAY_SIZE}x{SUBARRAY_SIZE} frames "
-                                              f"(NAXIS = {header.get('NAXIS')}, frames "
-                                              f"{shape[0]}x{shape[1]})")
-            if extname == P.STAR_CATALOGUE and needs_catalogue and not header.get("NAXIS2"):
-                raise CorruptProductError(path, "star catalogue is empty: initial_detect "
-                                          "'fits' needs its stars (use dynam)")
+    n_frames = _cube_frames(prods.subarray)
+    for lc in prods.lightcurves.values():
+        rows = _header(lc, P.LIGHTCURVE).get("NAXIS2")
+        if rows != n_frames:
+            raise CorruptProductError(lc, f"light curve has {rows} rows but the subarray "
+                                      f"{prods.subarray.name} has {n_frames} frames")
+    if prods.star_catalogue is not None:
+        rows = _header(prods.star_catalogue, P.STAR_CATALOGUE).get("NAXIS2")
+        if needs_catalogue and not rows:
+            raise CorruptProductError(prods.star_catalogue, "star catalogue is empty: "
+                                      "initial_detect 'fits' needs its stars (use dynam)")
     return prods
+
+
+def _header(path: Path, extname: str) -> fits.Header:
+    """The header of extension ``extname`` of a complete FITS file (no data read)."""
+    with _open(path) as hdul:
+        return _extension(hdul, path, extname).header.copy()
+
+
+def _cube_frames(path: Path) -> int:
+    """The number of frames of a SubArray file, from its header; CorruptProductError unless
+    its frames are 200x200 pixels."""
+    header = _header(path, P.SUBARRAY)
+    shape = tuple(header.get(f"NAXIS{i}") for i in (1, 2))
+    if header.get("NAXIS") != 3 or shape != (SUBARRAY_SIZE, SUBARRAY_SIZE):
+        raise CorruptProductError(path, f"{P.SUBARRAY} is not a cube of {SUBARRAY_SIZE}x"
+                                  f"{SUBARRAY_SIZE} frames (NAXIS = {header.get('NAXIS')}, "
+                                  f"frames {shape[0]}x{shape[1]})")
+    return int(header["NAXIS3"])
 
 
 def _read_lightcurves(prods: VisitProducts, aperture: str
