@@ -5,6 +5,7 @@ can run at start do (``snakemake -n``); a product replaced in place reruns its v
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 import yaml
 from astropy.io import fits
 
+from archi.io import read_visit
+from archi.io.lightcurves import read_lightcurves_fits
 from archi.simulate.cli import main as simulate_main
 
 ROOT = Path(__file__).parents[1]
@@ -267,22 +270,25 @@ def test_step_larger_than_the_range_of_one_visit_is_named(tmp_path, damaged):
 
 @pytest.fixture(scope="module")
 def keep_going_run(tmp_path_factory, damaged):
-    """Four visits with --keep-going: all roll angles NaN (its jobs fail), 20 % NaN roll,
-    an empty and a missing catalogue with dynam detection (fine)."""
+    """Five visits with --keep-going: all roll angles NaN (its jobs fail), 20 % NaN roll,
+    NaN roll in the DEFAULT curve only, an empty and a missing catalogue with dynam
+    detection (fine)."""
     nan_roll, _ = damaged("nan_roll")
     set_roll(nan_roll, slice(None))
     roll20, _ = damaged("roll20")
     set_roll(roll20, np.arange(0, 60, 5))  # 12 of 60 frames
+    nan_default, _ = damaged("nan_default")
+    set_roll(nan_default, np.arange(0, 60, 5), "*Lightcurve-DEFAULT*")
     empty, _ = damaged("empty_dynam", empty_catalogue)
     missing, _ = damaged("missing_dynam", remove_catalogue)
     work = make_workdir(tmp_path_factory.mktemp("keepgoing"), [
-        real("nan_roll", nan_roll), real("roll20", roll20),
+        real("nan_roll", nan_roll), real("roll20", roll20), real("nan_default", nan_default),
         real("empty_dynam", empty, initial_detect="dynam"),
         real("missing_dynam", missing, initial_detect="dynam")])
     (work / "results").mkdir()
     (work / "results" / "summary.tsv").write_text("visit\tstar\nnan_roll\t0\n")  # stale
     run = snakemake(work, "-j2", "--keep-going")
-    return work, run, {"nan_roll": nan_roll, "roll20": roll20}
+    return work, run, {"nan_roll": nan_roll, "roll20": roll20, "nan_default": nan_default}
 
 
 def test_a_failed_job_ends_the_run_with_its_one_line(keep_going_run):
@@ -306,10 +312,11 @@ def test_the_run_ends_with_a_summary_and_summary_tsv_has_the_visits_done(keep_go
     work, run, _ = keep_going_run
     lines = run.stdout.rstrip("\n").splitlines()
     (summary,) = [line for line in lines if line.startswith("archi: ")]
-    assert summary.startswith("archi: 3 visit(s) done (") and ", 1 failed;" in summary
+    assert summary.startswith("archi: 4 visit(s) done (") and ", 1 failed;" in summary
     assert lines.index(summary) > len(lines) - 6  # at the end, before warnings and the error
     table = pd.read_csv(work / "results" / "summary.tsv", sep="\t")
-    assert set(table.visit) == {"roll20", "empty_dynam", "missing_dynam"}  # not the stale row
+    assert set(table.visit) == {"roll20", "nan_default", "empty_dynam",
+                                "missing_dynam"}  # not the stale row
     n_stars = int(summary.split("done (")[1].split(" stars")[0])
     assert n_stars == len(table)
 
@@ -324,6 +331,19 @@ def test_nan_roll_warning_is_said_once_on_the_console_and_in_run_info(keep_going
     assert info["inputs"]["warnings"] == [warning]
     logs = [p for p in (work / "logs" / "roll20").rglob("*.log") if warning in p.read_text()]
     assert [p.name for p in logs] == ["prepare.log"]
+
+
+def test_nan_roll_of_the_default_curve_only_comes_from_the_other_curves(keep_going_run,
+                                                                         small_visit):
+    work, run, folders = keep_going_run
+    lc = one(folders["nan_default"], "*Lightcurve-DEFAULT*").name
+    warning = f"{lc}: NaN roll angle(s) taken from the other DRP light curves (12 from OPTIMAL)"
+    assert f"Warning: visit nan_default: {warning}" in run.stdout
+    info = yaml.safe_load((work / "results" / "nan_default" / "run_info.yaml").read_text())
+    assert info["inputs"]["warnings"] == [warning]  # none estimated from time
+    # the roll angles of the light curves: those of the intact visit, exactly
+    curves = read_lightcurves_fits(work / "results" / "nan_default" / "lightcurves.fits")
+    assert np.array_equal(curves.roll_angle, read_visit(small_visit.drp_folder).roll_angle)
 
 
 @pytest.mark.parametrize("visit", ["empty_dynam", "missing_dynam"])
@@ -363,3 +383,15 @@ def test_archi_simulate_refuses_a_non_empty_folder_without_force(tmp_path, capsy
     assert simulate_main([str(out), "--n-frames", "3", "--force"]) == 0
     assert not (out / "notes.txt").exists() and (out / "truth.fits").exists()
     assert yaml.safe_load((out / "simulation.yaml").read_text())["n_frames"] == 3
+
+
+def test_readme_commands_for_your_own_visits_name_the_table():
+    """Typed as written, a resume without --config visits=... runs the demo table instead
+    and "succeeds" without resuming anything."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Your own DRP visits", 1)[1].split("\n## ", 1)[0]
+    commands = [c for c in re.findall(r"`([^`]*snakemake [^`]*)`", section)]
+    assert len(commands) >= 3  # the run, a rerun after a failure, a resume after a kill
+    for command in commands:
+        for part in command.split("&&"):
+            assert "--config visits=my_visits.tsv" in part, command
