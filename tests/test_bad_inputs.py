@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from archi.errors import ConfigError, CorruptProductError, ProductNotFoundError
+from archi.errors import ConfigError, CorruptProductError, InputWarning, ProductNotFoundError
 from archi.io import find_visit_products, read_visit
+from archi.io.drp import check_visit_products
 from archi.simulate import SimulationConfig
 
 
@@ -127,14 +128,37 @@ def test_all_nan_roll_angles(visit_copy):
         read_visit(visit_copy)
 
 
-def test_empty_star_catalogue(visit_copy):
+def test_empty_star_catalogue_means_no_catalogue_star(visit_copy):
     cat = _one(visit_copy, "*StarCatalogue*")
     with fits.open(cat) as hdul:
         hdul[1] = fits.BinTableHDU(hdul[1].data[:0], header=hdul[1].header)
         hdul.writeto(cat, overwrite=True)
+    with pytest.warns(InputWarning, match="star catalogue is empty"):
+        assert read_visit(visit_copy).catalogue is None  # dynam detection can still run
+    check_visit_products(visit_copy)  # fine without initial_detect fits
     with pytest.raises(CorruptProductError, match="star catalogue is empty") as err:
-        read_visit(visit_copy)
+        check_visit_products(visit_copy, needs_catalogue=True)
     assert cat.name in _single_line(err.value)
+
+
+def test_nan_roll_of_the_default_curve_only_comes_from_the_other_curves(visit_copy,
+                                                                         small_visit):
+    truth_roll = read_visit(small_visit.drp_folder).roll_angle
+    holes = [0, 3, 10, 11, 40, 59]  # the ends too: no estimate from time could get them
+    _set_roll(_one(visit_copy, "*Lightcurve-DEFAULT*"),
+              lambda roll: np.where(np.isin(np.arange(len(roll)), holes), np.nan, roll))
+    with pytest.warns(InputWarning, match="6 from OPTIMAL"):
+        visit = read_visit(visit_copy)
+    assert not visit.roll_estimated.any()
+    assert np.array_equal(visit.roll_angle, truth_roll)  # the same frames, the same angles
+
+
+def test_a_non_fits_product_gets_no_astropy_tip(visit_copy):
+    cube = _one(visit_copy, "*SCI_COR_SubArray*")
+    cube.write_bytes(b"<html>not found</html>" * 200)
+    with pytest.raises(CorruptProductError, match="not a readable FITS") as err:
+        check_visit_products(visit_copy)
+    assert "ignore_missing_simple" not in _single_line(err.value)
 
 
 def test_missing_optimal_falls_back_to_default_with_a_warning(visit_copy):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -272,7 +274,7 @@ def test_a_real_visit_folder_that_does_not_exist_stops_the_run(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config", "bogus=1"], "'bogus' was unexpected"),
+    (["--config", "bogus=1"], "unknown option 'bogus'"),
     (["--config", "layout=flat"], "'flat' is not one of"),
     (["--config", "optimize=False", "optimized_factors=nothing.yaml"],
      "optimized_factors 'nothing.yaml' is not a file"),
@@ -316,23 +318,47 @@ def slurm_profile(folder: Path, partition: str) -> Path:
     return folder
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports on loopback that nothing listens on now (the kernel's choice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+SLURM_TEST_LOCK = Path("/tmp/archi-slurm-tests.lock")
+"""Held while a test cluster is up: one cluster per machine (its config must be at the one
+/etc/slurm/slurm.conf, which srun inside the jobs reads), so a second test run waits."""
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("the local SLURM cluster needs root and Debian's apt-get")
-    # munged wants every parent of its socket to be world-searchable: not pytest's tmp dirs
-    lab = Path(tempfile.mkdtemp(prefix="archi-slurmlab-", dir="/tmp"))
-    lab.chmod(0o755)
-    env = {**os.environ, "SLURMLAB": str(lab)}
-    start = subprocess.run(["bash", str(SLURM_TOOLS / "start_local_slurm.sh")], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=600)
-    assert start.returncode == 0, start.stdout[-2000:]
-    exports = dict(re.findall(r"^export (\w+)=['\"]?([^'\"\n]*)", (lab / "env.sh").read_text(),
-                              re.M))
-    yield {**env, **exports}
-    subprocess.run(["bash", str(SLURM_TOOLS / "stop_local_slurm.sh"), "--purge"], env=env,
-                   timeout=120)
+    with open(SLURM_TEST_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # munged wants every parent of its socket world-searchable: not pytest's tmp dirs
+        lab = Path(tempfile.mkdtemp(prefix="archi-slurmlab-", dir="/tmp"))
+        lab.chmod(0o755)
+        ctld_port, slurmd_port = free_ports(2)
+        env = {**os.environ, "SLURMLAB": str(lab), "SLURMCTLD_PORT": str(ctld_port),
+               "SLURMD_PORT": str(slurmd_port)}
+        try:
+            start = subprocess.run(["bash", str(SLURM_TOOLS / "start_local_slurm.sh")],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, timeout=600)
+            assert start.returncode == 0, start.stdout[-2000:]
+            exports = dict(re.findall(r"^export (\w+)=['\"]?([^'\"\n]*)",
+                                      (lab / "env.sh").read_text(), re.M))
+            yield {**env, **exports}
+        finally:  # the daemons stopped and the lab removed, even when the start failed
+            subprocess.run(["bash", str(SLURM_TOOLS / "stop_local_slurm.sh"), "--purge"],
+                           env=env, timeout=120)
+            shutil.rmtree(lab, ignore_errors=True)
 
 
 @pytest.mark.parametrize("search_jobs", ["factor", "visit"])

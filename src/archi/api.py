@@ -386,7 +386,8 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     write_cdpp_table(table, files.table)
     write_lightcurves_fits(curves, files.fits)
     write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
-                   astrometry=_astrometry_record(prepared))
+                   astrometry=_astrometry_record(prepared),
+                   input_warnings=visit.input_warnings)
     if files.text is not None:
         write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
@@ -407,7 +408,8 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     curves = extract(visit, prepared, factors)
     write_lightcurves_fits(curves, fits_path)
     write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
-                   astrometry=_astrometry_record(prepared))
+                   astrometry=_astrometry_record(prepared),
+                   input_warnings=visit.input_warnings)
     return curves
 
 

@@ -26,6 +26,12 @@ class ConfigError(ArchiError):
     """An option has a value the library cannot use."""
 
 
+class InputWarning(UserWarning):
+    """A visit's products were read with a repair or a fallback (NaN roll angles estimated,
+    another DRP light curve used, an empty star catalogue): said once per visit, by the job
+    that reads the visit first, and recorded in its run_info."""
+
+
 def reject_unknown_keys(values: dict, cls: type, where: str) -> None:
     """ConfigError naming every key of ``values`` that is not a field of dataclass ``cls``."""
     import dataclasses

@@ -184,6 +184,9 @@ def _problems(v: dict[str, Any]) -> list[str]:
                         f"{list(v['val_range'])}")
     if v["step"] <= 0:
         problems.append(f"step must be > 0, got {v['step']}")
+    elif 0 < low < high < low + v["step"]:  # one factor: the search could not compare
+        problems.append(f"step {v['step']:g} is larger than val_range {list(v['val_range'])}: "
+                        f"the first round needs two factors or more")
     if v["aperture_mode"] not in APERTURE_MODES:
         problems.append(f"aperture_mode must be one of {', '.join(APERTURE_MODES)}")
     if v["shape_shift"] not in SHAPE_SHIFTS:

@@ -131,6 +131,8 @@ class Visit:
     # catalogue to pixels and the sense the field turns in (None: PIPE's, assumed); the
     # prepare step sets the one it measured (archi.astrometry)
     sky: SkyTransform | None = None
+    # what reading repaired or replaced (archi.errors.InputWarning messages), for run_info
+    input_warnings: tuple[str, ...] = ()
 
     @property
     def n_frames(self) -> int:

@@ -9,7 +9,8 @@
 #   * installs slurmctld slurmd slurm-client munge with apt-get if any binary is missing;
 #   * keeps all config, state, logs and pid files under $SLURMLAB
 #     (default: ${TMPDIR:-/tmp}/archi-slurmlab);
-#   * runs munged on its own socket, slurmctld and slurmd on loopback (ports 6817/6818);
+#   * runs munged on its own socket, slurmctld and slurmd on loopback (ports $SLURMCTLD_PORT
+#     and $SLURMD_PORT, default 6817/6818: tests pass free ones);
 #   * no accounting daemon: Snakemake's SLURM plugin must use `slurm-status-command: squeue`,
 #     which works because MinJobAge=300 keeps finished jobs visible to squeue;
 #   * links /etc/slurm/slurm.conf to the generated config: the snakemake slurm-jobstep plugin
@@ -21,12 +22,14 @@
 # If the cluster is already up and healthy it says so and exits 0 without touching anything.
 # On failure it prints one line starting with "start_local_slurm: ERROR:" and exits non-zero.
 #
-# Optional environment: SLURMLAB, NODE_CPUS, NODE_MEM_MB (override detection),
+# Optional environment: SLURMLAB, SLURMCTLD_PORT, SLURMD_PORT, NODE_CPUS, NODE_MEM_MB (override detection),
 # SLURM_START_TIMEOUT (seconds to wait for the node / health job, default 90).
 set -euo pipefail
 
 SLURMLAB="${SLURMLAB:-${TMPDIR:-/tmp}/archi-slurmlab}"
 TIMEOUT="${SLURM_START_TIMEOUT:-90}"
+CTLD_PORT="${SLURMCTLD_PORT:-6817}"
+D_PORT="${SLURMD_PORT:-6818}"
 PACKAGES=(slurmctld slurmd slurm-client munge)
 NODE=localhost
 PARTITION=debug
@@ -168,8 +171,8 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$SOCK
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$D_PORT
 StateSaveLocation=$S/state
 SlurmdSpoolDir=$S/spool
 SlurmctldPidFile=$S/run/slurmctld.pid
@@ -225,13 +228,13 @@ if ((conf_changed == 0)) && link_ok && munge_ok &&
     esac
 fi
 
-# ---- fixed ports: a daemon of another cluster (e.g. another $SLURMLAB) would make ours fail --
+# ---- ports: a daemon of another cluster (e.g. another $SLURMLAB) would make ours fail -------
 port_busy() { command -v ss >/dev/null && [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]; }
-if ! alive_pid "$S/run/slurmctld.pid" slurmctld >/dev/null && port_busy 6817; then
-    die "port 6817 is already in use (another slurmctld, e.g. of another SLURMLAB?); stop it first"
+if ! alive_pid "$S/run/slurmctld.pid" slurmctld >/dev/null && port_busy "$CTLD_PORT"; then
+    die "port $CTLD_PORT is already in use (another slurmctld, e.g. of another SLURMLAB?); stop it first or set SLURMCTLD_PORT"
 fi
-if ! alive_pid "$S/run/slurmd.pid" slurmd >/dev/null && port_busy 6818; then
-    die "port 6818 is already in use (another slurmd, e.g. of another SLURMLAB?); stop it first"
+if ! alive_pid "$S/run/slurmd.pid" slurmd >/dev/null && port_busy "$D_PORT"; then
+    die "port $D_PORT is already in use (another slurmd, e.g. of another SLURMLAB?); stop it first or set SLURMD_PORT"
 fi
 
 # ---- munge ---------------------------------------------------------------------------------

@@ -1,27 +1,65 @@
 # Configuration validation and input functions shared by all rules.
+import difflib
+import sys
 from pathlib import Path
 
-import pandas as pd
+import jsonschema
 import yaml
 from snakemake.utils import validate
 
-from archi.errors import ArchiError
+from archi.errors import ArchiError, ConfigError, one_line
 from archi.factors import format_factor
+from archi.io.atomic import write_text_atomically
+from archi.io.drp import check_visit_products
+from archi.io.find import products_fingerprint
 from archi.io.search_files import read_decision, read_fine_plan
+from archi.io.visits_table import read_visits_table
 from archi.optimize import fine_tune_parts, round_factors
 from archi.options import Options
 
-validate(config, "../schemas/config.schema.yaml")
 
-VISITS = pd.read_csv(config["visits"], sep="\t", dtype=str, comment="#").fillna("")
-validate(VISITS, "../schemas/visits.schema.yaml")
-if VISITS["visit"].duplicated().any():
-    raise ValueError(
-        f"{config['visits']}: duplicate visit ids "
-        f"{sorted(VISITS.loc[VISITS['visit'].duplicated(), 'visit'])}"
+def stop(message):
+    """End the run before any job with one line (no traceback): the file and the problem."""
+    print(f"Error: {one_line(message)}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def config_sources():
+    """The configuration's files as the user gave them, for messages."""
+    files = [str(f) for f in workflow.configfiles] or ["config/config.yaml"]
+    return ", ".join(files) + (" or --config" if workflow.config_settings.config else "")
+
+
+def schema_error(data, schema_path):
+    """The most relevant problem of ``data`` against a JSON schema (None: valid)."""
+    schema = yaml.safe_load(Path(workflow.basedir, schema_path).read_text())
+    return jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(data)
     )
-VISITS = VISITS.set_index("visit", drop=False)
-VISIT_COLUMNS = {"visit", "path", "data_type", "simulation"}
+
+
+def describe(error):
+    """A JSON-schema error as one line: the key and the problem (unknown keys: the closest
+    known one)."""
+    where = ".".join(map(str, error.absolute_path))
+    if error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        unknown = sorted(set(error.instance) - set(allowed))[0]
+        close = difflib.get_close_matches(unknown, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown option {'.'.join(filter(None, [where, unknown]))!r}{hint}"
+    return f"{where or 'the configuration'}: {error.message}"
+
+
+error = schema_error(config, "schemas/config.schema.yaml")
+if error is not None and error.validator in ("pattern", "enum"):
+    try:  # the library says which values a photometry option takes, the schema a regex
+        Options.from_mapping(config.get("photometry", {}), source=config_sources())
+    except ArchiError as exc:
+        stop(exc)
+if error is not None:
+    stop(f"{config_sources()}: {describe(error)}")
+validate(config, "../schemas/config.schema.yaml")  # valid: only fills in the defaults
 
 
 def _overrides(row):
@@ -30,28 +68,64 @@ def _overrides(row):
     for key, value in row.items():
         if key in VISIT_COLUMNS or value == "":
             continue
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(
+                f"{config['visits']}: visit {row['visit']}: column {key}: {value!r} is "
+                f"not a YAML value"
+            ) from None
     return out
 
 
+def fingerprint_path(visit):
+    return f"results/{visit}/products_fingerprint.tsv"
+
+
+def record_fingerprint(visit, products):
+    """Rewrite the visit's fingerprint only when its products changed (its new time then
+    reruns the visit; unchanged, it keeps its time and nothing reruns)."""
+    path = Path(fingerprint_path(visit))
+    text = products_fingerprint(products)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, lambda fh: fh.write(text))
+
+
+VISIT_COLUMNS = {"visit", "path", "data_type", "simulation"}
 OPTIONS = {}
-for _visit, _row in VISITS.iterrows():
-    if _row.data_type == "real" and not Path(_row.path).is_dir():
-        raise ValueError(
-            f"{config['visits']}: visit {_visit}: folder {_row.path} does not exist"
-        )
-    if _row.data_type == "simulated" and not Path(_row.simulation).is_file():
-        raise ValueError(
-            f"{config['visits']}: visit {_visit}: simulation options "
-            f"{_row.simulation!r} not found"
-        )
-    try:
+try:
+    VISITS = read_visits_table(config["visits"])
+    Options.from_mapping(config["photometry"], source=config_sources())
+    for _visit, _row in VISITS.iterrows():
         OPTIONS[_visit] = Options.from_mapping(
             {**config["photometry"], **_overrides(_row.to_dict())},
             source=f"{config['visits']}: visit {_visit}",
         )
-    except ArchiError as exc:
-        raise ValueError(str(exc)) from None
+except ArchiError as exc:
+    stop(exc)
+
+if not config["optimize"] and not Path(config["optimized_factors"]).is_file():
+    stop(
+        f"{config_sources()}: optimize is false but optimized_factors "
+        f"{config['optimized_factors']!r} is not a file"
+    )
+
+# the products of every real visit, opened once (headers only) before any job; not again in
+# the cluster jobs, which parse this file too
+if workflow.is_main_process:
+    for _visit, _row in VISITS.iterrows():
+        if _row.data_type != "real":
+            continue
+        try:
+            _products = check_visit_products(
+                _row.path,
+                config["layout"],
+                needs_catalogue="fits" in OPTIONS[_visit].initial_detect,
+            )
+        except ArchiError as exc:
+            stop(f"{config['visits']}: visit {_visit}: {exc}")
+        record_fingerprint(_visit, _products)
 
 # one job per visit does everything from detection to the text export (rule whole_visit)
 WHOLE_VISIT_JOBS = config["search_jobs"] == "visit" and config["optimize"]
@@ -59,10 +133,6 @@ TEXT_OUTPUT = (
     {"text": "results/{visit}/lightcurves.txt"} if config["outputs"]["export_text"] else {}
 )
 
-if not config["optimize"] and not Path(config["optimized_factors"]).is_file():
-    raise ValueError(
-        f"optimize is false but optimized_factors {config['optimized_factors']!r} is not a file"
-    )
 
 
 wildcard_constraints:
@@ -79,6 +149,14 @@ def visit_folder(wildcards):
     if row.data_type == "simulated":
         return f"resources/{wildcards.visit}"
     return row.path
+
+
+def fingerprint_of(wildcards):
+    """Size and time of a real visit's product files (written at start): a product replaced
+    in place reruns the visit (its folder's own time does not change)."""
+    if VISITS.loc[wildcards.visit].data_type == "simulated":
+        return []
+    return fingerprint_path(wildcards.visit)
 
 
 def options_of(wildcards):

@@ -2,6 +2,7 @@ rule inspect_visit:
     """Read a visit with the library; write a one-row summary and the DRP light curves."""
     input:
         visit_folder,
+        fingerprint=fingerprint_of,
     output:
         summary="results/{visit}/visit_summary.tsv",
         plot=report(

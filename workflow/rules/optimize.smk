@@ -15,6 +15,7 @@ if WHOLE_VISIT_JOBS:
         extensions, fine tune), the light curves with the chosen factors, their text."""
         input:
             visit_folder,
+            fingerprint=fingerprint_of,
         output:
             prepared="results/{visit}/prepared.fits",
             factors="results/{visit}/optimization/optimized_factors.yaml",
@@ -45,6 +46,7 @@ else:
         """Detect the stars of a visit and track them through every frame."""
         input:
             visit_folder,
+            fingerprint=fingerprint_of,
         output:
             "results/{visit}/prepared.fits",
         params:

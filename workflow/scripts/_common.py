@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+import warnings
 from typing import NoReturn
 
 FAIL_VARIABLE = "ARCHI_FAIL_OUTPUTS"
@@ -10,16 +11,47 @@ FAIL_VARIABLE = "ARCHI_FAIL_OUTPUTS"
 the comma-separated suffixes in this environment variable fails on purpose."""
 
 
+FAILURE_MARK = "ARCHI-FAILED "
+"""Starts the last line of a failed job's log: the one line the run ends with (the
+Snakefile's onerror handler reads it)."""
+
+FIRST_READERS = {"prepare", "whole_visit"}
+"""The jobs that say what reading a visit repaired (InputWarning), once per visit: the
+other jobs read the same visit again and keep quiet about it."""
+
+
+def failure_line(snakemake, error: BaseException) -> str:
+    """One line: the visit, the job and the problem (the library's errors name the file)."""
+    from archi.errors import ArchiError, one_line
+
+    visit = getattr(snakemake.wildcards, "visit", None)
+    where = f"visit {visit} ({snakemake.rule})" if visit else snakemake.rule
+    if isinstance(error, ArchiError):
+        return f"{where}: {one_line(error)}"
+    return (f"{where}: {type(error).__name__}: {one_line(error)} (traceback in "
+            f"{snakemake.log[0]})")
+
+
 def start_log(snakemake) -> logging.Logger:
-    """Log to the job's log file (warnings included); uncaught errors end up there too."""
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
+    """Log to the job's log file (warnings included). An uncaught error ends the job with
+    one line on stderr and as the log's last line (its traceback in the log, unless it is
+    one of the library's errors, whose message says it all)."""
+    from archi.errors import ArchiError, InputWarning
+
+    logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     logging.captureWarnings(True)
+    if snakemake.rule not in FIRST_READERS:
+        warnings.simplefilter("ignore", InputWarning)
     logger = logging.getLogger("archi")
 
     def excepthook(kind, value, tb):
-        logger.error("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
-        sys.__excepthook__(kind, value, tb)
+        if not isinstance(value, ArchiError):
+            logger.error("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+        line = failure_line(snakemake, value)
+        logger.error("%s%s", FAILURE_MARK, line)
+        logging.shutdown()
+        print(line, file=sys.stderr, flush=True)
 
     sys.excepthook = excepthook
     if "SLURM_JOB_ID" in os.environ:  # what the cluster gave the job, for sizing resources

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from archi.errors import CorruptProductError
+from archi.errors import CorruptProductError, InputWarning, ProductNotFoundError, one_line
 from archi.geometry import SUBARRAY_SIZE, fill_roll_angles
 from archi.io import products as P
 from archi.io.find import VisitProducts, find_visit_products
@@ -22,9 +22,13 @@ APERTURE_PREFERENCE = ("DEFAULT", "OPTIMAL", "RINF", "RSUP")
 def _open(path: Path) -> fits.HDUList:
     """Open a FITS file and check it is complete; one-line errors naming the file."""
     try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+        with warnings.catch_warnings():  # a truncated file gets our own error below
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
     except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise CorruptProductError(path, f"not a readable FITS file ({exc})") from None
+        # astropy's first sentence only: its tip (ignore_missing_simple) is not for users
+        reason = one_line(exc).split(". If this is really")[0].rstrip(".")
+        raise CorruptProductError(path, f"not a readable FITS file ({reason})") from None
     size = os.path.getsize(path)
     for index, hdu in enumerate(hdul):
         info = hdu.fileinfo()
@@ -71,8 +75,9 @@ def read_lightcurve(path: str | Path) -> tuple[DrpLightCurve, dict[str, np.ndarr
     return lc, cols, header
 
 
-def read_star_catalogue(path: str | Path) -> StarCatalogue:
-    """Read an ``EXT_PRE_StarCatalogue`` (MAG_GAIA, or MAG_CHEOPS in pre-13 products)."""
+def read_star_catalogue(path: str | Path, allow_empty: bool = False) -> StarCatalogue | None:
+    """Read an ``EXT_PRE_StarCatalogue`` (MAG_GAIA, or MAG_CHEOPS in pre-13 products).
+    An empty one is an error, or None with ``allow_empty`` (a visit without catalogue stars)."""
     path = Path(path)
     with _open(path) as hdul:
         hdu = _extension(hdul, path, P.STAR_CATALOGUE)
@@ -83,6 +88,8 @@ def read_star_catalogue(path: str | Path) -> StarCatalogue:
             raise CorruptProductError(path, "star catalogue has neither MAG_GAIA nor MAG_CHEOPS")
         cols = _columns(hdu, path, P.STAR_CATALOGUE, ("ID", "RA", "DEC", mag_col))
         n = len(cols["RA"])
+        if n == 0 and allow_empty:
+            return None
         if n == 0:
             raise CorruptProductError(path, "star catalogue is empty (row 0 must be the target)")
         for key in ("CENT_RA", "CENT_DEC"):
@@ -105,7 +112,7 @@ def _choose_reference(lightcurves: dict[str, DrpLightCurve], wanted: str, folder
         return wanted
     fallback = next((a for a in APERTURE_PREFERENCE if a in lightcurves), sorted(lightcurves)[0])
     warnings.warn(f"{folder}: no {wanted} light curve (V0300 visits have no OPTIMAL); "
-                  f"using {fallback}", stacklevel=4)  # the caller of read_visit
+                  f"using {fallback}", InputWarning, stacklevel=4)  # the caller of read_visit
     return fallback
 
 
@@ -119,7 +126,22 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
     layout : ``auto``, ``drp`` or ``cheopsim`` (see :mod:`archi.io.find`).
     aperture : DRP light curve whose roll angles, centroids, background and dark are used
         (``official_curve`` in archi). A missing one falls back to DEFAULT with a warning.
+
+    Repairs and fallbacks warn (:class:`~archi.errors.InputWarning`) and are kept in
+    ``Visit.input_warnings``.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        visit = _read_visit(folder, layout, aperture, products)
+    for w in caught:  # said as they would have been, and kept
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    visit.input_warnings = tuple(str(w.message) for w in caught
+                                 if issubclass(w.category, InputWarning))
+    return visit
+
+
+def _read_visit(folder: str | Path, layout: str, aperture: str,
+                products: VisitProducts | None) -> Visit:
     prods = products or find_visit_products(folder, layout)
     folder = prods.folder
     lightcurves, reference, cols, lc_header = _read_lightcurves(prods, aperture)
@@ -138,7 +160,13 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
         if key not in lc_header:
             raise CorruptProductError(lc_path, f"header lacks {key}")
 
-    catalogue = read_star_catalogue(prods.star_catalogue) if prods.star_catalogue else None
+    catalogue = None
+    if prods.star_catalogue:
+        catalogue = read_star_catalogue(prods.star_catalogue, allow_empty=True)
+        if catalogue is None:
+            warnings.warn(f"{prods.star_catalogue.name}: star catalogue is empty: no "
+                          f"catalogue star (initial_detect 'fits' cannot be used)",
+                          InputWarning, stacklevel=2)
     ref_lc = lightcurves[reference]
     return Visit(
         visit_id=P.VisitId(prods.visit.progtype, prods.visit.prog_id, prods.visit.req_id,
@@ -162,6 +190,50 @@ def read_visit(folder: str | Path, layout: str = "auto", aperture: str = "DEFAUL
                 if k in lc_header})
 
 
+def check_visit_products(folder: str | Path, layout: str = "auto",
+                         needs_catalogue: bool = False) -> VisitProducts:
+    """The products of a visit, each opened once without reading its data: every file FITS
+    and complete, the expected extension present, the SubArray a cube of 200x200 frames.
+    Cheap (headers only): the workflow runs it on every visit before any job.
+    ``needs_catalogue`` (``initial_detect`` with ``fits``): a missing or empty star
+    catalogue is an error too. Raises ProductNotFoundError or CorruptProductError (one line
+    naming the file)."""
+    prods = find_visit_products(folder, layout)
+    if needs_catalogue and prods.star_catalogue is None:
+        raise ProductNotFoundError(f"{prods.folder}: initial_detect 'fits' needs the star "
+                                   f"catalogue ({P.STAR_CATALOGUE}), which this visit lacks")
+    n_frames = _cube_frames(prods.subarray)
+    for lc in prods.lightcurves.values():
+        rows = _header(lc, P.LIGHTCURVE).get("NAXIS2")
+        if rows != n_frames:
+            raise CorruptProductError(lc, f"light curve has {rows} rows but the subarray "
+                                      f"{prods.subarray.name} has {n_frames} frames")
+    if prods.star_catalogue is not None:
+        rows = _header(prods.star_catalogue, P.STAR_CATALOGUE).get("NAXIS2")
+        if needs_catalogue and not rows:
+            raise CorruptProductError(prods.star_catalogue, "star catalogue is empty: "
+                                      "initial_detect 'fits' needs its stars (use dynam)")
+    return prods
+
+
+def _header(path: Path, extname: str) -> fits.Header:
+    """The header of extension ``extname`` of a complete FITS file (no data read)."""
+    with _open(path) as hdul:
+        return _extension(hdul, path, extname).header.copy()
+
+
+def _cube_frames(path: Path) -> int:
+    """The number of frames of a SubArray file, from its header; CorruptProductError unless
+    its frames are 200x200 pixels."""
+    header = _header(path, P.SUBARRAY)
+    shape = tuple(header.get(f"NAXIS{i}") for i in (1, 2))
+    if header.get("NAXIS") != 3 or shape != (SUBARRAY_SIZE, SUBARRAY_SIZE):
+        raise CorruptProductError(path, f"{P.SUBARRAY} is not a cube of {SUBARRAY_SIZE}x"
+                                  f"{SUBARRAY_SIZE} frames (NAXIS = {header.get('NAXIS')}, "
+                                  f"frames {shape[0]}x{shape[1]})")
+    return int(header["NAXIS3"])
+
+
 def _read_lightcurves(prods: VisitProducts, aperture: str
                       ) -> tuple[dict[str, DrpLightCurve], str, dict[str, np.ndarray],
                                  fits.Header]:
@@ -173,7 +245,33 @@ def _read_lightcurves(prods: VisitProducts, aperture: str
         lc, cols, header = read_lightcurve(path)
         lightcurves[name], tables[name], headers[name] = lc, cols, header
     reference = _choose_reference(lightcurves, aperture, prods.folder)
+    _roll_from_other_curves(tables, reference, prods.lightcurves[reference])
     return lightcurves, reference, tables[reference], headers[reference]
+
+
+def _roll_from_other_curves(tables: dict[str, dict[str, np.ndarray]], reference: str,
+                            path: Path) -> None:
+    """NaN roll angles [deg] of the reference curve taken from the other DRP curves of the
+    same frames (same MJD_TIME), in APERTURE_PREFERENCE order, with a warning."""
+    cols = tables[reference]
+    roll = np.asarray(cols["ROLL_ANGLE"], dtype=float).copy()
+    taken: list[str] = []
+    order = [a for a in APERTURE_PREFERENCE if a in tables] + sorted(
+        set(tables) - set(APERTURE_PREFERENCE))
+    for name in order:
+        other = tables[name]
+        missing = ~np.isfinite(roll)
+        if name == reference or not missing.any() or len(other["MJD_TIME"]) != len(roll):
+            continue
+        same = np.abs(np.asarray(other["MJD_TIME"], float) - cols["MJD_TIME"]) < 1.0 / 86400
+        usable = missing & same & np.isfinite(np.asarray(other["ROLL_ANGLE"], float))
+        if usable.any():
+            roll[usable] = np.asarray(other["ROLL_ANGLE"], float)[usable]
+            taken.append(f"{int(usable.sum())} from {name}")
+    if taken:
+        warnings.warn(f"{path.name}: NaN roll angle(s) taken from the other DRP light "
+                      f"curves ({', '.join(taken)})", InputWarning, stacklevel=4)
+        cols["ROLL_ANGLE"] = roll
 
 
 def _read_subarray(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, np.ndarray],
@@ -229,5 +327,5 @@ def _roll_angles(cols: dict[str, np.ndarray], lc_path: Path) -> tuple[np.ndarray
         raise CorruptProductError(lc_path, str(exc)) from None
     if estimated.any():
         warnings.warn(f"{lc_path.name}: {int(estimated.sum())} NaN roll angle(s) estimated "
-                      f"from time", stacklevel=3)  # the caller of read_visit
+                      f"from time", InputWarning, stacklevel=3)  # the caller of read_visit
     return roll, estimated

@@ -121,3 +121,17 @@ def find_visit_products(folder: str | Path, layout: str = "auto") -> VisitProduc
     return VisitProducts(folder=folder, layout=layout, visit=subarray.visit,
                          subarray=subarray.path, lightcurves=lightcurves,
                          star_catalogue=catalogue)
+
+
+def products_fingerprint(products: VisitProducts) -> str:
+    """One line per product file of a visit: path, size [bytes] and modification time [ns],
+    tab-separated. A product replaced in place (even by an older or same-sized file, whose
+    time or size differs) changes it: the workflow reruns a visit whose fingerprint changed."""
+    paths = [products.subarray, *products.lightcurves.values()]
+    if products.star_catalogue is not None:
+        paths.append(products.star_catalogue)
+    lines = []
+    for path in sorted(Path(p).absolute() for p in paths):
+        stat = path.stat()
+        lines.append(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return "\n".join(lines) + "\n"

@@ -109,7 +109,8 @@ def _star_entry(lc: StarLightCurves, k: int) -> dict[str, Any]:
 
 def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
                    lc: StarLightCurves, extra: dict | None = None,
-                   astrometry: dict | None = None) -> Path:
+                   astrometry: dict | None = None,
+                   input_warnings: tuple[str, ...] = ()) -> Path:
     """Write a YAML description of one photometry run (archi's ``photo_info.txt``, extended).
 
     Layout (keys in this order)::
@@ -128,6 +129,8 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
             lightcurves: {DEFAULT: ..., OPTIMAL: ...}
             star_catalogue: ... or null
           products_error: <why no products were found>   # only when none were found
+          warnings: [...]                        # what reading repaired or replaced
+                                                 # (Visit.input_warnings); only when any
         options: {...}                           # every option; callables as module:qualname
         astrometry: {...}                        # the catalogue-to-pixel transform measured
                                                  # (AstrometryFit.to_dict: used, plate_scale,
@@ -155,6 +158,8 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
                               "n_frames": lc.n_frames, "products": products}
     if products_error:
         inputs["products_error"] = products_error
+    if input_warnings:
+        inputs["warnings"] = [str(w) for w in input_warnings]
     doc: dict[str, Any] = {
         "format": RUN_INFO_FORMAT,
         "format_version": 1,

@@ -19,7 +19,9 @@ from archi.simulate.core import simulate_visit
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archi-simulate", description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", help="folder to write the visit into (replaced)")
+    parser.add_argument("out_dir", help="folder to write the visit into (new or empty)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace out_dir even if it holds files (they are deleted)")
     parser.add_argument("--config", help="YAML file of simulation options")
     parser.add_argument("--n-frames", type=int, help="number of stacked images")
     parser.add_argument("--seed", type=int, help="random seed")
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             changes["layouts"] = tuple(s.strip() for s in args.layouts.split(","))
         cfg = dataclasses.replace(cfg, **changes)
         start = time.perf_counter()
-        visit = simulate_visit(cfg, args.out_dir)
+        visit = simulate_visit(cfg, args.out_dir, overwrite=args.force)
     except (ArchiError, OSError) as exc:
         print(f"archi-simulate: error: {exc}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from archi.errors import ConfigError
 from archi.geometry import star_positions
 from archi.simulate.cheopsim import cheopsim_folder, write_cheopsim_layout
 from archi.simulate.config import SimulationConfig
@@ -48,9 +49,15 @@ class SimulatedVisit:
     truth_path: Path
 
 
-def simulate_visit(cfg: SimulationConfig, out_dir: str | Path) -> SimulatedVisit:
-    """Simulate a visit into ``out_dir`` (replaced if it exists). Returns where it went."""
+def simulate_visit(cfg: SimulationConfig, out_dir: str | Path,
+                   overwrite: bool = True) -> SimulatedVisit:
+    """Simulate a visit into ``out_dir``. Returns where it went. An existing ``out_dir`` is
+    replaced; with ``overwrite`` False a non-empty one is refused (ConfigError) before
+    anything is simulated."""
     out_dir = Path(out_dir)
+    if not overwrite and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConfigError(f"{out_dir}: exists and is not an empty folder; it would be "
+                          f"replaced (use --force to replace it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     if staging.exists():
