@@ -289,3 +289,25 @@ def circular_aperture_sums(frames: NDArray, x: NDArray, y: NDArray, radius: floa
         area[k] = weights[finite].sum()
         touches[k] = bool(np.any(weights[~finite] > 0))
     return sums, area, touches
+
+
+def cosmics_in_apertures(cosmics: CosmicHits, tracks: Tracks,
+                         apertures: Sequence[Aperture | None]) -> NDArray[np.bool_]:
+    """(n_stars, n_frames): a patched cosmic-ray pixel lies where star j's aperture
+    (None: no mask) has some weight in that frame."""
+    out = np.zeros((tracks.n_stars, tracks.n_frames), bool)
+    if len(cosmics) == 0:
+        return out
+    frames = np.unique(cosmics.frame)
+    for j, aperture in enumerate(apertures):
+        if aperture is None:
+            continue
+        weights, ix0, iy0 = aperture.weights(tracks.x[j, frames], tracks.y[j, frames])
+        slot = np.searchsorted(frames, cosmics.frame)  # each hit's row of ``weights``
+        row, col = cosmics.y - iy0[slot], cosmics.x - ix0[slot]
+        inside = ((row >= 0) & (row < weights.shape[1]) & (col >= 0)
+                  & (col < weights.shape[2]))
+        hit = np.zeros(len(cosmics), bool)
+        hit[inside] = weights[slot[inside], row[inside], col[inside]] > 0
+        out[j, np.unique(cosmics.frame[hit])] = True
+    return out
