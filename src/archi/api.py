@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from archi.fieldfit import model_field, star_fluxes
 from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube
 from archi.io import read_visit
 from archi.io.factors_file import (
+    optimized_factors_for,
     read_optimized_factors,
     stored_factors,
     write_search_factors,
@@ -50,8 +52,9 @@ from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.metrics import NoiseMetric
+from archi.noise import INVALID_CDPP
 from archi.optimize import (choose_every_star, decide_round, fine_tune_plan, round_factors,
-                             searched_stars)
+                             search_warnings, searched_stars)
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
@@ -123,6 +126,8 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     outliers) are found first and read as NaN by every step here, so that they move no
     track and enter no PSF or fit; ``Prepared.frames`` records them."""
     quality = assess_frames(visit.cube, options.effective_chunk)
+    if quality.excluded.any():
+        warnings.warn(frames_warning(visit.visit_id.file_key, quality), stacklevel=2)
     visit = dataclasses.replace(visit, cube=masked_cube(visit.cube, quality))
     needs_psf = ("dynam" in options.initial_detect or "dynam" in options.detect_mode
                  or visit.catalogue is not None)
@@ -239,8 +244,34 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: NoiseMetric | Non
         decision = decide_round(table, options, decision.next_round)
     table = measure_round(fine_tune_plan(CdppTable.merge(tables), options))
     factors, cdpp, valid = choose_every_star(table, options, n_stars)
+    for line in _search_warnings(prepared, factors, valid):
+        warnings.warn(line, stacklevel=2)
     sums, kept = _chosen_sums(rounds, factors, n_stars, visit.n_frames)
     return OptimizationResult(factors, cdpp, valid, table, sums=sums, kept=kept)
+
+
+def frames_warning(visit_key: str, quality) -> str:
+    """The one line that says which frames a visit lost (:mod:`archi.framequality`)."""
+    return (f"{visit_key}: {quality.describe()}; their FLUX is NaN (bad_frame) or flagged "
+            "(flux_outlier), and they are left out of the search and the CDPP")
+
+
+def _search_warnings(prepared: Prepared, factors: Mapping[int, float],
+                     valid: Mapping[int, bool]) -> list[str]:
+    """:func:`archi.optimize.search_warnings` of a prepared visit."""
+    good = int(np.count_nonzero(~prepared.frame_quality().excluded))
+    return search_warnings(prepared.visit_key, prepared.options, valid, factors, good)
+
+
+def visit_warnings(prepared: Prepared, factors_path: str | Path) -> list[str]:
+    """The warnings recorded in a visit's run info: its lost frames and the stars whose
+    stored factor is a fallback (``valid: false`` in ``factors_path``)."""
+    stored = optimized_factors_for(factors_path, prepared.visit_key).stars
+    valid = {j: s.valid for j, s in stored.items()}
+    factors = {j: math.nan if s.factor is None else s.factor for j, s in stored.items()}
+    quality = prepared.frame_quality()
+    lines = [frames_warning(prepared.visit_key, quality)] if quality.excluded.any() else []
+    return lines + _search_warnings(prepared, factors, valid)
 
 
 def _chosen_sums(rounds: Sequence[MeasuredRuns], factors: Mapping[int, float], n_stars: int,
@@ -352,6 +383,7 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
     fn = metric_for(options, metric)
     cdpp = np.array([star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn,
                                quality.excluded)[0] for j in range(n)])
+    cdpp[cdpp == INVALID_CDPP] = np.nan  # not scored: no number at all
     if not options.uncertainties:
         errors = np.full_like(errors, np.nan)
     cosmic = cosmics_in_apertures(prepared.cosmics, prepared.tracks, apertures)
@@ -405,7 +437,7 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
         result = optimize_factors(visit, prepared, metric, workers)
         table = result.table
         write_search_factors(files.factors, options, prepared.visit_key, result.factors,
-                             result.cdpp)
+                             result.cdpp, result.valid)
     # the factors as the file stores them, as rule extract reads them; the search's sums
     # of those runs are the curves (no new pass when the file keeps them exactly)
     factors = stored_factors(files.factors, prepared.visit_key, prepared.stars.n_stars)
@@ -413,7 +445,8 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     write_cdpp_table(table, files.table)
     write_lightcurves_fits(curves, files.fits)
     write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
-                   astrometry=_astrometry_record(prepared))
+                   astrometry=_astrometry_record(prepared),
+                   warnings=visit_warnings(prepared, files.factors))
     if files.text is not None:
         write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
@@ -434,7 +467,8 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     curves = extract(visit, prepared, factors)
     write_lightcurves_fits(curves, fits_path)
     write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
-                   astrometry=_astrometry_record(prepared))
+                   astrometry=_astrometry_record(prepared),
+                   warnings=visit_warnings(prepared, factors_path))
     return curves
 
 

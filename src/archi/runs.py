@@ -20,6 +20,7 @@ from archi.contamination import own_light, run_contamination
 from archi.fieldimage import ResidualCube
 from archi.framequality import FrameSubset
 from archi.metrics import NoiseMetric, load_metric, score
+from archi.noise import INVALID_CDPP
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
@@ -242,9 +243,9 @@ def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
     bad frames (:attr:`archi.framequality.FrameQuality.excluded`), left out of both."""
     kept = np.ones(len(flux), bool) if excluded is None else ~np.asarray(excluded, bool)
     good = ~out_of_bounds & np.isfinite(flux) & kept
-    valid = bool(good[kept].all())
     value = score(metric, flux[good], time[good], valid=bool(good.sum() > 0))
-    return value, valid
+    # a run the metric cannot score (too few frames, ...) is no better than any other
+    return value, bool(good[kept].all()) and value != INVALID_CDPP
 
 
 def score_runs(visit: Visit, prepared: Prepared, measured: MeasuredRuns,

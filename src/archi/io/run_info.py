@@ -109,7 +109,8 @@ def _star_entry(lc: StarLightCurves, k: int) -> dict[str, Any]:
 
 def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
                    lc: StarLightCurves, extra: dict | None = None,
-                   astrometry: dict | None = None) -> Path:
+                   astrometry: dict | None = None, warnings: list[str] | None = None
+                   ) -> Path:
     """Write a YAML description of one photometry run (archi's ``photo_info.txt``, extended).
 
     Layout (keys in this order)::
@@ -143,6 +144,8 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
             npix: 95.0                            # [pixel] mean mask area
             flagged_fraction: 0.05                # frames with FLAG != 0 (or predicted position)
             out_of_bounds_fraction: 0.0           # frames with the out-of-bounds bit
+        warnings: [one line each, ...]           # lost frames, fallback factors (only
+                                                 # when there are some)
         extra: {...}                             # only when given
 
     NaN numbers are written as null. Returns the path written.
@@ -165,6 +168,8 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
         **({} if astrometry is None else {"astrometry": _plain(astrometry)}),
         "stars": [_star_entry(lc, k) for k in range(lc.n_stars)],
     }
+    if warnings:
+        doc["warnings"] = [str(line) for line in warnings]
     if extra:
         doc["extra"] = _plain(extra)
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False,
