@@ -255,5 +255,6 @@ def search_warnings(visit_key: str, options: Options, valid: Mapping[int, bool],
         return [f"{visit_key}: {good_frames} good frames, fewer than the {K2_MIN_FRAMES} the "
                 f"K2 CDPP needs: every star takes the smallest factor searched ({fallback})"]
     listed = ", ".join(f"{j} ({factors.get(j, math.nan):g})" for j in invalid)
-    return [f"{visit_key}: star(s) {listed} have no valid run (masks out of the field, over "
-            f"a brighter star or too contaminated): fallback factor in brackets ({fallback})"]
+    return [f"{visit_key}: star(s) {listed} have no valid run (every mask out of the field, "
+            f"over a brighter star, too contaminated or not scored by the metric): fallback "
+            f"factor in brackets ({fallback})"]
