@@ -26,6 +26,7 @@ from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import (
     FLAG_NOT_MEASURED,
     FLAG_OUT_OF_BOUNDS,
+    FLAG_REJECT,
     StarLightCurves,
     StarList,
     Tracks,
@@ -365,7 +366,7 @@ def test_run_info_content(lc, sim, tmp_path):
     assert (s1["method"], s1["factor"], s1["npix"]) == (lc.methods[1], float(lc.factors[1]),
                                                         float(lc.npix[1]))
     assert s1["cdpp"] == float(lc.cdpp[1])
-    assert s1["flagged_fraction"] == pytest.approx(np.mean(lc.flag[1] != 0))
+    assert s1["flagged_fraction"] == pytest.approx(np.mean((lc.flag[1] & FLAG_REJECT) != 0))
     assert stars[UNMATCHED]["catalogue"] is None
     assert stars[-1]["cdpp"] is None  # NaN metric
     assert stars[-1]["out_of_bounds_fraction"] == pytest.approx(5 / lc.n_frames)
