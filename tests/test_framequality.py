@@ -114,6 +114,22 @@ def test_nan_and_zero_frames_give_the_same_result(clean, tmp_path_factory):
     np.testing.assert_array_equal(outs[0].flag, outs[1].flag)
 
 
+def test_a_lost_first_frame(clean, tmp_path):
+    """The field model takes the field of view from the first good frame."""
+    sim, (_, _, result0, curves0, _) = clean
+    dest = damaged_copy(sim.drp_folder, tmp_path / sim.drp_folder.name, [0, 1], "nan")
+    options = Options()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        visit = api.load_visit(dest, options)
+        prepared = api.prepare(visit, options)
+    curves = api.extract(visit, prepared, result0.factors)
+    assert np.isnan(curves.flux[:, :2]).all()
+    inside = np.isfinite(curves0.flux).all(axis=1)
+    ratio = curves.flux[inside, 2:] / curves0.flux[inside, 2:]
+    assert np.abs(ratio - 1).max() < 1.5e-3  # as with 12 lost frames (7.6e-4)
+
+
 def test_assess_frames_tells_each_problem(clean):
     sim = clean[0]
     cube = np.array(api.load_visit(sim.drp_folder, Options()).cube[:60], dtype=float)
@@ -173,10 +189,9 @@ def test_flags_decode_the_simulated_events_at_real_rates(clean):
     assert np.mean((curves.flag[0] & FLAG_REJECT) != 0) <= 0.06
 
 
+@pytest.mark.parametrize("damaged", ["nan"], indirect=True)
 def test_files_carry_nan_flags_events_and_warnings(damaged, tmp_path):
-    kind, (visit, prepared, result, curves, _) = damaged
-    if kind != "nan":
-        pytest.skip("one kind is enough for the files")
+    _, (visit, prepared, result, curves, _) = damaged
     files = api.VisitFiles(factors=tmp_path / "f.yaml", table=tmp_path / "t.tsv",
                            fits=tmp_path / "lc.fits", info=tmp_path / "info.yaml",
                            text=tmp_path / "lc.txt")

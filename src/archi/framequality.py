@@ -171,3 +171,13 @@ class FrameSubset:
 
     def __getitem__(self, frames):
         return np.asarray(self.cube[self.index[frames]], dtype=float)
+
+
+def first_good_frame(cube) -> int:
+    """The first frame of ``cube`` that is not excluded (0 unless it is a
+    :class:`MaskedCube` whose first frames are bad): the frame that tells which pixels the
+    field of view holds."""
+    if isinstance(cube, MaskedCube) and cube.excluded.any():
+        good = np.flatnonzero(~cube.excluded)
+        return int(good[0]) if len(good) else 0
+    return 0
