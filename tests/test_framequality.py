@@ -9,7 +9,11 @@ the simulator wrote into its DRP light curve (read with astropy, decoded here).
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +40,7 @@ from archi.stars import (
     FLAG_TEMPERATURE,
 )
 
+ROOT = Path(__file__).parents[1]
 N_FRAMES = 120
 BAD = np.sort(np.random.default_rng(0).choice(np.arange(1, N_FRAMES), 12, replace=False))
 """10 % of the frames, never the first (detection looks at frame 0)."""
@@ -127,7 +132,7 @@ def test_a_lost_first_frame(clean, tmp_path):
     assert np.isnan(curves.flux[:, :2]).all()
     inside = np.isfinite(curves0.flux).all(axis=1)
     ratio = curves.flux[inside, 2:] / curves0.flux[inside, 2:]
-    assert np.abs(ratio - 1).max() < 1.5e-3  # as with 12 lost frames (7.6e-4)
+    assert np.abs(ratio - 1).max() < 6e-4  # measured 2.9e-4 (star 6)
 
 
 def test_assess_frames_tells_each_problem(clean):
@@ -237,3 +242,35 @@ def test_a_short_visit_says_so(short):
     assert info["warnings"] == lines
     assert all(s["cdpp"] is None for s in info["stars"])
     assert "20000000" not in out.lightcurves_text.read_text()
+
+
+@pytest.mark.slow
+def test_the_workflow_handles_lost_frames(clean, tmp_path):
+    """One Snakemake run (-j2, the per-factor search jobs) of the visit with 10 % of its
+    frames lost: NaN and bad_frame there, the frames and the fallback star in run_info."""
+    sim = clean[0]
+    folder = damaged_copy(sim.drp_folder, tmp_path / "lost" / sim.drp_folder.name, BAD, "nan")
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "config", work / "config")
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["photometry"].update({"val_range": [12, 20], "step": 4,
+                                 "optimization_extensions": 1})
+    config["outputs"].update({"save_gif": False})
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (work / "config" / "visits.tsv").write_text(
+        f"visit\tpath\tdata_type\tsimulation\nlost\t{folder}\treal\t\n")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile",
+                          str(ROOT / "workflow" / "Snakefile"), "--directory", str(work),
+                          "-j2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:]
+    out = work / "results" / "lost"
+    curves = read_lightcurves_fits(out / "lightcurves.fits")
+    assert np.isnan(curves.flux[:, BAD]).all()
+    assert ((curves.flag[:, BAD] & FLAG_BAD_FRAME) != 0).all()
+    assert np.isfinite(curves.flux[0, np.setdiff1d(np.arange(N_FRAMES), BAD)]).all()
+    text = read_lightcurves_text(out / "lightcurves.txt")
+    assert ((text.flag[:, BAD] & FLAG_BAD_FRAME) != 0).all()
+    info = yaml.safe_load((out / "run_info.yaml").read_text())
+    assert any(f"12 of {N_FRAMES} frames left out" in line for line in info["warnings"])
+    assert "nan" not in (work / "results" / "summary.tsv").read_text().split("\n")[1]
