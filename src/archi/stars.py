@@ -134,7 +134,7 @@ class StarLightCurves:
     tracks: Tracks
     flux: NDArray[np.float64]  # [electrons per stacked image]
     flux_err: NDArray[np.float64]  # [electrons]
-    flag: NDArray[np.int32]  # FLAG_* bits, 0 = good
+    flag: NDArray[np.int32]  # FLAG_* bits (FLAG_NAMES), 0 = nothing to report
     methods: tuple[str, ...]  # mask method per star: "circle" or "shape"
     factors: NDArray[np.float64]  # mask factor per star (radius [pixel] or layers)
     npix: NDArray[np.float64]  # mean mask area per star [pixel]
