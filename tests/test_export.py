@@ -24,12 +24,13 @@ from archi.io.lightcurves_text import (
 from archi.io.run_info import write_run_info
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import (
-    FLAG_DRP_STATUS,
     FLAG_NOT_MEASURED,
     FLAG_OUT_OF_BOUNDS,
+    FLAG_REJECT,
     StarLightCurves,
     StarList,
     Tracks,
+    event_flags,
 )
 
 UNMATCHED = 2  # star made image-only (no catalogue match) in the test light curves
@@ -44,7 +45,7 @@ def make_lightcurves(sim, options: dict | None = None) -> StarLightCurves:
     flux_err = np.sqrt(truth.flux + 400.0)
     flux = truth.flux + rng.normal(0.0, 1.0, truth.flux.shape) * flux_err
     flag = np.zeros((n_stars, n_frames), dtype=np.int32)
-    flag[:, visit.status != 0] |= FLAG_DRP_STATUS
+    flag |= event_flags(visit.event)[None, :]
     flag[n_stars - 1, :5] |= FLAG_OUT_OF_BOUNDS
     measured = np.ones((n_stars, n_frames), dtype=bool)
     measured[1, 7] = False
@@ -120,12 +121,12 @@ def test_fits_layout_keywords_units_and_types(lc, tmp_path):
         assert [h.name for h in hdul[1:]] == [f"STAR_{k}" for k in range(lc.n_stars)]
         units = {"MJD_TIME": "d", "BJD_TIME": "d", "ROLL_ANGLE": "deg", "FLUX": "electron",
                  "FLUX_ERR": "electron", "FLUX_RAW": "electron", "CONTA": "electron",
-                 "XC": "pixel", "YC": "pixel", "FLAG": None}
+                 "XC": "pixel", "YC": "pixel", "FLAG": None, "EVENT": None, "STATUS": None}
         for k, hdu in enumerate(hdul[1:]):
             assert isinstance(hdu, fits.BinTableHDU)
             assert hdu.columns.names == list(units)
             assert {c.name: c.unit for c in hdu.columns} == units
-            assert [c.format for c in hdu.columns] == ["D"] * 9 + ["J"]
+            assert [c.format for c in hdu.columns] == ["D"] * 9 + ["J"] * 3
             # no field model: FLUX is the mask's sum, the neighbours' light unknown
             assert np.array_equal(hdu.data["FLUX_RAW"], hdu.data["FLUX"])
             assert np.isnan(hdu.data["CONTA"]).all() and "CONTAM" not in hdu.header
@@ -263,7 +264,7 @@ def test_text_round_trip_and_header(lc, tmp_path):
     header_line = next(line for line in lines if not line.startswith("#"))
     expected = ["MJD_TIME", "ROLL_ANGLE"]
     for k in range(lc.n_stars):
-        expected += [f"FLUX_{k}", f"FLUX_ERR_{k}"]
+        expected += [f"FLUX_{k}", f"FLUX_ERR_{k}", f"FLAG_{k}"]
     assert header_line == ";".join(expected)
     assert "# Method - circle" in lines and "# Detect mode - dynam" in lines
     assert "# Initial detection - fits" in lines and "# Background grid - 0" in lines
@@ -277,6 +278,8 @@ def test_text_round_trip_and_header(lc, tmp_path):
     np.testing.assert_array_equal(back.roll_angle, lc.roll_angle)
     np.testing.assert_array_equal(back.flux, lc.flux)
     np.testing.assert_array_equal(back.flux_err, lc.flux_err)
+    expected_flag = lc.flag | np.where(lc.tracks.measured, 0, FLAG_NOT_MEASURED)
+    np.testing.assert_array_equal(back.flag, expected_flag)
     assert [s.number for s in back.stars] == list(range(lc.n_stars))
     assert [s.method for s in back.stars] == list(lc.methods)
     np.testing.assert_array_equal([s.factor for s in back.stars], lc.factors)
@@ -363,7 +366,7 @@ def test_run_info_content(lc, sim, tmp_path):
     assert (s1["method"], s1["factor"], s1["npix"]) == (lc.methods[1], float(lc.factors[1]),
                                                         float(lc.npix[1]))
     assert s1["cdpp"] == float(lc.cdpp[1])
-    assert s1["flagged_fraction"] == pytest.approx(np.mean(lc.flag[1] != 0))
+    assert s1["flagged_fraction"] == pytest.approx(np.mean((lc.flag[1] & FLAG_REJECT) != 0))
     assert stars[UNMATCHED]["catalogue"] is None
     assert stars[-1]["cdpp"] is None  # NaN metric
     assert stars[-1]["out_of_bounds_fraction"] == pytest.approx(5 / lc.n_frames)

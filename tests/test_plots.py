@@ -13,7 +13,7 @@ from archi import plots
 from archi.io import read_visit
 from archi.plots import field, outlines
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
-from archi.stars import FLAG_DRP_STATUS, FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks
+from archi.stars import FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks, event_flags
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -40,7 +40,7 @@ def make_lightcurves(sim) -> tuple[StarLightCurves, object]:
     flux_err = np.sqrt(truth.flux + 400.0)
     flux = truth.flux + rng.normal(0.0, 1.0, truth.flux.shape) * flux_err
     flag = np.zeros((n_stars, n_frames), dtype=np.int32)
-    flag[:, visit.status != 0] |= FLAG_DRP_STATUS
+    flag |= event_flags(visit.event)[None, :]
     flag[-1, :4] |= FLAG_OUT_OF_BOUNDS
     s = truth.stars
     stars = StarList(x0=truth.x[:, 0].copy(), y0=truth.y[:, 0].copy(),

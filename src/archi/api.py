@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,10 @@ from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
 from archi.detect import detect_stars
 from archi.factors import round_factor
 from archi.fieldfit import model_field, star_fluxes
+from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube
 from archi.io import read_visit
 from archi.io.factors_file import (
+    optimized_factors_for,
     read_optimized_factors,
     stored_factors,
     write_search_factors,
@@ -49,12 +52,14 @@ from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.metrics import NoiseMetric
+from archi.noise import INVALID_CDPP
 from archi.optimize import (choose_every_star, decide_round, fine_tune_plan, round_factors,
-                             searched_stars)
+                             search_warnings, searched_stars)
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
     aperture_photometry,
+    cosmics_in_apertures,
     flux_errors,
     noise_per_pixel,
 )
@@ -74,10 +79,13 @@ from archi.runs import (
     star_cdpp,
 )
 from archi.stars import (
-    FLAG_DRP_STATUS,
+    FLAG_BAD_FRAME,
+    FLAG_COSMIC,
+    FLAG_FLUX_OUTLIER,
     FLAG_NOT_MEASURED,
     FLAG_OUT_OF_BOUNDS,
     StarLightCurves,
+    event_flags,
 )
 from archi.track import track_stars
 from archi.variability import follow_varying_stars
@@ -112,7 +120,15 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     star's brightness is then its fitted flux [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
-    detected, and the tracking's frames are split among the workers (the same results)."""
+    detected, and the tracking's frames are split among the workers (the same results).
+
+    Bad frames (:mod:`archi.framequality`: lost, empty, half-read images, total-flux
+    outliers) are found first and read as NaN by every step here, so that they move no
+    track and enter no PSF or fit; ``Prepared.frames`` records them."""
+    quality = assess_frames(visit.cube, options.effective_chunk)
+    if quality.excluded.any():
+        warnings.warn(frames_warning(visit.visit_id.file_key, quality), stacklevel=2)
+    visit = dataclasses.replace(visit, cube=masked_cube(visit.cube, quality))
     needs_psf = ("dynam" in options.initial_detect or "dynam" in options.detect_mode
                  or visit.catalogue is not None)
 
@@ -155,7 +171,7 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     warn_astrometry(astrometry)
     stars = dataclasses.replace(stars, brightness=brightness)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
-                    cosmics, model, astrometry)
+                    cosmics, model, astrometry, quality)
 
 
 def _following_varying_stars(visit: Visit, model, cosmics, chunk: int):
@@ -228,8 +244,34 @@ def optimize_factors(visit: Visit, prepared: Prepared, metric: NoiseMetric | Non
         decision = decide_round(table, options, decision.next_round)
     table = measure_round(fine_tune_plan(CdppTable.merge(tables), options))
     factors, cdpp, valid = choose_every_star(table, options, n_stars)
+    for line in _search_warnings(prepared, factors, valid):
+        warnings.warn(line, stacklevel=2)
     sums, kept = _chosen_sums(rounds, factors, n_stars, visit.n_frames)
     return OptimizationResult(factors, cdpp, valid, table, sums=sums, kept=kept)
+
+
+def frames_warning(visit_key: str, quality) -> str:
+    """The one line that says which frames a visit lost (:mod:`archi.framequality`)."""
+    return (f"{visit_key}: {quality.describe()}; their FLUX is NaN (bad_frame) or flagged "
+            "(flux_outlier), and they are left out of the search and the CDPP")
+
+
+def _search_warnings(prepared: Prepared, factors: Mapping[int, float],
+                     valid: Mapping[int, bool]) -> list[str]:
+    """:func:`archi.optimize.search_warnings` of a prepared visit."""
+    good = int(np.count_nonzero(~prepared.frame_quality().excluded))
+    return search_warnings(prepared.visit_key, prepared.options, valid, factors, good)
+
+
+def visit_warnings(prepared: Prepared, factors_path: str | Path) -> list[str]:
+    """The warnings recorded in a visit's run info: its lost frames and the stars whose
+    stored factor is a fallback (``valid: false`` in ``factors_path``)."""
+    stored = optimized_factors_for(factors_path, prepared.visit_key).stars
+    valid = {j: s.valid for j, s in stored.items()}
+    factors = {j: math.nan if s.factor is None else s.factor for j, s in stored.items()}
+    quality = prepared.frame_quality()
+    lines = [frames_warning(prepared.visit_key, quality)] if quality.excluded.any() else []
+    return lines + _search_warnings(prepared, factors, valid)
 
 
 def _chosen_sums(rounds: Sequence[MeasuredRuns], factors: Mapping[int, float], n_stars: int,
@@ -284,13 +326,22 @@ def _sums_for(visit: Visit, prepared: Prepared, factors: dict[int, float], worke
     return sums
 
 
-def _flags(visit: Visit, prepared: Prepared, sums: ApertureSums) -> np.ndarray:
-    """Each star's flag per frame: out of bounds, DRP status, not measured."""
+def _flags(visit: Visit, prepared: Prepared, sums: ApertureSums,
+           cosmic: np.ndarray) -> np.ndarray:
+    """Each star's FLAG per frame (:data:`archi.stars.FLAG_NAMES`): its mask out of
+    bounds, a bad frame or an outlier frame (:mod:`archi.framequality`), its position
+    predicted, a cosmic ray patched in its mask (``cosmic``), and the DRP's conditions of
+    the frame decoded from EVENT."""
+    quality = prepared.frame_quality()
+    bits = [(sums.out_of_bounds, FLAG_OUT_OF_BOUNDS),
+            (quality.unmeasurable[None, :], FLAG_BAD_FRAME),
+            (~prepared.tracks.measured, FLAG_NOT_MEASURED),
+            (((quality.problem & FLUX_OUTLIER) != 0)[None, :], FLAG_FLUX_OUTLIER),
+            (cosmic, FLAG_COSMIC)]
     flag = np.zeros(sums.flux.shape, dtype=np.int32)
-    flag |= np.where(sums.out_of_bounds, FLAG_OUT_OF_BOUNDS, 0).astype(np.int32)
-    flag |= np.where(visit.status[None, :] != 0, FLAG_DRP_STATUS, 0).astype(np.int32)
-    flag |= np.where(~prepared.tracks.measured, FLAG_NOT_MEASURED, 0).astype(np.int32)
-    return flag
+    for where, bit in bits:
+        flag |= np.where(where, bit, 0).astype(np.int32)
+    return flag | event_flags(visit.event)[None, :]
 
 
 def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
@@ -313,9 +364,9 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
     psf = np.array([options.star_method(j) == "psf" for j in range(n)], bool)
     factors = {j: math.nan if psf[j] else float(factors[j]) for j in range(n)}
     sums = _sums_for(visit, prepared, factors, workers, search_result)
+    apertures = build_apertures(visit, prepared, factors)
     raw, conta = sums.flux, None
     if prepared.model is not None and not psf.all():
-        apertures = build_apertures(visit, prepared, factors)
         raw = aperture_photometry(visit.cube, prepared.tracks, apertures,
                                   options.effective_chunk, prepared.cosmics).flux
         conta = neighbours_light(prepared.model, prepared.tracks, apertures,
@@ -324,20 +375,28 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
     if psf.any():
         sums, errors, raw, conta = psf_rows(psf, visit_psf_photometry(visit, prepared), sums,
                                             errors, raw, conta)
+    quality = prepared.frame_quality()
+    for values in (sums.flux, errors, raw, conta):  # lost frames: NaN, never a number
+        if values is not None:
+            values[:, quality.unmeasurable] = np.nan
+    sums.out_of_bounds[:, quality.unmeasurable] = False  # the frame is to blame, not the mask
     fn = metric_for(options, metric)
-    cdpp = np.array([star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn)[0]
-                     for j in range(n)])
+    cdpp = np.array([star_cdpp(sums.flux[j], sums.out_of_bounds[j], visit.mjd_time, fn,
+                               quality.excluded)[0] for j in range(n)])
+    cdpp[cdpp == INVALID_CDPP] = np.nan  # not scored: no number at all
     if not options.uncertainties:
         errors = np.full_like(errors, np.nan)
+    cosmic = cosmics_in_apertures(prepared.cosmics, prepared.tracks, apertures)
     return StarLightCurves(
         visit_key=prepared.visit_key, mjd_time=visit.mjd_time, bjd_time=visit.bjd_time,
         roll_angle=visit.roll_angle, stars=prepared.stars, tracks=prepared.tracks,
-        flux=sums.flux, flux_err=errors, flag=_flags(visit, prepared, sums),
+        flux=sums.flux, flux_err=errors, flag=_flags(visit, prepared, sums, cosmic),
         methods=tuple(options.star_method(j) for j in range(n)),
         factors=np.array([factors[j] for j in range(n)]),
         npix=np.where(psf, np.nan, np.nanmean(sums.area, axis=1)), cdpp=cdpp,
         options={**options.to_dict(), "visit_folder": str(visit.folder)},
-        flux_raw=None if conta is None else raw, conta=conta)
+        flux_raw=None if conta is None else raw, conta=conta,
+        event=np.asarray(visit.event, np.int32), status=np.asarray(visit.status, np.int32))
 
 
 @dataclass(frozen=True)
@@ -378,7 +437,7 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
         result = optimize_factors(visit, prepared, metric, workers)
         table = result.table
         write_search_factors(files.factors, options, prepared.visit_key, result.factors,
-                             result.cdpp)
+                             result.cdpp, result.valid)
     # the factors as the file stores them, as rule extract reads them; the search's sums
     # of those runs are the curves (no new pass when the file keeps them exactly)
     factors = stored_factors(files.factors, prepared.visit_key, prepared.stars.n_stars)
@@ -387,7 +446,8 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     write_lightcurves_fits(curves, files.fits)
     write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
                    astrometry=_astrometry_record(prepared),
-                   input_warnings=visit.input_warnings)
+                   input_warnings=visit.input_warnings,
+                   warnings=visit_warnings(prepared, files.factors))
     if files.text is not None:
         write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
@@ -409,7 +469,8 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     write_lightcurves_fits(curves, fits_path)
     write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
                    astrometry=_astrometry_record(prepared),
-                   input_warnings=visit.input_warnings)
+                   input_warnings=visit.input_warnings,
+                   warnings=visit_warnings(prepared, factors_path))
     return curves
 
 

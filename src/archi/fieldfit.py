@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from archi.fieldimage import FieldModel, sky_residual
 from archi.fieldmodel import fit_frame
+from archi.framequality import first_good_frame
 from archi.geometry import (
     FIELD_CENTRE,
     FIELD_RADIUS,
@@ -177,7 +178,7 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
     the frames with every other star's model subtracted.
     """
     droll = roll_per_exposure(visit)
-    usable = np.isfinite(np.asarray(visit.cube[0]))
+    usable = np.isfinite(np.asarray(visit.cube[first_good_frame(visit.cube)]))  # a lost frame 0
     psf = psf or EmpiricalPsf.from_visit(visit, psf_radius, psf_frames)
     ex, ey, emag = _catalogue_extras(visit, stars, float(psf.radius))
     x, y = np.vstack([tracks.x, ex]), np.vstack([tracks.y, ey])

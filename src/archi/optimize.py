@@ -205,15 +205,18 @@ def fine_tune_parts(plan: Mapping[int, list[float]], jobs: int) -> list[list[int
 
 
 def choose(table: CdppTable) -> tuple[dict[int, float], dict[int, float], dict[int, bool]]:
-    """Each star's factor, its CDPP and whether it is valid: the best valid run; a star with
-    no valid run takes its lowest-metric run computed on in-bounds frames (its
-    out-of-bounds frames are flagged at extraction)."""
+    """Each star's factor, its CDPP and whether it is valid: the best valid run. The
+    fallback of a star with no valid run (every mask out of the field, over a brighter star
+    or too contaminated, or a visit too short for the metric: :data:`K2_MIN_FRAMES`): the
+    smallest factor it was measured with (every invalid run scores the same penalty), the
+    least exposed to the field's edge and its neighbours; ``valid`` False and its CDPP NaN,
+    never a placeholder number."""
     factors, cdpp, valid = {}, {}, {}
     for star, factor, value, ok in table.best().rows():
         if not ok:
             mine = np.flatnonzero(table.star == star)
             first = mine[np.lexsort((table.factor[mine], table.cdpp[mine]))[0]]
-            factor, value = float(table.factor[first]), float(table.cdpp[first])
+            factor, value = float(table.factor[first]), math.nan
         factors[star], cdpp[star], valid[star] = factor, value, ok
     return factors, cdpp, valid
 
@@ -232,3 +235,26 @@ def choose_every_star(table: CdppTable, options: Options, n_stars: int
     for j in set(range(n_stars)) - set(searched_stars(options, n_stars)):
         factors[j], cdpp[j], valid[j] = math.nan, math.nan, True
     return dict(sorted(factors.items())), dict(sorted(cdpp.items())), dict(sorted(valid.items()))
+
+
+K2_MIN_FRAMES = 41
+"""Good frames the K2 CDPP needs (its Savitzky-Golay window, :func:`archi.noise.k2_cdpp`):
+a shorter visit cannot be scored by it."""
+
+
+def search_warnings(visit_key: str, options: Options, valid: Mapping[int, bool],
+                    factors: Mapping[int, float], good_frames: int) -> list[str]:
+    """One-line warnings about a search's choice: a visit with fewer good frames than the
+    K2 CDPP needs (every star then takes the fallback of :func:`choose`), or the stars with
+    no valid run and their fallback factors. Empty when every star is valid."""
+    invalid = sorted(j for j, ok in valid.items() if not ok)
+    if not invalid:
+        return []
+    fallback = "valid: false, CDPP NaN"
+    if options.CDPP_type.upper() == "K2" and good_frames < K2_MIN_FRAMES:
+        return [f"{visit_key}: {good_frames} good frames, fewer than the {K2_MIN_FRAMES} the "
+                f"K2 CDPP needs: every star takes the smallest factor searched ({fallback})"]
+    listed = ", ".join(f"{j} ({factors.get(j, math.nan):g})" for j in invalid)
+    return [f"{visit_key}: star(s) {listed} have no valid run (every mask out of the field, "
+            f"over a brighter star, too contaminated or not scored by the metric): fallback "
+            f"factor in brackets ({fallback})"]

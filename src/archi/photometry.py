@@ -262,3 +262,25 @@ def flux_errors(flux: NDArray, area: NDArray, visit: Visit,
     """archi's per-frame uncertainty [e] (module docstring), shape of ``flux``."""
     variance = noise_per_pixel(visit, aperture_name)[None, :]
     return np.sqrt(np.clip(flux, 0.0, None) + area * variance)
+
+
+def cosmics_in_apertures(cosmics: CosmicHits, tracks: Tracks,
+                         apertures: Sequence[Aperture | None]) -> NDArray[np.bool_]:
+    """(n_stars, n_frames): a patched cosmic-ray pixel lies where star j's aperture
+    (None: no mask) has some weight in that frame."""
+    out = np.zeros((tracks.n_stars, tracks.n_frames), bool)
+    if len(cosmics) == 0:
+        return out
+    frames = np.unique(cosmics.frame)
+    for j, aperture in enumerate(apertures):
+        if aperture is None:
+            continue
+        weights, ix0, iy0 = aperture.weights(tracks.x[j, frames], tracks.y[j, frames])
+        slot = np.searchsorted(frames, cosmics.frame)  # each hit's row of ``weights``
+        row, col = cosmics.y - iy0[slot], cosmics.x - ix0[slot]
+        inside = ((row >= 0) & (row < weights.shape[1]) & (col >= 0)
+                  & (col < weights.shape[2]))
+        hit = np.zeros(len(cosmics), bool)
+        hit[inside] = weights[slot[inside], row[inside], col[inside]] > 0
+        out[j, np.unique(cosmics.frame[hit])] = True
+    return out

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from archi.cosmics import CosmicHits
 from archi.fieldimage import FieldModel
+from archi.framequality import FrameQuality
 from archi.options import Options
 from archi.stars import StarList, Tracks
 
@@ -21,7 +22,9 @@ if TYPE_CHECKING:  # annotations only: the measuring floor sits above this one
 class Prepared:
     """Stars (0 = target) and their tracks in every frame, found with ``options``; the
     field model (None unless ``options.decontaminate``) gives the neighbours' light;
-    ``astrometry``: the catalogue-to-pixel transform measured (None: not measured)."""
+    ``astrometry``: the catalogue-to-pixel transform measured (None: not measured);
+    ``frames``: the problems of every frame (:mod:`archi.framequality`; None: none
+    assessed, every frame good)."""
 
     visit_folder: Path
     layout: str
@@ -32,3 +35,10 @@ class Prepared:
     cosmics: CosmicHits = field(default_factory=CosmicHits.empty)
     model: FieldModel | None = None
     astrometry: AstrometryFit | None = None
+    frames: FrameQuality | None = None
+
+    def frame_quality(self) -> FrameQuality:
+        """The frames' problems (every frame good when none were assessed)."""
+        if self.frames is not None:
+            return self.frames
+        return FrameQuality.all_good(self.tracks.n_frames)

@@ -82,6 +82,8 @@ def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=Non
         columns[:, n_stars] = 1.0
         model_flux = model.star_flux(sl)
         for i, k in enumerate(range(sl.start, sl.stop)):
+            if not np.isfinite(data[i]).any():  # a bad frame (archi.framequality): no fit
+                continue
             variance = np.clip(whole[i], 0.0, None) + variance_floor[k]
             weight = np.where(np.isfinite(data[i]), 1.0 / variance, 0.0)
             fit = _fit_frame(columns[i], np.nan_to_num(data[i]), weight, model_flux[:, i], clip)

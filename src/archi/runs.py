@@ -18,7 +18,9 @@ from archi import masks, parallel
 from archi.cdpp_table import CdppTable
 from archi.contamination import own_light, run_contamination
 from archi.fieldimage import ResidualCube
+from archi.framequality import FrameSubset
 from archi.metrics import NoiseMetric, load_metric, score
+from archi.noise import INVALID_CDPP
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
@@ -106,7 +108,19 @@ def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.
                                            cosmics=cosmics, frames=frames)
 
     ranges = parallel.frame_ranges(visit.n_frames, chunk, workers) or [(0, 0)]
-    return ApertureSums.joined(parallel.run_forked([part(r) for r in ranges], workers))
+    sums = ApertureSums.joined(parallel.run_forked([part(r) for r in ranges], workers))
+    return without_bad_frames(sums, prepared)
+
+
+def without_bad_frames(sums: ApertureSums, prepared: Prepared) -> ApertureSums:
+    """``sums`` with the frames that cannot be measured (:mod:`archi.framequality`) NaN
+    and not out of bounds (the mask is not to blame), in place."""
+    bad = prepared.frame_quality().unmeasurable
+    if bad.any():
+        sums.flux[:, bad] = np.nan
+        sums.area[:, bad] = np.nan
+        sums.out_of_bounds[:, bad] = False
+    return sums
 
 
 def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float], workers: int = 1
@@ -204,7 +218,9 @@ def known_invalid(visit: Visit, prepared: Prepared, runs: Sequence[tuple[int, fl
     inside; :func:`archi.photometry.surely_out_of_bounds`); their CDPP is the penalty. The
     search's largest radii often reach the corners of the field of view. ``tracks`` and
     ``apertures``: one per run."""
-    skip = surely_out_of_bounds(visit.cube, tracks.x, tracks.y, apertures)
+    usable = np.flatnonzero(~prepared.frame_quality().unmeasurable)  # a lost frame: no hint
+    skip = surely_out_of_bounds(FrameSubset(visit.cube, usable), tracks.x[:, usable],
+                                tracks.y[:, usable], apertures)
     if prepared.model is None:  # with a model, the contamination limit decides instead
         skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
     return skip
@@ -221,13 +237,15 @@ def too_contaminated(prepared: Prepared, measured: MeasuredRuns) -> np.ndarray:
 
 
 def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
-              metric: NoiseMetric) -> tuple[float, bool]:
+              metric: NoiseMetric, excluded: np.ndarray | None = None) -> tuple[float, bool]:
     """Noise metric of one star's light curve on its in-bounds frames, and whether the run
-    is valid (archi: a mask out of bounds in any frame makes it invalid)."""
-    good = ~out_of_bounds & np.isfinite(flux)
-    valid = bool(good.all())
+    is valid (archi: a mask out of bounds in any frame makes it invalid). ``excluded``:
+    bad frames (:attr:`archi.framequality.FrameQuality.excluded`), left out of both."""
+    kept = np.ones(len(flux), bool) if excluded is None else ~np.asarray(excluded, bool)
+    good = ~out_of_bounds & np.isfinite(flux) & kept
     value = score(metric, flux[good], time[good], valid=bool(good.sum() > 0))
-    return value, valid
+    # a run the metric cannot score (too few frames, ...) is no better than any other
+    return value, bool(good[kept].all()) and value != INVALID_CDPP
 
 
 def score_runs(visit: Visit, prepared: Prepared, measured: MeasuredRuns,
@@ -236,9 +254,11 @@ def score_runs(visit: Visit, prepared: Prepared, measured: MeasuredRuns,
     fn = metric_for(prepared.options, metric)
     sums = measured.sums
     rejected = too_contaminated(prepared, measured)
+    excluded = prepared.frame_quality().excluded
     rows = []
     for i, (j, f) in enumerate(measured.runs):
-        value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn)
+        value, valid = star_cdpp(sums.flux[i], sums.out_of_bounds[i], visit.mjd_time, fn,
+                                 excluded)
         rows.append((j, f, value, valid and not rejected[i]))
     return CdppTable.from_runs(rows)
 

@@ -13,8 +13,11 @@ a fraction of a second.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from archi import runs
 from archi.api import load_visit
@@ -36,6 +39,7 @@ from archi.optimize import (
     fine_tune_parts,
     fine_tune_plan,
     round_factors,
+    search_warnings,
     searched_stars,
 )
 from archi.options import Options
@@ -105,5 +109,8 @@ def choose_factors_job(tables: Paths, prepared_path: str | Path, options: Option
     table = CdppTable.merge([read_cdpp_tables(tables)])
     factors, cdpp, valid = choose_every_star(table, options, prepared.stars.n_stars)
     write_cdpp_table(table, table_path)
-    write_search_factors(factors_path, options, prepared.visit_key, factors, cdpp)
+    write_search_factors(factors_path, options, prepared.visit_key, factors, cdpp, valid)
+    good = int(np.count_nonzero(~prepared.frame_quality().excluded))
+    for line in search_warnings(prepared.visit_key, options, valid, factors, good):
+        warnings.warn(line, stacklevel=2)
     return factors, cdpp, valid

@@ -8,12 +8,64 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+# FLAG bits of every star in every frame (0 = nothing to report). The star's own
+# conditions first, then the DRP's conditions of the frame decoded from its EVENT code
+# (:func:`event_flags`; the EVENT and STATUS columns themselves are exported too).
 FLAG_OUT_OF_BOUNDS = 1
 """FLAG bit: the mask overlaps pixels outside the field of view (NaN) in this frame."""
-FLAG_DRP_STATUS = 2
-"""FLAG bit: the DRP flagged this frame (STATUS != 0: cosmic ray, Earth, SAA, ...)."""
+FLAG_BAD_FRAME = 2
+"""FLAG bit: the frame cannot be measured (all NaN, all zero or mostly non-finite:
+:mod:`archi.framequality`); FLUX and FLUX_ERR are NaN."""
 FLAG_NOT_MEASURED = 4
 """FLAG bit: the tracker found no measurement and used the predicted position."""
+FLAG_FLUX_OUTLIER = 8
+"""FLAG bit: the frame's total flux is an outlier (:mod:`archi.framequality`); measured,
+but left out of the factor search, the CDPP and the prepare step's fits."""
+FLAG_COSMIC = 16
+"""FLAG bit: a cosmic-ray hit was patched inside the star's mask (informational: the
+patched value replaces it)."""
+FLAG_SAA = 32
+"""FLAG bit: the DRP's EVENT says South Atlantic Anomaly (units digit > 0)."""
+FLAG_TEMPERATURE = 64
+"""FLAG bit: the DRP's EVENT reports a temperature event (tens digit > 0)."""
+FLAG_EARTH = 128
+"""FLAG bit: the DRP's EVENT reports Earth occultation or stray light (hundreds digit >
+0; the digit is a level: pycheops keeps level 1, filter EVENT for that)."""
+FLAG_MOON = 256
+"""FLAG bit: the DRP's EVENT reports the Moon (thousands digit > 0)."""
+FLAG_SUN = 512
+"""FLAG bit: the DRP's EVENT reports the Sun (ten-thousands digit > 0)."""
+
+FLAG_NAMES = {FLAG_OUT_OF_BOUNDS: "out_of_bounds", FLAG_BAD_FRAME: "bad_frame",
+              FLAG_NOT_MEASURED: "not_measured", FLAG_FLUX_OUTLIER: "flux_outlier",
+              FLAG_COSMIC: "cosmic", FLAG_SAA: "saa", FLAG_TEMPERATURE: "temperature",
+              FLAG_EARTH: "earth", FLAG_MOON: "moon", FLAG_SUN: "sun"}
+"""Every FLAG bit and its name (README: "FLAG bits")."""
+
+FLAG_REJECT = (FLAG_OUT_OF_BOUNDS | FLAG_BAD_FRAME | FLAG_FLUX_OUTLIER | FLAG_SAA
+               | FLAG_TEMPERATURE | FLAG_EARTH | FLAG_MOON | FLAG_SUN)
+"""The bits of frames to leave out of a star's light curve; the others (a predicted
+position, a patched cosmic ray) only inform. ``flag & FLAG_REJECT == 0``: good frames."""
+
+_EVENT_DIGITS = ((1, FLAG_SAA), (10, FLAG_TEMPERATURE), (100, FLAG_EARTH),
+                 (1000, FLAG_MOON), (10000, FLAG_SUN))
+
+
+def event_flags(event: NDArray) -> NDArray[np.int32]:
+    """FLAG bits of the DRP's EVENT codes (decimal digits, as pycheops decodes them: units
+    SAA, tens temperature, hundreds Earth, thousands Moon, ten-thousands Sun; the cosmic-ray
+    count above them concerns the target's aperture only, so it sets no bit: each star's
+    own hits set :data:`FLAG_COSMIC`)."""
+    event = np.asarray(event, dtype=np.int64)
+    flag = np.zeros(event.shape, np.int32)
+    for unit, bit in _EVENT_DIGITS:
+        flag |= np.where((event // unit) % 10 > 0, bit, 0).astype(np.int32)
+    return flag
+
+
+def flag_text(flag: int) -> str:
+    """The names of the bits set in ``flag``, joined by "+" ("" for 0)."""
+    return "+".join(name for bit, name in FLAG_NAMES.items() if flag & bit)
 
 
 @dataclass(frozen=True)
@@ -82,7 +134,7 @@ class StarLightCurves:
     tracks: Tracks
     flux: NDArray[np.float64]  # [electrons per stacked image]
     flux_err: NDArray[np.float64]  # [electrons]
-    flag: NDArray[np.int32]  # FLAG_* bits, 0 = good
+    flag: NDArray[np.int32]  # FLAG_* bits (FLAG_NAMES), 0 = nothing to report
     methods: tuple[str, ...]  # mask method per star: "circle" or "shape"
     factors: NDArray[np.float64]  # mask factor per star (radius [pixel] or layers)
     npix: NDArray[np.float64]  # mean mask area per star [pixel]
@@ -92,16 +144,20 @@ class StarLightCurves:
     # in it [electrons]; flux is then the star's own light
     flux_raw: NDArray[np.float64] | None = None
     conta: NDArray[np.float64] | None = None
+    # the DRP's per-frame EVENT and STATUS codes of the visit (None: not known)
+    event: NDArray[np.int32] | None = None
+    status: NDArray[np.int32] | None = None
 
     @property
     def contamination(self) -> NDArray[np.float64]:
-        """Per star: median neighbours' light / median own light on good frames (NaN
+        """Per star: median neighbours' light / median own light on good frames (no
+        :data:`FLAG_REJECT` bit; NaN
         without a field model)."""
         out = np.full(self.n_stars, np.nan)
         if self.conta is None:
             return out
         for j in range(self.n_stars):
-            good = (self.flag[j] == 0) & np.isfinite(self.flux[j]) & np.isfinite(self.conta[j])
+            good = ((self.flag[j] & FLAG_REJECT) == 0) & np.isfinite(self.flux[j]) & np.isfinite(self.conta[j])
             if good.any():
                 own = np.median(self.flux[j, good])
                 out[j] = np.median(self.conta[j, good]) / own if own > 0 else np.nan

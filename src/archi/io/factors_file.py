@@ -12,8 +12,12 @@ Layout (version 1)::
           1: {method: shape, factor: 3, cdpp: 812.0, valid: true}
           2: {method: shape, factor: null, cdpp: null, valid: false}
           3: {method: psf, factor: null, cdpp: null, valid: true}
+          4: {method: circle, factor: 8.0, cdpp: null, valid: false}
 
-A ``psf`` star (PSF photometry, :mod:`archi.psfphot`) has no mask, so no factor.
+A ``psf`` star (PSF photometry, :mod:`archi.psfphot`) has no mask, so no factor. A star
+with ``valid: false`` had no valid run (its masks out of the field, or a visit too short
+for the metric): its factor, when there is one, is the search's documented fallback
+(:func:`archi.optimize.choose`), its CDPP null.
 
 A missing file raises :class:`~archi.errors.ProductNotFoundError`, a file that cannot be read
 or has the wrong content :class:`~archi.errors.CorruptProductError` (naming the file and the
@@ -63,7 +67,8 @@ class StarFactor:
     cdpp: float | None = None
     """CDPP [ppm] at that factor, if recorded."""
     valid: bool = True
-    """False when the star had no valid run (``factor`` is then ``None``)."""
+    """False when the star had no valid run (``factor`` is then ``None``, or the
+    search's fallback: :func:`archi.optimize.choose`)."""
 
 
 @dataclass(frozen=True)
@@ -87,14 +92,15 @@ class VisitFactors:
 
 
 def write_search_factors(path: str | Path, options: Options, visit_id: str,
-                         factors: Mapping[int, float], cdpp: Mapping[int, float]
-                         ) -> VisitFactors:
-    """:func:`write_optimized_factors` of a search's choice, with the options it records."""
+                         factors: Mapping[int, float], cdpp: Mapping[int, float],
+                         valid: Mapping[int, bool] | None = None) -> VisitFactors:
+    """:func:`write_optimized_factors` of a search's choice (``valid``: False for a
+    star's fallback factor), with the options it records."""
     return write_optimized_factors(path, factors,
                                    methods={j: options.star_method(j) for j in factors},
                                    visit_id=visit_id, cdpp=cdpp,
                                    settings={name: getattr(options, name)
-                                             for name in SEARCH_SETTINGS})
+                                             for name in SEARCH_SETTINGS}, valid=valid)
 
 
 def stored_factors(path: str | Path, visit_id: str, n_stars: int) -> dict[int, float]:
@@ -115,8 +121,10 @@ def stored_factors(path: str | Path, visit_id: str, n_stars: int) -> dict[int, f
 def write_optimized_factors(path: str | Path, factors: Mapping[int, float | None], *,
                             methods: str | Mapping[int, str], visit_id: str,
                             cdpp: Mapping[int, float] | None = None,
-                            settings: Mapping[str, Any] | None = None) -> VisitFactors:
+                            settings: Mapping[str, Any] | None = None,
+                            valid: Mapping[int, bool] | None = None) -> VisitFactors:
     """Store the optimised factors of one visit in the YAML file ``path``, atomically.
+    ``valid`` (star -> bool): False stores a star's factor as a fallback (``valid: false``).
 
     ``factors`` maps star -> factor (``None`` or NaN: no valid factor, stored as ``null`` with
     ``valid: false``). ``methods`` is the configuration's method string (``"circle+shape"``,
@@ -136,7 +144,9 @@ def write_optimized_factors(path: str | Path, factors: Mapping[int, float | None
     stars = sorted(check_star_index(s) for s in factors)
     if isinstance(methods, str):
         methods = {star: Options(method=methods).star_method(star) for star in stars}
-    entries = {star: _star_entry(star, factors[star], methods, cdpp) for star in stars}
+    entries = {star: _star_entry(star, factors[star], methods, cdpp,
+                                 True if valid is None else bool(valid.get(star, True)))
+               for star in stars}
     visit = VisitFactors(visit_id=visit_id, stars=entries,
                          settings=_check_settings(settings or {}))
     visits = read_optimized_factors(path) if path.exists() else {}
@@ -155,7 +165,7 @@ def write_optimized_factors(path: str | Path, factors: Mapping[int, float | None
 
 
 def _star_entry(star: int, raw: float | None, methods: Mapping[int, str],
-                cdpp: Mapping[int, float] | None) -> StarFactor:
+                cdpp: Mapping[int, float] | None, valid: bool = True) -> StarFactor:
     if star not in methods:
         raise ValueError(f"no mask method given for star {star}")
     value = None if raw is None or _is_nan(raw) or methods[star] == "psf" else raw
@@ -163,7 +173,7 @@ def _star_entry(star: int, raw: float | None, methods: Mapping[int, str],
     entry = StarFactor(method=methods[star],
                        factor=None if value is None else round_factor(value),
                        cdpp=None if metric is None or not math.isfinite(metric) else metric,
-                       valid=value is not None or methods[star] == "psf")
+                       valid=(value is not None and valid) or methods[star] == "psf")
     _check_star_factor(entry, f"star {star}", ValueError)
     return entry
 
@@ -259,8 +269,6 @@ def _check_star_factor(entry: StarFactor, where: str, error: Callable[[str], Exc
         raise error(f"{where}: a psf star has no mask, so no factor (null)")
     if entry.valid and entry.factor is None and entry.method != "psf":
         raise error(f"{where}: a valid star needs a factor")
-    if not entry.valid and entry.factor is not None:
-        raise error(f"{where}: an invalid star has no factor (null)")
     if entry.factor is not None:
         if entry.method == "shape" and entry.factor != int(entry.factor):
             raise error(f"{where}: shape factor {entry.factor} must be a whole number of layers")

@@ -11,7 +11,8 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   (UTC time of writing), ``VISIT`` (visit file key), ``NSTARS``, and the run options
   ``METHOD`` (``method``), ``INITIAL`` (``initial_detect``), ``DETECT`` (``detect_mode``),
   ``GRID`` (``grid_bg``), ``CDPPTYPE`` (``CDPP_type``), ``DECONTAM`` (``decontaminate``)
-  when present in ``lc.options``.
+  when present in ``lc.options``; ``FLAGB<i>`` (i = 0, 1, ...): the name of FLAG bit
+  2**i, its meaning in the comment.
   Strings are single-line printable ASCII cut to one card (a callable metric is written as
   ``module:qualname``).
 * HDU 1 .. NSTARS, one binary table per star, ``EXTNAME = STAR_<n>`` (n = 0 is the target),
@@ -31,7 +32,11 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   CONTA       D      electron  the neighbours' modelled light in the mask (NaN
                                without a field model)
   XC, YC      D      pixel     aperture centre (subarray pixels, ``archi.__doc__``)
-  FLAG        J                FLAG_* bits of :mod:`archi.stars`, 0 = good
+  FLAG        J                FLAG_* bits of :mod:`archi.stars` (README "FLAG
+                               bits"; primary keywords FLAGB<i> name bit 2**i),
+                               0 = nothing to report
+  EVENT       J                the DRP's EVENT code of the frame (pycheops' cuts)
+  STATUS      J                the DRP's STATUS of the frame (0 = good)
   =========== ====== ========= ===========================================
 
   Header keywords: ``STAR`` (number), ``X0``, ``Y0`` [pixel] (first-frame position),
@@ -69,7 +74,7 @@ from archi.errors import CorruptProductError, ProductNotFoundError, one_line
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import set_card
 from archi.io.lightcurve_values import check_lightcurves, is_matched, option_text, utc_now
-from archi.stars import FLAG_NOT_MEASURED, StarLightCurves, StarList, Tracks
+from archi.stars import FLAG_NAMES, FLAG_NOT_MEASURED, StarLightCurves, StarList, Tracks
 
 __all__ = ["FITS_FORMAT", "FITS_FORMAT_VERSION", "FITS_COLUMNS", "OPTION_KEYWORDS",
            "write_lightcurves_fits", "read_lightcurves_fits"]
@@ -77,13 +82,14 @@ __all__ = ["FITS_FORMAT", "FITS_FORMAT_VERSION", "FITS_COLUMNS", "OPTION_KEYWORD
 FITS_FORMAT = "archi-lightcurves"
 """Value of the primary ``FORMAT`` keyword of a light-curve FITS file."""
 
-FITS_FORMAT_VERSION = 2
+FITS_FORMAT_VERSION = 3
 """Value of the primary ``FORMATV`` keyword (layout version)."""
 
 FITS_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("MJD_TIME", "D", "d"), ("BJD_TIME", "D", "d"), ("ROLL_ANGLE", "D", "deg"),
     ("FLUX", "D", "electron"), ("FLUX_ERR", "D", "electron"), ("FLUX_RAW", "D", "electron"),
-    ("CONTA", "D", "electron"), ("XC", "D", "pixel"), ("YC", "D", "pixel"), ("FLAG", "J", None))
+    ("CONTA", "D", "electron"), ("XC", "D", "pixel"), ("YC", "D", "pixel"), ("FLAG", "J", None),
+    ("EVENT", "J", None), ("STATUS", "J", None))
 """Columns of every ``STAR_<n>`` table: (name, TFORM, TUNIT)."""
 
 OPTION_KEYWORDS: tuple[tuple[str, str, str], ...] = (
@@ -96,6 +102,19 @@ OPTION_KEYWORDS: tuple[tuple[str, str, str], ...] = (
 """Primary-header keywords of the run options: (FITS keyword, ``lc.options`` key, comment)."""
 
 _LATER_COLUMNS = ("FLUX_RAW", "CONTA")  # new in layout 2, optional when reading
+_DRP_COLUMNS = ("EVENT", "STATUS")  # new in layout 3, optional when reading
+
+FLAG_COMMENTS = {
+    "out_of_bounds": "mask touches pixels outside the field",
+    "bad_frame": "frame lost/empty/half-read: FLUX NaN",
+    "not_measured": "position predicted, not measured",
+    "flux_outlier": "frame's total flux an outlier",
+    "cosmic": "cosmic ray patched in the mask",
+    "saa": "DRP EVENT: South Atlantic Anomaly",
+    "temperature": "DRP EVENT: temperature",
+    "earth": "DRP EVENT: Earth occultation/stray light",
+    "moon": "DRP EVENT: Moon", "sun": "DRP EVENT: Sun"}
+"""The comment of each primary ``FLAGB<i>`` keyword (FLAG bit names: archi.stars)."""
 
 _STAR_EXTNAME = re.compile(r"\ASTAR_(\d+)\Z")
 _CARD_VALUE_CHARS = 68  # longest string value of a single fixed-format card (quotes excluded)
@@ -162,6 +181,8 @@ def _primary_hdu(lc: StarLightCurves, software_version: str) -> fits.PrimaryHDU:
     for key, option, comment in OPTION_KEYWORDS:
         if option in lc.options:
             _card(h, key, lc.options[option], comment)
+    for bit, name in FLAG_NAMES.items():
+        _card(h, f"FLAGB{bit.bit_length() - 1}", name, FLAG_COMMENTS[name])
     return primary
 
 
@@ -176,6 +197,8 @@ def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
         "FLUX_RAW": lc.flux[k] if lc.flux_raw is None else lc.flux_raw[k],
         "CONTA": np.full(lc.n_frames, np.nan) if lc.conta is None else lc.conta[k],
         "XC": tracks.x[k], "YC": tracks.y[k], "FLAG": flag,
+        "EVENT": np.zeros(lc.n_frames) if lc.event is None else lc.event,
+        "STATUS": np.zeros(lc.n_frames) if lc.status is None else lc.status,
     }
     cols = [fits.Column(name=name, format=tform, unit=unit,
                         array=np.asarray(data[name],
@@ -283,8 +306,10 @@ def _star_tables(hdul: fits.HDUList, n_stars: int, bad: Complaint) -> list[fits.
 def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
                   ) -> tuple[dict[str, list[NDArray]], list[fits.Header]]:
     """(column name -> one array per star, the star headers), after checking them."""
-    names = [name for name, _, _ in FITS_COLUMNS if name not in _LATER_COLUMNS]
-    columns: dict[str, list[NDArray]] = {name: [] for name in names + list(_LATER_COLUMNS)}
+    names = [name for name, _, _ in FITS_COLUMNS
+             if name not in _LATER_COLUMNS + _DRP_COLUMNS]
+    columns: dict[str, list[NDArray]] = {name: [] for name in names + list(_LATER_COLUMNS)
+                                         + list(_DRP_COLUMNS)}
     n_frames = None
     for k, hdu in enumerate(tables):
         present = {c.upper() for c in hdu.columns.names}
@@ -301,6 +326,9 @@ def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
         for name in _LATER_COLUMNS:  # layout 1 files have none: FLUX is the mask's sum
             columns[name].append(np.asarray(hdu.data[name], float) if name in present
                                  else np.full(len(hdu.data), np.nan))
+        for name in _DRP_COLUMNS:  # layout 2 files have none: None
+            columns[name].append(np.asarray(hdu.data[name], np.int32) if name in present
+                                 else None)
         for key in ("X0", "Y0", "MASKTYPE", "MASKSIZE"):
             if key not in hdu.header and not (key == "MASKSIZE"
                                               and hdu.header.get("MASKTYPE") == "psf"):
@@ -347,4 +375,5 @@ def _lightcurves(primary: fits.Header, columns: dict[str, list[NDArray]],
         factors=header_floats("MASKSIZE"), npix=header_floats("NPIX"),
         cdpp=header_floats("CDPP"), options=options,
         flux_raw=np.vstack(columns["FLUX_RAW"]) if modelled else None,
-        conta=conta if modelled else None)
+        conta=conta if modelled else None,
+        event=columns["EVENT"][0], status=columns["STATUS"][0])

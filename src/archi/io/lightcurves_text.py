@@ -21,14 +21,15 @@ import archi
 from archi.errors import CorruptProductError, ProductNotFoundError
 from archi.io.atomic import atomic_path
 from archi.io.lightcurve_values import check_lightcurves, fraction, is_matched, option_text
-from archi.stars import FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS, StarLightCurves
+from archi.stars import FLAG_NAMES, FLAG_NOT_MEASURED, FLAG_OUT_OF_BOUNDS, StarLightCurves
 
 __all__ = ["TEXT_COLUMNS_PER_STAR", "STAR_TEXT_COLUMNS", "TextStarInfo", "TextLightCurves",
            "write_lightcurves_text", "read_lightcurves_text", "write_star_texts",
            "read_star_text"]
 
-TEXT_COLUMNS_PER_STAR = ("FLUX", "FLUX_ERR")
-"""Columns written per star ``k`` in the multi-star text file, as ``FLUX_k;FLUX_ERR_k``."""
+TEXT_COLUMNS_PER_STAR = ("FLUX", "FLUX_ERR", "FLAG")
+"""Columns written per star ``k`` in the multi-star text file, as
+``FLUX_k;FLUX_ERR_k;FLAG_k`` (older files without FLAG_k are read too)."""
 
 STAR_TEXT_COLUMNS = ("MJD_TIME", "BJD_TIME", "ROLL_ANGLE", "FLUX", "FLUX_ERR", "XC", "YC",
                      "FLAG")
@@ -60,6 +61,7 @@ class TextLightCurves:
     flux: NDArray[np.float64]  # (n_stars, n_frames) [electrons]
     flux_err: NDArray[np.float64]  # (n_stars, n_frames) [electrons]
     comments: list[str] = field(default_factory=list)  # header lines without "# "
+    flag: NDArray[np.int32] | None = None  # (n_stars, n_frames) FLAG bits (None: old file)
 
 
 _TEXT_OPTION_LABELS: tuple[tuple[str, str], ...] = (
@@ -131,11 +133,13 @@ def _read_semicolon_table(path: Path) -> tuple[list[str], list[str], NDArray[np.
 # Every star in one file
 # --------------------------------------------------------------------------------------------
 
-def _all_star_columns(n_stars: int) -> list[str]:
-    """Header line of the multi-star file: ``MJD_TIME;ROLL_ANGLE;FLUX_0;FLUX_ERR_0;...``."""
+def _all_star_columns(n_stars: int, per_star: tuple[str, ...] = TEXT_COLUMNS_PER_STAR
+                      ) -> list[str]:
+    """Header line of the multi-star file: ``MJD_TIME;ROLL_ANGLE;FLUX_0;FLUX_ERR_0;FLAG_0;
+    ...``."""
     header = ["MJD_TIME", "ROLL_ANGLE"]
     for k in range(n_stars):
-        header += [f"{name}_{k}" for name in TEXT_COLUMNS_PER_STAR]
+        header += [f"{name}_{k}" for name in per_star]
     return header
 
 
@@ -155,8 +159,11 @@ def write_lightcurves_text(lc: StarLightCurves, path: str | Path) -> Path:
         # Stars information:
         #   Star: 0; Method: circle; Factor: 5.5; CDPP: 123.4 ppm; Out of bounds: 0.025
         #   ...
-        MJD_TIME;ROLL_ANGLE;FLUX_0;FLUX_ERR_0;FLUX_1;FLUX_ERR_1;...
+        MJD_TIME;ROLL_ANGLE;FLUX_0;FLUX_ERR_0;FLAG_0;FLUX_1;FLUX_ERR_1;FLAG_1;...
         <one row per frame>
+
+    FLUX and FLUX_ERR are ``nan`` in frames that could not be measured (FLAG bit
+    ``bad_frame``); FLAG_k holds the FLAG bits of :mod:`archi.stars`, as in the FITS file.
 
     Option lines are written only for options present in ``lc.options``. Numbers are written
     with full float64 precision (shortest exact text, ``nan`` for NaN); "Out of bounds" is
@@ -165,12 +172,16 @@ def write_lightcurves_text(lc: StarLightCurves, path: str | Path) -> Path:
     """
     check_lightcurves(lc)
     path = Path(path)
-    table = np.empty((lc.n_frames, 2 + 2 * lc.n_stars), dtype=np.float64)
+    table = np.empty((lc.n_frames, 2 + 3 * lc.n_stars), dtype=np.float64)
     table[:, 0] = lc.mjd_time
     table[:, 1] = lc.roll_angle
-    table[:, 2::2] = np.asarray(lc.flux, dtype=np.float64).T
-    table[:, 3::2] = np.asarray(lc.flux_err, dtype=np.float64).T
-    rows = ([_fmt(v) for v in row] for row in table.tolist())
+    table[:, 2::3] = np.asarray(lc.flux, dtype=np.float64).T
+    table[:, 3::3] = np.asarray(lc.flux_err, dtype=np.float64).T
+    table[:, 4::3] = _written_flags(lc).T
+    flag_column = np.zeros(table.shape[1], bool)
+    flag_column[4::3] = True
+    rows = ([str(int(v)) if is_flag else _fmt(v) for v, is_flag in zip(row, flag_column)]
+            for row in table.tolist())
     _write_text(path, _all_star_comments(lc), _all_star_columns(lc.n_stars), rows)
     return path
 
@@ -182,7 +193,9 @@ def _all_star_comments(lc: StarLightCurves) -> list[str]:
         if option in lc.options:
             comments.append(f"{label} - {option_text(lc.options[option])}")
     comments.append("Units - MJD_TIME [d, TT]; ROLL_ANGLE [deg]; "
-                    "FLUX_k, FLUX_ERR_k [electrons]")
+                    "FLUX_k, FLUX_ERR_k [electrons]; FLAG_k bits (0 = nothing to report)")
+    comments.append("FLAG bits - " + ", ".join(f"{bit} {name}"
+                                               for bit, name in FLAG_NAMES.items()))
     comments.append("Stars information:")
     for k in range(lc.n_stars):
         oob = fraction((np.asarray(lc.flag[k]) & FLAG_OUT_OF_BOUNDS) != 0)
@@ -200,12 +213,14 @@ def read_lightcurves_text(path: str | Path) -> TextLightCurves:
     """
     path = Path(path)
     comments, header, table = _read_semicolon_table(path)
-    if header[:2] != ["MJD_TIME", "ROLL_ANGLE"] or len(header) % 2:
+    per_star = TEXT_COLUMNS_PER_STAR if "FLAG_0" in header else TEXT_COLUMNS_PER_STAR[:2]
+    width = len(per_star)
+    if header[:2] != ["MJD_TIME", "ROLL_ANGLE"] or (len(header) - 2) % width:
         raise CorruptProductError(path, "header line must be MJD_TIME;ROLL_ANGLE;FLUX_0;"
-                                  f"FLUX_ERR_0;..., not {';'.join(header)[:80]}")
-    n_stars = (len(header) - 2) // 2
-    if header != _all_star_columns(n_stars):
-        raise CorruptProductError(path, "star columns must be FLUX_k;FLUX_ERR_k for "
+                                  f"FLUX_ERR_0;FLAG_0;..., not {';'.join(header)[:80]}")
+    n_stars = (len(header) - 2) // width
+    if header != _all_star_columns(n_stars, per_star):
+        raise CorruptProductError(path, f"star columns must be {'_k;'.join(per_star)}_k for "
                                   f"k = 0..{n_stars - 1} in order")
     visit_key = version = ""
     options: dict[str, str] = {}
@@ -231,7 +246,8 @@ def read_lightcurves_text(path: str | Path) -> TextLightCurves:
     return TextLightCurves(
         visit_key=visit_key, software_version=version, options=options, stars=stars,
         columns=header, mjd_time=table[:, 0].copy(), roll_angle=table[:, 1].copy(),
-        flux=table[:, 2::2].T.copy(), flux_err=table[:, 3::2].T.copy(), comments=comments)
+        flux=table[:, 2::width].T.copy(), flux_err=table[:, 3::width].T.copy(),
+        comments=comments, flag=table[:, 4::width].T.astype(np.int32) if width == 3 else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,8 +267,7 @@ def write_star_texts(lc: StarLightCurves, folder: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(lc.n_stars):
-        flag = np.asarray(lc.flag[k], dtype=np.int64).copy()
-        flag[~np.asarray(lc.tracks.measured[k], dtype=bool)] |= FLAG_NOT_MEASURED
+        flag = _written_flags(lc)[k]
         cols = [lc.mjd_time, lc.bjd_time, lc.roll_angle, lc.flux[k], lc.flux_err[k],
                 lc.tracks.x[k], lc.tracks.y[k]]
         float_rows = np.column_stack([np.asarray(c, dtype=np.float64) for c in cols]).tolist()
@@ -261,6 +276,14 @@ def write_star_texts(lc: StarLightCurves, folder: str | Path) -> list[Path]:
         _write_text(path, _one_star_comments(lc, k), list(STAR_TEXT_COLUMNS), rows)
         paths.append(path)
     return paths
+
+
+def _written_flags(lc: StarLightCurves) -> NDArray[np.int64]:
+    """FLAG of every star (n_stars, n_frames), the not-measured bit set wherever the track
+    was predicted (as the FITS file writes it)."""
+    flag = np.asarray(lc.flag, dtype=np.int64).copy()
+    flag[~np.asarray(lc.tracks.measured, dtype=bool)] |= FLAG_NOT_MEASURED
+    return flag
 
 
 def _one_star_comments(lc: StarLightCurves, k: int) -> list[str]:

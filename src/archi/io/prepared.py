@@ -7,7 +7,8 @@ folder, layout, visit key, all options and the measured astrometry
 [pixel], CATALOGUE_ROW, SOURCE_ID, RA, DEC [deg], MAG, BRIGHTNESS [e]); ``X``, ``Y`` images
 (n_stars, n_frames) [pixel]; ``MEASURED`` image (1 where the tracker measured the position);
 ``COSMICS`` table (FRAME, Y, X, VALUE [e]): the cosmic-ray hits and the values that replace
-them.
+them; ``FRAME_PROBLEM`` image (n_frames,) uint8: each frame's problem bits
+(:mod:`archi.framequality`, 0 = good; absent in older files: every frame good).
 
 With a field model (:class:`archi.contamination.FieldModel`): ``PSF`` image (the visit's PSF
 stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_model, n_frames)
@@ -30,6 +31,7 @@ from archi.astrometry import AstrometryFit
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
 from archi.fieldimage import FieldModel
+from archi.framequality import FrameQuality
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import named_table
 from archi.options import Options
@@ -63,7 +65,8 @@ def write_prepared(path: str | Path, prepared: Prepared) -> None:
         fits.ImageHDU(prepared.tracks.measured.astype(np.uint8), name="MEASURED"),
         named_table("COSMICS", [("FRAME", "K", None, hits.frame), ("Y", "K", None, hits.y),
                                 ("X", "K", None, hits.x),
-                                ("VALUE", "D", "electron", hits.value)])])
+                                ("VALUE", "D", "electron", hits.value)]),
+        fits.ImageHDU(prepared.frame_quality().problem, name="FRAME_PROBLEM")])
     if prepared.model is not None:
         hdul.extend(_model_hdus(prepared.model))
     with atomic_path(path) as tmp:
@@ -124,9 +127,11 @@ def read_prepared(path: str | Path) -> Prepared:
             info = yaml.safe_load(hdul["INFO"].data["YAML"][0])
             options = Options.from_mapping(info["options"], source=str(path))
             model = _read_model(hdul)
+            frames = (FrameQuality(np.asarray(hdul["FRAME_PROBLEM"].data, np.uint8))
+                      if "FRAME_PROBLEM" in hdul else None)
             astrometry = (AstrometryFit.from_dict(info["astrometry"])
                           if "astrometry" in info else None)
     except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
         raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
     return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
-                    stars, tracks, cosmics, model, astrometry)
+                    stars, tracks, cosmics, model, astrometry, frames)

@@ -25,7 +25,7 @@ from archi.io.lightcurve_values import (
     option_text,
     utc_now,
 )
-from archi.stars import FLAG_OUT_OF_BOUNDS, StarLightCurves
+from archi.stars import FLAG_OUT_OF_BOUNDS, FLAG_REJECT, StarLightCurves
 
 __all__ = ["RUN_INFO_FORMAT", "write_run_info"]
 
@@ -91,7 +91,7 @@ def _star_entry(lc: StarLightCurves, k: int) -> dict[str, Any]:
                      "dec": finite_or_none(stars.dec[k]),
                      "mag": finite_or_none(stars.mag[k])}
     flag = np.asarray(lc.flag[k])
-    flagged = (flag != 0) | ~np.asarray(lc.tracks.measured[k], dtype=bool)
+    flagged = (flag & FLAG_REJECT) != 0  # a predicted position or a patched hit only inform
     return {
         "number": k,
         "catalogue": catalogue,
@@ -109,8 +109,8 @@ def _star_entry(lc: StarLightCurves, k: int) -> dict[str, Any]:
 
 def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
                    lc: StarLightCurves, extra: dict | None = None,
-                   astrometry: dict | None = None,
-                   input_warnings: tuple[str, ...] = ()) -> Path:
+                   astrometry: dict | None = None, input_warnings: tuple[str, ...] = (),
+                   warnings: list[str] | None = None) -> Path:
     """Write a YAML description of one photometry run (archi's ``photo_info.txt``, extended).
 
     Layout (keys in this order)::
@@ -144,8 +144,10 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
             factor: 5.5                           # radius [pixel] or layers
             cdpp: 123.4                           # [ppm]; null when undefined
             npix: 95.0                            # [pixel] mean mask area
-            flagged_fraction: 0.05                # frames with FLAG != 0 (or predicted position)
+            flagged_fraction: 0.05                # frames with a FLAG_REJECT bit (README)
             out_of_bounds_fraction: 0.0           # frames with the out-of-bounds bit
+        warnings: [one line each, ...]           # lost frames, fallback factors (only
+                                                 # when there are some)
         extra: {...}                             # only when given
 
     NaN numbers are written as null. Returns the path written.
@@ -170,6 +172,8 @@ def write_run_info(path: str | Path, *, visit_folder: str | Path, options: dict,
         **({} if astrometry is None else {"astrometry": _plain(astrometry)}),
         "stars": [_star_entry(lc, k) for k in range(lc.n_stars)],
     }
+    if warnings:
+        doc["warnings"] = [str(line) for line in warnings]
     if extra:
         doc["extra"] = _plain(extra)
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False,

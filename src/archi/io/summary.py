@@ -8,12 +8,14 @@ from typing import Any
 
 from archi.io.lightcurves import read_lightcurves_fits
 from archi.io.tsv import write_tsv
+from archi.stars import FLAG_REJECT
 
 SUMMARY_FLOAT_FORMAT = "%.6g"
 
 
 def summary_rows(fits_path: str | Path) -> list[dict[str, Any]]:
-    """One row per star of a ``lightcurves.fits`` (its folder names the visit)."""
+    """One row per star of a ``lightcurves.fits`` (its folder names the visit);
+    ``flagged_fraction``: frames with a :data:`~archi.stars.FLAG_REJECT` bit."""
     curves = read_lightcurves_fits(fits_path)
     s = curves.stars
     contamination = curves.contamination
@@ -22,7 +24,7 @@ def summary_rows(fits_path: str | Path) -> list[dict[str, Any]]:
              "source_id": s.source_id[j], "mag": s.mag[j], "method": curves.methods[j],
              "factor": curves.factors[j], "cdpp_ppm": curves.cdpp[j], "npix": curves.npix[j],
              "contamination": contamination[j],
-             "flagged_fraction": float((curves.flag[j] != 0).mean())}
+             "flagged_fraction": float(((curves.flag[j] & FLAG_REJECT) != 0).mean())}
             for j in range(curves.n_stars)]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from archi.metrics import NoiseMetric, score
 from archi.noise import INVALID_CDPP
 from archi.plots.figure import hours_since_start, new_figure, normalised, save_png
-from archi.stars import StarLightCurves
+from archi.stars import FLAG_REJECT, StarLightCurves
 from archi.visit import Visit
 
 __all__ = ["COMPARE_FIGSIZE", "DRP_FIGSIZE", "plot_drp_lightcurves", "plot_target_vs_drp"]
@@ -42,9 +42,11 @@ def plot_drp_lightcurves(visit: Visit, path: str | Path) -> None:
 
 def _cdpp_label(metric: NoiseMetric, flux: np.ndarray, time: np.ndarray,
                 good: np.ndarray) -> str:
-    """``; CDPP = <value>`` of the good frames (``n/a`` when the metric is undefined)."""
+    """``; CDPP <value> ppm on its <n> good frames`` (``n/a`` when the metric is
+    undefined): not the search's CDPP of the star's plot, which keeps DRP-flagged frames."""
     value = score(metric, np.asarray(flux)[good], np.asarray(time)[good], True)
-    return "; CDPP = " + ("n/a" if value == INVALID_CDPP else f"{value:.1f}")
+    text = "n/a" if value == INVALID_CDPP else f"{value:.1f}"
+    return f"; CDPP {text} ppm on its {int(np.count_nonzero(good))} good frames"
 
 
 def plot_target_vs_drp(lc: StarLightCurves, visit: Visit, path: str | Path,
@@ -52,8 +54,8 @@ def plot_target_vs_drp(lc: StarLightCurves, visit: Visit, path: str | Path,
                        metric: NoiseMetric | None = None) -> Path:
     """Target (star 0) against the DRP light curve ``official_curve``, both normalised.
 
-    Top panel: both light curves divided by the median of their good frames (archi: FLAG 0;
-    DRP: STATUS 0) against hours since the first frame. Bottom panel: archi minus DRP on
+    Top panel: both light curves divided by the median of their good frames (archi: no
+    :data:`archi.stars.FLAG_REJECT` bit; DRP: STATUS 0) against hours since the first frame. Bottom panel: archi minus DRP on
     frames good in both [ppt]. With ``metric`` (``f(flux [e-], time [d]) -> float``, e.g.
     :func:`archi.noise.k2_cdpp`) each legend entry gives the metric of the good frames
     (computed once each, through :func:`archi.metrics.score`). Returns the path.
@@ -69,7 +71,7 @@ def plot_target_vs_drp(lc: StarLightCurves, visit: Visit, path: str | Path,
         raise ValueError(f"DRP light curve {official_curve} has {len(drp.flux)} frames, the "
                          f"light curves {lc.n_frames}")
     hours = hours_since_start(lc.mjd_time)
-    good_a = ((np.asarray(lc.flag[0]) == 0) & np.isfinite(lc.flux[0])
+    good_a = (((np.asarray(lc.flag[0]) & FLAG_REJECT) == 0) & np.isfinite(lc.flux[0])
               & np.asarray(lc.tracks.measured[0], dtype=bool))
     good_d = (np.asarray(drp.status) == 0) & np.isfinite(drp.flux)
     norm_a = normalised(lc.flux[0], good_a)

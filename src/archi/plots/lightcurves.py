@@ -14,9 +14,12 @@ from archi.plots.figure import (
     number_text,
     save_png,
 )
-from archi.stars import StarLightCurves
+from archi.stars import (FLAG_BAD_FRAME, FLAG_FLUX_OUTLIER, FLAG_OUT_OF_BOUNDS, FLAG_REJECT,
+                         StarLightCurves)
 
 __all__ = ["LIGHTCURVE_FIGSIZE", "plot_star_lightcurves"]
+
+_NOT_SCORED = FLAG_OUT_OF_BOUNDS | FLAG_BAD_FRAME | FLAG_FLUX_OUTLIER  # left out of lc.cdpp
 
 LIGHTCURVE_FIGSIZE = (8.0, 4.0)
 """Size of a per-star light-curve figure [inch] (800 x 400 pixels at :data:`DPI`)."""
@@ -25,9 +28,12 @@ LIGHTCURVE_FIGSIZE = (8.0, 4.0)
 def plot_star_lightcurves(lc: StarLightCurves, folder: str | Path) -> list[Path]:
     """One PNG per star, ``<folder>/star_<n>.png``: normalised flux against time.
 
-    The flux is divided by the median of the star's good frames (FLAG 0 and measured
-    position) and drawn against hours since the first frame; flagged frames are drawn as
-    red crosses. The title gives the star number, mask method and factor, and CDPP [ppm].
+    The flux is divided by the median of the star's good frames (no FLAG bit of
+    :data:`archi.stars.FLAG_REJECT` and a measured position) and drawn against hours since
+    the first frame; flagged frames are drawn as red crosses. The title gives the star
+    number, mask method and factor, and the CDPP [ppm] the factor search scored it with
+    (``lc.cdpp``: every in-bounds frame but the bad ones, DRP-flagged frames included;
+    ``n/a`` when it could not be scored).
     Size :data:`LIGHTCURVE_FIGSIZE` at :data:`~archi.plots.figure.DPI`. Returns the paths in
     star order.
     """
@@ -38,7 +44,9 @@ def plot_star_lightcurves(lc: StarLightCurves, folder: str | Path) -> list[Path]
     for k in range(lc.n_stars):
         fig.clf()
         ax = fig.add_subplot()
-        good = (np.asarray(lc.flag[k]) == 0) & np.asarray(lc.tracks.measured[k], dtype=bool)
+        flag = np.asarray(lc.flag[k])
+        good = ((flag & FLAG_REJECT) == 0) & np.asarray(lc.tracks.measured[k], dtype=bool)
+        scored = np.isfinite(lc.flux[k]) & ((flag & _NOT_SCORED) == 0)
         norm = normalised(lc.flux[k], good)
         ax.plot(hours[good], norm[good], ".", ms=3, color="C0",
                 label=f"good ({int(good.sum())})")
@@ -48,8 +56,8 @@ def plot_star_lightcurves(lc: StarLightCurves, folder: str | Path) -> list[Path]
         unit = "px" if lc.methods[k] == "circle" else "layers"
         mask = (f"{lc.methods[k]} factor {float(lc.factors[k]):g} {unit}"
                 if lc.methods[k] != "psf" else "PSF photometry")
-        ax.set_title(f"{lc.visit_key}  star {k}: {mask}, CDPP {number_text(lc.cdpp[k])} ppm",
-                     fontsize=10)
+        ax.set_title(f"{lc.visit_key}  star {k}: {mask}, search CDPP "
+                     f"{number_text(lc.cdpp[k])} ppm ({int(scored.sum())} frames)", fontsize=10)
         ax.set_xlabel("hours since first frame")
         ax.set_ylabel("flux / median")
         ax.legend(fontsize=8, loc="best")
