@@ -81,13 +81,51 @@ def disk_masks(lc: StarLightCurves, shape=(200, 200)):
     return mask
 
 
-def test_plot_star_lightcurves(data, tmp_path):
+def drawn(monkeypatch, module) -> list[dict]:
+    """What each figure ``module`` saves holds, captured as it is saved: per axes, the
+    (x, y) of every line and the title."""
+    figures = []
+    real_save = module.save_png
+
+    def capture(fig, path):
+        figures.append({"path": Path(path), "axes": [
+            {"lines": [(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float),
+                        line.get_marker(), line.get_label()) for line in ax.get_lines()],
+             "title": ax.get_title()} for ax in fig.axes]})
+        return real_save(fig, path)
+
+    monkeypatch.setattr(module, "save_png", capture)
+    return figures
+
+
+def test_plot_star_lightcurves(data, tmp_path, monkeypatch):
+    """Each star's figure draws its flux over the median of its good frames against hours
+    since the first frame (recomputed here), good frames as dots, flagged ones as crosses,
+    and names the star, its mask and its CDPP."""
+    from archi.plots import lightcurves as module
+    from archi.stars import FLAG_REJECT
+
     lc, _ = data
+    figures = drawn(monkeypatch, module)
     paths = plots.plot_star_lightcurves(lc, tmp_path / "stars")
     assert [p.name for p in paths] == [f"star_{k}.png" for k in range(lc.n_stars)]
-    for p in paths:
-        assert p.stat().st_size > 1000
+    hours = (lc.mjd_time - lc.mjd_time[0]) * 24.0
+    for k, (p, figure) in enumerate(zip(paths, figures)):
         assert png_size(p) == expected_size(plots.LIGHTCURVE_FIGSIZE, plots.DPI)
+        (axes,) = figure["axes"]
+        good = (lc.flag[k] & FLAG_REJECT) == 0
+        expected = lc.flux[k] / np.median(lc.flux[k][good])
+        x, y, marker, label = axes["lines"][0]
+        assert marker == "." and label == f"good ({good.sum()})"
+        np.testing.assert_allclose(x, hours[good], rtol=1e-12)
+        np.testing.assert_allclose(y, expected[good], rtol=1e-12)
+        if (~good).any():
+            x, y, marker, _ = axes["lines"][1]
+            assert marker == "x"
+            np.testing.assert_allclose(y, expected[~good], rtol=1e-12)
+        assert f"star {k}:" in axes["title"] and f"{lc.factors[k]:g}" in axes["title"]
+        assert f"{lc.cdpp[k]:.1f}" in axes["title"]
+    assert len(figures) == lc.n_stars
     assert sorted(x.name for x in (tmp_path / "stars").iterdir()) == sorted(p.name for p in paths)
 
 
@@ -110,7 +148,13 @@ def test_plot_target_vs_drp(data, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_plot_cdpp_vs_factor(tmp_path):
+def test_plot_cdpp_vs_factor(tmp_path, monkeypatch):
+    """One line per star through its valid runs (factor, CDPP) in factor order, its invalid
+    runs as crosses (not at their penalty value), the chosen factor as a star symbol at its
+    CDPP, or a dotted line when that factor has no valid run (star 2, 8.5)."""
+    from archi.plots import cdpp as module
+
+    figures = drawn(monkeypatch, module)
     rows = []
     for star in range(3):
         for factor in np.arange(3.0, 9.0, 0.5):
@@ -120,13 +164,26 @@ def test_plot_cdpp_vs_factor(tmp_path):
     table = pd.DataFrame(rows, columns=["star", "factor", "cdpp", "valid"])
     out = plots.plot_cdpp_vs_factor(table, tmp_path / "cdpp.png",
                                     chosen={0: 5.0, 1: 6.0, 2: 8.5})
-    assert out.stat().st_size > 1000
     assert png_size(out) == expected_size(plots.CDPP_FIGSIZE, plots.DPI)
+    lines = figures[0]["axes"][0]["lines"]
+    by_label = {label: (x, y) for x, y, _, label in lines if label.startswith("star")}
+    for star, chosen in ((0, 5.0), (1, 6.0), (2, 8.5)):
+        mine = table[(table.star == star) & table.valid].sort_values("factor")
+        x, y = by_label[f"star {star} (chosen {chosen:g})"]
+        np.testing.assert_array_equal(x, mine.factor.to_numpy())
+        np.testing.assert_array_equal(y, mine.cdpp.to_numpy())
+    stars_drawn = [(x[0], y[0]) for x, y, marker, _ in lines if marker == "*"]
+    assert stars_drawn == [(5.0, 100.0), (6.0, 100.0)]  # each at its minimum, 100 ppm
+    crosses = [x for x, _, marker, _ in lines if marker == "x"]
+    assert len(crosses) == 1 and np.array_equal(crosses[0], np.arange(8.0, 9.0, 0.5))
+    assert max(y.max() for _, y, _, label in lines if label.startswith("star")) < 2e7
     with pytest.raises(ValueError, match="valid"):
         plots.plot_cdpp_vs_factor(table.drop(columns="valid"), tmp_path / "bad.png")
     invalid = table.assign(valid=False)
     plots.plot_cdpp_vs_factor(invalid, tmp_path / "none.png")  # nothing valid: still a figure
-    assert (tmp_path / "none.png").stat().st_size > 1000
+    assert png_size(tmp_path / "none.png") == expected_size(plots.CDPP_FIGSIZE, plots.DPI)
+    assert all(len(y) == 0 for _, y, marker, _ in figures[-1]["axes"][0]["lines"]
+               if marker == "o")
 
 
 def test_plot_field(data, tmp_path):
