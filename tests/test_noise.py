@@ -137,8 +137,9 @@ def test_cosmic_ray_spikes_are_clipped():
     reference = k2_cdpp(clean, TIME)
     assert k2_cdpp(spiky, TIME, clip_mad=None) > 3 * reference
     # Clipping happens after the detrend (as in archi and EVEREST), so each spike also
-    # leaks ~5 % of its height into the trend of its 40 neighbours: a small excess remains.
-    assert k2_cdpp(spiky, TIME) == pytest.approx(reference, rel=0.3)
+    # leaks ~5 % of its height into the trend of its 40 neighbours: a small excess remains
+    # (measured 1.166x the clean value; 3.79x unclipped).
+    assert 1.0 < k2_cdpp(spiky, TIME) / reference < 1.25
 
 
 def test_nan_samples_are_dropped():
