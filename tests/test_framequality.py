@@ -89,14 +89,21 @@ def test_bad_frames_are_found_and_their_flux_is_nan(damaged):
 
 
 def test_bad_frames_change_nothing_but_the_frames_lost(clean, damaged):
-    """The damaged visit chooses the factors the clean one chooses when scored without
-    those frames, and its light curves at the clean visit's factors match the clean ones
-    on the good frames (the field model's PSF is built from other frames: measured max
-    relative difference 7.6e-4, star 6; 3e-5 for the target)."""
+    """The damaged visit's factors are as good as those the clean one chooses when scored
+    without those frames: on the clean visit, their CDPP is at most 3 % above (measured
+    0.945-1.001x). Not the same factors: where a star's CDPP is flat within 1-3 % over
+    several pixels, the small difference of the two field models (the clean one saw the
+    lost frames) moves the grid's minimum (by up to 3 px here). Its light curves at the
+    clean visit's factors match the clean ones on the good frames (measured max relative
+    difference 7.6e-4, star 6; 3e-5 for the target)."""
     _, (visit0, prepared0, result0, curves0, _) = clean
     _, (visit, prepared, result, curves, _) = damaged
     without = dataclasses.replace(prepared0, frames=prepared.frames)
-    assert api.optimize_factors(visit0, without).factors == result.factors
+    best = api.extract(visit0, without, api.optimize_factors(visit0, without).factors)
+    chosen = api.extract(visit0, without, result.factors)
+    scored = np.isfinite(best.cdpp) & np.isfinite(chosen.cdpp)
+    assert scored.sum() >= 6
+    assert np.all(chosen.cdpp[scored] <= 1.03 * best.cdpp[scored]), chosen.cdpp / best.cdpp
     same = api.extract(visit, prepared, result0.factors)
     good = ~prepared.frame_quality().excluded
     inside = np.isfinite(curves0.flux[:, good]).all(axis=1)
