@@ -214,3 +214,17 @@ def test_psf_frames_of_a_short_visit_span_the_angles_it_covers():
     assert angles[0] < -50 and angles[-1] > 50
     assert np.all(np.diff(angles) > 6.0), angles  # 10 deg apart when even
     assert np.array_equal(frames_spread_in_roll(roll, 200), np.arange(90))
+
+
+def test_psf_frames_are_taken_among_the_usable_ones():
+    """Bad frames (framequality) are never chosen; the others still spread over the roll."""
+    roll = np.linspace(360.0, -180.0, 300, endpoint=False)
+    usable = np.ones(300, bool)
+    usable[::3] = False  # a third of the frames lost
+    chosen = frames_spread_in_roll(roll, 50, usable)
+    assert len(chosen) == 50 and usable[chosen].all()
+    per_sector = np.histogram(np.mod(roll[chosen], 360.0), bins=12, range=(0, 360))[0]
+    assert per_sector.min() >= 4 and per_sector.max() <= 5, per_sector
+    few = np.zeros(300, bool)
+    few[[5, 70, 140]] = True
+    assert list(frames_spread_in_roll(roll, 50, few)) == [5, 70, 140]

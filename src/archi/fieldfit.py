@@ -106,6 +106,7 @@ class _SkyCorrected:
     def __init__(self, cube: NDArray, model: FieldModel, stars: Sequence[int]):
         self.cube, self.model, self.stars = cube, model, list(stars)
         self.shape = cube.shape
+        self.excluded = getattr(cube, "excluded", None)  # bad frames: no PSF is built on them
 
     def __getitem__(self, k: int) -> NDArray[np.float64]:
         frame = np.asarray(self.cube[k], dtype=float)

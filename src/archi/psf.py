@@ -52,7 +52,9 @@ class EmpiricalPsf:
         frames cover them (the cores of subtracted neighbours: their variability and
         position errors would stay in the PSF at the places they pass, e.g. a transit
         printed into the target's wing where the transiting star sat)."""
-        index = frames_spread_in_roll(visit.roll_angle, n_frames)
+        excluded = getattr(visit.cube, "excluded", None)  # bad frames (framequality)
+        index = frames_spread_in_roll(visit.roll_angle, n_frames,
+                                      None if excluded is None else ~np.asarray(excluded))
         cuts, left_out = [], []
         for k in index:
             tx, ty = visit.target_x[k], visit.target_y[k]
@@ -202,19 +204,30 @@ class EmpiricalPsf:
         return acc[0], gx, gy, ix - self.radius, iy - self.radius
 
 
-def frames_spread_in_roll(roll_deg: NDArray, n_frames: int) -> NDArray[np.int64]:
+def frames_spread_in_roll(roll_deg: NDArray, n_frames: int,
+                          usable: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
     """Indices (sorted) of up to ``n_frames`` frames whose roll angles [deg] are spread evenly
     over the angles the visit covers: each frame nearest to one of ``n_frames`` equally
-    spaced angles, none taken twice.
+    spaced angles, none taken twice; only ``usable`` frames (default: all) are taken.
 
     Why not evenly in time: a visit rarely lasts a whole number of orbits, so some angles
     come twice as often; the median of target-centred cut-outs then keeps what is left of
     the neighbours' light on one side, a dipole in the PSF's wings that puts a roll-periodic
     error into every aperture it reaches."""
     roll = np.mod(np.asarray(roll_deg, dtype=float), 360.0)
+    candidates = np.arange(len(roll)) if usable is None else np.flatnonzero(usable)
+    if len(candidates) == 0:  # nothing usable: every frame, as if none were bad
+        candidates = np.arange(len(roll))
+    if n_frames >= len(candidates) or not np.all(np.isfinite(roll[candidates])):
+        spread = np.linspace(0, len(candidates) - 1, min(n_frames, len(candidates)))
+        return candidates[np.unique(spread.astype(int))]
+    return candidates[_spread(roll[candidates], n_frames)]
+
+
+def _spread(roll: NDArray, n_frames: int) -> NDArray[np.int64]:
+    """:func:`frames_spread_in_roll` on finite angles in [0, 360) [deg], fewer frames
+    wanted than given."""
     n = len(roll)
-    if n_frames >= n or not np.all(np.isfinite(roll)):
-        return np.unique(np.linspace(0, n - 1, min(n_frames, n)).astype(int))
     order = np.sort(roll)
     gaps = np.diff(np.concatenate([order, order[:1] + 360.0]))
     start = order[(int(np.argmax(gaps)) + 1) % n]  # the covered arc begins after its widest gap
