@@ -9,13 +9,14 @@ from snakemake.utils import validate
 
 from archi.errors import ArchiError, ConfigError, one_line
 from archi.factors import format_factor
+from archi.io.archive import is_archive, unpack_visit
 from archi.io.atomic import write_text_atomically
 from archi.io.drp import check_visit_products
 from archi.io.find import products_fingerprint
 from archi.io.search_files import read_decision, read_fine_plan
 from archi.io.visits_table import read_visits_table
 from archi.optimize import fine_tune_parts, round_factors
-from archi.options import Options
+from archi.options import KEYS as OPTION_NAMES, Options
 
 
 def stop(message):
@@ -51,6 +52,21 @@ def describe(error):
     return f"{where or 'the configuration'}: {error.message}"
 
 
+def merge_flat_keys(config):
+    """Options typed flat (``--config method=shape``, or a flat key in a config file) moved
+    into their section (``photometry:``, ``outputs:``), where they win over its value; a
+    section given on the command line (``--config "photometry={method: shape}"``) is merged
+    key by key with the file's, as Snakemake does. The schema checks the result."""
+    sections = {"photometry": OPTION_KEYS, "outputs": OUTPUT_KEYS}
+    for section, keys in sections.items():
+        flat = {key: config.pop(key) for key in list(config) if key in keys}
+        if flat and isinstance(config.get(section, {}), dict):
+            config[section] = {**config.get(section, {}), **flat}
+
+
+OPTION_KEYS = set(OPTION_NAMES)
+OUTPUT_KEYS = {"export_text", "show_results", "debug", "save_gif"}
+merge_flat_keys(config)
 error = schema_error(config, "schemas/config.schema.yaml")
 if error is not None and error.validator in ("pattern", "enum"):
     try:  # the library says which values a photometry option takes, the schema a regex
@@ -110,6 +126,17 @@ if not config["optimize"] and not Path(config["optimized_factors"]).is_file():
         f"{config_sources()}: optimize is false but optimized_factors "
         f"{config['optimized_factors']!r} is not a file"
     )
+
+# a real visit given as a DACE .tgz is unpacked once (by the main process, before any job)
+# into results/<visit>/dace, the folder every job then reads
+for _visit, _row in VISITS.iterrows():
+    if _row.data_type == "real" and is_archive(_row.path):
+        if workflow.is_main_process:
+            try:
+                unpack_visit(_row.path, f"results/{_visit}/dace")
+            except ArchiError as exc:
+                stop(f"{config['visits']}: visit {_visit}: {exc}")
+        VISITS.loc[_visit, "path"] = f"results/{_visit}/dace"
 
 # the products of every real visit, opened once (headers only) before any job; not again in
 # the cluster jobs, which parse this file too
