@@ -5,6 +5,8 @@ bad options and unsafe archives are one line."""
 from __future__ import annotations
 
 import io
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -130,3 +132,56 @@ def test_an_archive_is_unpacked_once_and_never_over_other_files(dace_archive, tm
     with pytest.raises(ProductNotFoundError, match="already exists"):
         unpack_visit(dace_archive, other)
     assert [p.name for p in other.iterdir()] == ["mine.txt"]
+
+
+# -- the workflow: options typed flat on --config, a visit given as its DACE archive ------
+
+def workflow_dir(path: Path, visits: str) -> Path:
+    """A working directory with the default configuration and the visits table ``visits``."""
+    shutil.copytree(ROOT / "config", path / "config")
+    (path / "config" / "visits.tsv").write_text("visit\tpath\tdata_type\tsimulation\n" + visits)
+    return path
+
+
+def snakemake_dry(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile",
+                           str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir),
+                           *args], capture_output=True, text=True, timeout=300)
+
+
+def planned(run: subprocess.CompletedProcess, rule: str) -> int:
+    """How many jobs of ``rule`` a dry run plans (its "Job stats" table)."""
+    found = re.search(rf"^{rule}\s+(\d+)$", run.stdout.split("Job stats:")[1], re.M)
+    return int(found[1]) if found else 0
+
+
+def test_options_are_set_with_config_as_users_type_them(dace_archive, tmp_path):
+    work = workflow_dir(tmp_path, f"v\t{dace_archive}\treal\t\n")
+    # factors 1, 2, 3, 4: one photometry job each (the grid is the options' alone)
+    flat = snakemake_dry(work, "--config", "method=shape", "val_range=[1, 4]", "step=1",
+                         "save_gif=false")
+    assert flat.returncode == 0, flat.stderr
+    assert planned(flat, "photometry") == 4 and planned(flat, "gif") == 0
+    nested = snakemake_dry(work, "--config", "photometry={magnitude_limit: 12, "
+                                             "val_range: [10, 14]}")
+    assert nested.returncode == 0, nested.stderr
+    assert planned(nested, "photometry") == 3  # 10, 12, 14 (step 2 kept from the file)
+    bad = snakemake_dry(work, "--config", "decontaminate=maybe")
+    assert bad.returncode != 0 and "photometry.decontaminate: 'maybe' is not of type " \
+                                  "'boolean'" in bad.stderr
+
+
+def test_the_workflow_unpacks_a_dace_archive_once_and_refuses_an_unsafe_one(dace_archive,
+                                                                           tmp_path):
+    work = workflow_dir(tmp_path / "ok", f"v\t{dace_archive}\treal\t\n")
+    run = snakemake_dry(work)
+    assert run.returncode == 0, run.stderr
+    assert planned(run, "prepare") == 1
+    assert len(list((work / "results/v/dace").glob("*/*SCI_COR_SubArray*.fits"))) == 1
+    evil = tar_with(tmp_path / "evil.tgz", tarfile.TarInfo("../evil"))
+    work = workflow_dir(tmp_path / "bad", f"v\t{evil}\treal\t\n")
+    run = snakemake_dry(work)
+    assert run.returncode != 0
+    assert (f"Error: config/visits.tsv: visit v: {evil}: member '../evil' points outside "
+            f"the archive's folder; refused") in run.stderr.splitlines()
+    assert not (tmp_path / "evil").exists() and not (work / "results/v/dace").exists()

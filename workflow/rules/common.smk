@@ -52,21 +52,39 @@ def describe(error):
     return f"{where or 'the configuration'}: {error.message}"
 
 
-def merge_flat_keys(config):
+def typed(value):
+    """A --config value as YAML types it: Snakemake keeps "[1, 10]"'s items, a section's
+    values and "false" as strings (its YAML reader is yaml's BaseLoader)."""
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, str) and value:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value  # the schema or the options then say what is wrong
+    return value
+
+
+def merge_flat_keys(config, command_line):
     """Options typed flat (``--config method=shape``, or a flat key in a config file) moved
     into their section (``photometry:``, ``outputs:``), where they win over its value; a
-    section given on the command line (``--config "photometry={method: shape}"``) is merged
-    key by key with the file's, as Snakemake does. The schema checks the result."""
-    sections = {"photometry": OPTION_KEYS, "outputs": OUTPUT_KEYS}
-    for section, keys in sections.items():
+    section given on the command line (``--config "photometry={magnitude_limit: 12}"``) is
+    merged key by key with the file's (Snakemake's own merge). The command line's values
+    are typed as YAML. The schema checks the result."""
+    for section, keys in {"photometry": OPTION_KEYS, "outputs": OUTPUT_KEYS}.items():
+        if isinstance(command_line.get(section), dict) and isinstance(config.get(section), dict):
+            config[section].update({k: typed(config[section][k]) for k in command_line[section]})
         flat = {key: config.pop(key) for key in list(config) if key in keys}
+        flat = {k: typed(v) if k in command_line else v for k, v in flat.items()}
         if flat and isinstance(config.get(section, {}), dict):
             config[section] = {**config.get(section, {}), **flat}
 
 
 OPTION_KEYS = set(OPTION_NAMES)
 OUTPUT_KEYS = {"export_text", "show_results", "debug", "save_gif"}
-merge_flat_keys(config)
+merge_flat_keys(config, workflow.config_settings.config or {})
 error = schema_error(config, "schemas/config.schema.yaml")
 if error is not None and error.validator in ("pattern", "enum"):
     try:  # the library says which values a photometry option takes, the schema a regex
