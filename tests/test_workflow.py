@@ -312,7 +312,8 @@ def slurm_profile(folder: Path, partition: str) -> Path:
     profile["default-resources"]["slurm_partition"] = partition
     profile["default-resources"]["runtime"] = 10
     for rule in profile["set-resources"].values():  # fit the 2-core test node
-        rule["mem_mb"] = min(rule["mem_mb"], 2000)
+        if "mem_mb" in rule:  # (the rules' own memory: ~1 GB for 60 frames)
+            rule["mem_mb"] = min(rule["mem_mb"], 2000)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.v8+.yaml").write_text(yaml.safe_dump(profile))
     return folder

@@ -1,5 +1,7 @@
 # Configuration validation and input functions shared by all rules.
 import difflib
+import functools
+import math
 import sys
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from archi.errors import ArchiError, ConfigError, one_line
 from archi.factors import format_factor
 from archi.io.archive import is_archive, unpack_visit
 from archi.io.atomic import write_text_atomically
-from archi.io.drp import check_visit_products
+from archi.io.drp import check_visit_products, visit_frames
 from archi.io.find import products_fingerprint
 from archi.io.search_files import read_decision, read_fine_plan
 from archi.io.visits_table import read_visits_table
@@ -296,3 +298,40 @@ def visit_outputs(visit):
 
 def all_outputs():
     return [o for v in VISITS.index for o in visit_outputs(v)] + ["results/summary.tsv"]
+
+
+# -- cluster resources: growing with the visit's frames and with each retry ----------------
+
+
+@functools.cache
+def frames_of(visit):
+    """The number of frames of a visit: its simulation options', or its SubArray header's."""
+    row = VISITS.loc[visit]
+    if row.data_type == "simulated":
+        from archi.simulate.config import SimulationConfig  # only for simulated visits
+
+        return SimulationConfig.from_yaml(row.simulation).n_frames
+    return visit_frames(row.path, config["layout"])
+
+
+def memory(base_mb, mb_per_1000_frames):
+    """A rule's mem_mb [MB]: ``base_mb`` plus ``mb_per_1000_frames`` per 1000 frames of the
+    visit, times the attempt (a job killed for memory asks for twice as much, then three
+    times: the profile's retries)."""
+
+    def mem_mb(wildcards, attempt):
+        frames = frames_of(wildcards.visit)
+        return math.ceil((base_mb + mb_per_1000_frames * frames / 1000) * attempt)
+
+    return mem_mb
+
+
+def minutes(base, per_1000_frames):
+    """A rule's runtime [minutes]: ``base`` plus ``per_1000_frames`` per 1000 frames, times
+    the attempt (a job killed at its time limit gets twice as long, then three times)."""
+
+    def runtime(wildcards, attempt):
+        return math.ceil((base + per_1000_frames * frames_of(wildcards.visit) / 1000) * attempt)
+
+    return runtime
+
