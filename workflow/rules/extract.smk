@@ -43,7 +43,14 @@ rule plot_stars:
         visit=visit_folder,
         curves="results/{visit}/lightcurves.fits",
     output:
-        directory("results/{visit}/plots/stars"),
+        report(
+            directory("results/{visit}/plots/stars"),
+            patterns=["{name}.png"],
+            caption="../report/stars.rst",
+            category="Stars",
+            subcategory="{visit}",
+            labels={"visit": "{visit}", "figure": "{name}"},
+        ),
     log:
         "logs/{visit}/plot_stars.log",
     script:
@@ -109,7 +116,13 @@ rule gif:
         visit=visit_folder,
         curves="results/{visit}/lightcurves.fits",
     output:
-        "results/{visit}/star_tracking.gif",
+        report(
+            "results/{visit}/star_tracking.gif",
+            caption="../report/gif.rst",
+            category="Field",
+            subcategory="{visit}",
+            labels={"visit": "{visit}", "figure": "tracking (GIF)"},
+        ),
     benchmark:
         "results/{visit}/benchmarks/gif.tsv"
     log:
