@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from archi import __version__, api, cli
 from archi.errors import ProductNotFoundError
 from archi.io.archive import unpack_visit
+from archi.io.find import find_visit_products
 from archi.io.lightcurves import read_lightcurves_fits
 from archi.options import Options
 
@@ -91,6 +93,22 @@ def test_version_and_bad_options_are_one_line(visit, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing run
 
 
+def test_an_options_file_is_read_as_config_yaml_and_the_command_line_wins(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["photometry"]["magnitude_limit"] = 11.5
+    config["outputs"]["save_gif"] = True
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    args = cli.build_parser().parse_args(["run", "v", "out", "--options",
+                                          str(tmp_path / "mine.yaml"), "--method", "shape",
+                                          "--step", "1", "--debug", "false"])
+    options, settings = cli.run_arguments(args)
+    expected = {**config["photometry"], "method": "shape", "step": 1}
+    assert options.to_dict() == Options.from_mapping(expected).to_dict()
+    assert options.magnitude_limit == 11.5 and options.method == "shape"
+    assert settings["save_gif"] is True and settings["debug"] is False
+    assert settings["export_text"] is True and settings["workers"] == 1  # defaults
+
+
 def test_archi_simulate_is_the_archi_simulate_command(tmp_path):
     done = archi_command("simulate", str(tmp_path / "sim"), "--n-frames", "5",
                          "--layouts", "drp")
@@ -132,6 +150,11 @@ def test_an_archive_is_unpacked_once_and_never_over_other_files(dace_archive, tm
     with pytest.raises(ProductNotFoundError, match="already exists"):
         unpack_visit(dace_archive, other)
     assert [p.name for p in other.iterdir()] == ["mine.txt"]
+    # read where it lies: the cache beside the archive
+    copy = shutil.copy(dace_archive, tmp_path / "PR1_V0300.tgz")
+    products = find_visit_products(copy)
+    assert products.folder == tmp_path / "PR1_V0300_unpacked"
+    assert products.subarray.parent == products.folder / dace_archive.stem
 
 
 # -- the workflow: options typed flat on --config, a visit given as its DACE archive ------

@@ -7,9 +7,9 @@
 ``archi run`` is :func:`archi.api.run` on one visit (a folder or a DACE ``.tgz``): every
 photometry option (config/config.yaml's ``photometry:`` keys) is ``--name value``, the value
 read as YAML (``--decontaminate false``, ``--val_range "[10, 24]"``), ``-`` or ``_`` alike;
-``--options file.yaml`` reads them from a file (flat keys or a ``photometry:`` section, as
-config/config.yaml), the command line winning. A bad option is one line and exit status 2;
-a visit that cannot be run, one line and exit status 1.
+``--options file.yaml`` reads them from a file (flat keys, or config/config.yaml's
+``photometry:`` and ``outputs:`` sections), the command line winning. A bad option is one
+line and exit status 2; a visit that cannot be run, one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -82,24 +82,31 @@ def yaml_value(key: str, text: str) -> Any:
         raise ConfigError(f"--{key} {text!r} is not a YAML value ({one_line(exc)})") from None
 
 
-def options_from_file(path: str) -> dict[str, Any]:
-    """Flat photometry options of a YAML file (its ``photometry:`` section when it has one)."""
+def options_from_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(photometry options, run settings) of a YAML file: its ``photometry:`` section (or
+    the whole file when it has none) and its ``outputs:`` section (as config/config.yaml)."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read options ({one_line(exc)})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: options must be a mapping of option: value")
-    section = values.get("photometry", values)
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: photometry: must be a mapping of option: value")
-    return dict(section)
+    if "photometry" not in values:
+        return values, {}
+    sections = {name: values.get(name) or {} for name in ("photometry", "outputs")}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: {name}: must be a mapping of option: value")
+    unknown = sorted(set(sections["outputs"]) - set(RUN_SETTINGS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown outputs option(s) {', '.join(unknown)}")
+    return dict(sections["photometry"]), dict(sections["outputs"])
 
 
 def run_arguments(args: argparse.Namespace) -> tuple[Options, dict[str, Any]]:
     """The Options and the other :func:`archi.api.run` settings given on the command line
     (ConfigError: one line naming the option)."""
-    given = options_from_file(args.options_file) if args.options_file else {}
+    given, file_settings = options_from_file(args.options_file) if args.options_file else ({}, {})
     source = args.options_file or "command line"
     for key in KEYS:
         if getattr(args, key) is not None:
@@ -109,9 +116,10 @@ def run_arguments(args: argparse.Namespace) -> tuple[Options, dict[str, Any]]:
     settings = {}
     for key, (default, _) in RUN_SETTINGS.items():
         text = getattr(args, key)
-        value = default if text is None else yaml_value(key, text)
-        if text is not None and default is not None and type(value) is not type(default):
-            raise ConfigError(f"--{key} {text!r} must be a {type(default).__name__}")
+        value = file_settings.get(key, default) if text is None else yaml_value(key, text)
+        if value is not default and default is not None and type(value) is not type(default):
+            where = f"--{key} {text!r}" if text is not None else f"{args.options_file}: {key}"
+            raise ConfigError(f"{where} must be a {type(default).__name__}")
         settings[key] = value
     return options, settings
 
