@@ -64,7 +64,7 @@ def _check_row(path: Path, line: int, row: dict[str, str]) -> None:
         if not row["path"]:
             raise ConfigError(f"{where}: empty path cell (the folder of the visit's products)")
         if not (Path(row["path"]).is_dir() or is_archive(row["path"])):
-            raise ConfigError(f"{where}: folder (or DACE .tgz) {row['path']} does not exist")
+            raise ConfigError(f"{where}: folder {row['path']} does not exist")
     elif not row["simulation"]:
         raise ConfigError(f"{where}: empty simulation cell (the simulation options YAML)")
     elif not Path(row["simulation"]).is_file():
