@@ -40,6 +40,7 @@ from archi.factors import round_factor
 from archi.fieldfit import model_field, star_fluxes
 from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube
 from archi.io import read_visit
+from archi.io.archive import visit_folder
 from archi.io.factors_file import (
     optimized_factors_for,
     read_optimized_factors,
@@ -511,11 +512,13 @@ def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: st
     optimise the factors or take them from ``factors_file`` when ``optimize`` is False,
     extract; the light curves as FITS and text, the run info, the CDPP table, the
     optimised factors) under ``out_dir``, then the plots (and GIF). ``workers``: processes
-    that share the frames of the costly passes (tracking, the factor search, extraction)."""
+    that share the frames of the costly passes (tracking, the factor search, extraction).
+    ``folder`` may be a DACE ``.tgz``: it is unpacked once into ``out_dir/dace``."""
     from archi import plots
 
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    folder = visit_folder(folder, out / "dace")
     files = VisitFiles(
         factors=Path(factors_file) if factors_file else out / "optimized_factors.yaml",
         table=out / "cdpp_table.tsv", fits=out / "lightcurves.fits", info=out / "run_info.yaml",

@@ -1,5 +1,7 @@
 # Configuration validation and input functions shared by all rules.
 import difflib
+import functools
+import math
 import sys
 from pathlib import Path
 
@@ -9,13 +11,14 @@ from snakemake.utils import validate
 
 from archi.errors import ArchiError, ConfigError, one_line
 from archi.factors import format_factor
+from archi.io.archive import is_archive, unpack_visit
 from archi.io.atomic import write_text_atomically
-from archi.io.drp import check_visit_products
+from archi.io.drp import check_visit_products, visit_frames
 from archi.io.find import products_fingerprint
 from archi.io.search_files import read_decision, read_fine_plan
 from archi.io.visits_table import read_visits_table
 from archi.optimize import fine_tune_parts, round_factors
-from archi.options import Options
+from archi.options import KEYS as OPTION_NAMES, Options
 
 
 def stop(message):
@@ -51,6 +54,39 @@ def describe(error):
     return f"{where or 'the configuration'}: {error.message}"
 
 
+def typed(value):
+    """A --config value as YAML types it: Snakemake keeps "[1, 10]"'s items, a section's
+    values and "false" as strings (its YAML reader is yaml's BaseLoader)."""
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, str) and value:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value  # the schema or the options then say what is wrong
+    return value
+
+
+def merge_flat_keys(config, command_line):
+    """Options typed flat (``--config method=shape``, or a flat key in a config file) moved
+    into their section (``photometry:``, ``outputs:``), where they win over its value; a
+    section given on the command line (``--config "photometry={magnitude_limit: 12}"``) is
+    merged key by key with the file's (Snakemake's own merge). The command line's values
+    are typed as YAML. The schema checks the result."""
+    for section, keys in {"photometry": OPTION_KEYS, "outputs": OUTPUT_KEYS}.items():
+        if isinstance(command_line.get(section), dict) and isinstance(config.get(section), dict):
+            config[section].update({k: typed(config[section][k]) for k in command_line[section]})
+        flat = {key: config.pop(key) for key in list(config) if key in keys}
+        flat = {k: typed(v) if k in command_line else v for k, v in flat.items()}
+        if flat and isinstance(config.get(section, {}), dict):
+            config[section] = {**config.get(section, {}), **flat}
+
+
+OPTION_KEYS = set(OPTION_NAMES)
+OUTPUT_KEYS = {"export_text", "show_results", "debug", "save_gif"}
+merge_flat_keys(config, workflow.config_settings.config or {})
 error = schema_error(config, "schemas/config.schema.yaml")
 if error is not None and error.validator in ("pattern", "enum"):
     try:  # the library says which values a photometry option takes, the schema a regex
@@ -110,6 +146,17 @@ if not config["optimize"] and not Path(config["optimized_factors"]).is_file():
         f"{config_sources()}: optimize is false but optimized_factors "
         f"{config['optimized_factors']!r} is not a file"
     )
+
+# a real visit given as a DACE .tgz is unpacked once (by the main process, before any job)
+# into results/<visit>/dace, the folder every job then reads
+for _visit, _row in VISITS.iterrows():
+    if _row.data_type == "real" and is_archive(_row.path):
+        if workflow.is_main_process:
+            try:
+                unpack_visit(_row.path, f"results/{_visit}/dace")
+            except ArchiError as exc:
+                stop(f"{config['visits']}: visit {_visit}: {exc}")
+        VISITS.loc[_visit, "path"] = f"results/{_visit}/dace"
 
 # the products of every real visit, opened once (headers only) before any job; not again in
 # the cluster jobs, which parse this file too
@@ -251,3 +298,40 @@ def visit_outputs(visit):
 
 def all_outputs():
     return [o for v in VISITS.index for o in visit_outputs(v)] + ["results/summary.tsv"]
+
+
+# -- cluster resources: growing with the visit's frames and with each retry ----------------
+
+
+@functools.cache
+def frames_of(visit):
+    """The number of frames of a visit: its simulation options', or its SubArray header's."""
+    row = VISITS.loc[visit]
+    if row.data_type == "simulated":
+        from archi.simulate.config import SimulationConfig  # only for simulated visits
+
+        return SimulationConfig.from_yaml(row.simulation).n_frames
+    return visit_frames(row.path, config["layout"])
+
+
+def memory(base_mb, mb_per_1000_frames):
+    """A rule's mem_mb [MB]: ``base_mb`` plus ``mb_per_1000_frames`` per 1000 frames of the
+    visit, times the attempt (a job killed for memory asks for twice as much, then three
+    times: the profile's retries)."""
+
+    def mem_mb(wildcards, attempt):
+        frames = frames_of(wildcards.visit)
+        return math.ceil((base_mb + mb_per_1000_frames * frames / 1000) * attempt)
+
+    return mem_mb
+
+
+def minutes(base, per_1000_frames):
+    """A rule's runtime [minutes]: ``base`` plus ``per_1000_frames`` per 1000 frames, times
+    the attempt (a job killed at its time limit gets twice as long, then three times)."""
+
+    def runtime(wildcards, attempt):
+        return math.ceil((base + per_1000_frames * frames_of(wildcards.visit) / 1000) * attempt)
+
+    return runtime
+

@@ -18,10 +18,8 @@ if not WHOLE_VISIT_JOBS:
         log:
             "logs/{visit}/extract.log",
         resources:
-            mem_mb=2000,
-            runtime=10,
-        conda:
-            "../envs/archi.yaml"
+            mem_mb=memory(1000, 350),
+            runtime=minutes(8, 2),
         script:
             "../scripts/extract.py"
 
@@ -35,8 +33,6 @@ if not WHOLE_VISIT_JOBS:
             "results/{visit}/benchmarks/export_text.tsv"
         log:
             "logs/{visit}/export_text.log",
-        conda:
-            "../envs/archi.yaml"
         script:
             "../scripts/export_text.py"
 
@@ -47,11 +43,16 @@ rule plot_stars:
         visit=visit_folder,
         curves="results/{visit}/lightcurves.fits",
     output:
-        directory("results/{visit}/plots/stars"),
+        report(
+            directory("results/{visit}/plots/stars"),
+            patterns=["{name}.png"],
+            caption="../report/stars.rst",
+            category="Stars",
+            subcategory="{visit}",
+            labels={"visit": "{visit}", "figure": "{name}"},
+        ),
     log:
         "logs/{visit}/plot_stars.log",
-    conda:
-        "../envs/archi.yaml"
     script:
         "../scripts/plot_stars.py"
 
@@ -69,8 +70,6 @@ rule plot_field_model:
         ),
     log:
         "logs/{visit}/plot_field_model.log",
-    conda:
-        "../envs/archi.yaml"
     script:
         "../scripts/plot_field_model.py"
 
@@ -90,8 +89,6 @@ rule plot_target_vs_drp:
         options=options_of,
     log:
         "logs/{visit}/plot_target_vs_drp.log",
-    conda:
-        "../envs/archi.yaml"
     script:
         "../scripts/plot_target_vs_drp.py"
 
@@ -109,8 +106,6 @@ rule plot_cdpp_vs_factor:
         ),
     log:
         "logs/{visit}/plot_cdpp_vs_factor.log",
-    conda:
-        "../envs/archi.yaml"
     script:
         "../scripts/plot_cdpp_vs_factor.py"
 
@@ -121,16 +116,20 @@ rule gif:
         visit=visit_folder,
         curves="results/{visit}/lightcurves.fits",
     output:
-        "results/{visit}/star_tracking.gif",
+        report(
+            "results/{visit}/star_tracking.gif",
+            caption="../report/gif.rst",
+            category="Field",
+            subcategory="{visit}",
+            labels={"visit": "{visit}", "figure": "tracking (GIF)"},
+        ),
     benchmark:
         "results/{visit}/benchmarks/gif.tsv"
     log:
         "logs/{visit}/gif.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/archi.yaml"
+        mem_mb=memory(1000, 350),
+        runtime=minutes(8, 3),
     script:
         "../scripts/gif.py"
 
@@ -143,7 +142,5 @@ rule summary:
         report("results/summary.tsv", caption="../report/summary.rst", category="Summary"),
     log:
         "logs/summary.log",
-    conda:
-        "../envs/archi.yaml"
     script:
         "../scripts/summary.py"

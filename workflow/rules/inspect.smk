@@ -16,9 +16,7 @@ rule inspect_visit:
     log:
         "logs/{visit}/inspect_visit.log",
     resources:
-        mem_mb=1500,
-        runtime=10,
-    conda:
-        "../envs/archi.yaml"
+        mem_mb=memory(800, 250),
+        runtime=minutes(8, 1),
     script:
         "../scripts/inspect_visit.py"

@@ -33,10 +33,8 @@ if WHOLE_VISIT_JOBS:
         # the frames split between two processes (Snakemake gives fewer with fewer cores)
         threads: 2
         resources:
-            mem_mb=2500,
-            runtime=20,
-        conda:
-            "../envs/archi.yaml"
+            mem_mb=memory(1000, 400),
+            runtime=minutes(15, 5),
         script:
             "../scripts/whole_visit.py"
 
@@ -59,10 +57,8 @@ else:
         # cosmic rays found while the stars are detected, tracking frames split in two
         threads: 2
         resources:
-            mem_mb=2500,
-            runtime=15,
-        conda:
-            "../envs/archi.yaml"
+            mem_mb=memory(800, 400),
+            runtime=minutes(10, 3),
         script:
             "../scripts/prepare.py"
 
@@ -84,10 +80,8 @@ if config["search_jobs"] == "factor":
         group:
             "factors"
         resources:
-            mem_mb=1500,
-            runtime=5,
-        conda:
-            "../envs/archi.yaml"
+            mem_mb=memory(600, 350),
+            runtime=minutes(4, 1),
         script:
             "../scripts/photometry_factor.py"
 
@@ -103,8 +97,6 @@ if config["search_jobs"] == "factor":
             options=options_of,
         log:
             "logs/{visit}/optimization/round{round}.log",
-        conda:
-            "../envs/archi.yaml"
         script:
             "../scripts/select_round.py"
 
@@ -120,8 +112,6 @@ if config["search_jobs"] == "factor":
             options=options_of,
         log:
             "logs/{visit}/optimization/fine_plan.log",
-        conda:
-            "../envs/archi.yaml"
         script:
             "../scripts/plan_fine_tune.py"
 
@@ -143,10 +133,8 @@ if config["search_jobs"] == "factor":
         group:
             "factors"
         resources:
-            mem_mb=1500,
-            runtime=5,
-        conda:
-            "../envs/archi.yaml"
+            mem_mb=memory(600, 350),
+            runtime=minutes(4, 1),
         script:
             "../scripts/fine_tune_stars.py"
 
@@ -165,7 +153,5 @@ if config["search_jobs"] == "factor":
             options=options_of,
         log:
             "logs/{visit}/optimization/choose_factors.log",
-        conda:
-            "../envs/archi.yaml"
         script:
             "../scripts/choose_factors.py"

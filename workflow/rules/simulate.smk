@@ -7,9 +7,7 @@ rule simulate_visit:
     log:
         "logs/{visit}/simulate_visit.log",
     resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/archi.yaml"
+        mem_mb=memory(1000, 400),
+        runtime=minutes(10, 10),
     script:
         "../scripts/simulate_visit.py"

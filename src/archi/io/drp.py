@@ -216,6 +216,11 @@ def check_visit_products(folder: str | Path, layout: str = "auto",
     return prods
 
 
+def visit_frames(folder: str | Path, layout: str = "auto") -> int:
+    """The number of frames of a visit's SubArray, from its header (no data read)."""
+    return _cube_frames(find_visit_products(folder, layout).subarray)
+
+
 def _header(path: Path, extname: str) -> fits.Header:
     """The header of extension ``extname`` of a complete FITS file (no data read)."""
     with _open(path) as hdul:

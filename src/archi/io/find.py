@@ -21,6 +21,7 @@ from pathlib import Path
 
 from archi.errors import ProductNotFoundError
 from archi.io import products as P
+from archi.io.archive import visit_folder
 
 LAYOUTS = ("auto", "drp", "cheopsim")
 
@@ -69,9 +70,10 @@ def find_visit_products(folder: str | Path, layout: str = "auto") -> VisitProduc
     """Locate the COR subarray, the light curves and the star catalogue of a visit.
 
     Raises :class:`ProductNotFoundError` with one line naming the folder and what is
-    missing or ambiguous. The star catalogue is optional (None when absent).
+    missing or ambiguous. The star catalogue is optional (None when absent). ``folder`` may
+    be a DACE ``.tgz``: it is unpacked once beside it (:mod:`archi.io.archive`).
     """
-    folder = Path(folder)
+    folder = visit_folder(folder)
     if layout not in LAYOUTS:
         raise ProductNotFoundError(f"{folder}: unknown layout {layout!r} (expected one of "
                                    f"{', '.join(LAYOUTS)})")

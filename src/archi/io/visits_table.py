@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from archi.errors import ConfigError, one_line
+from archi.io.archive import is_archive
 
 REQUIRED_COLUMNS = ("visit", "data_type")
 CELL_COLUMNS = ("path", "simulation")  # the folder (real) or the options (simulated)
@@ -62,7 +63,7 @@ def _check_row(path: Path, line: int, row: dict[str, str]) -> None:
     if row["data_type"] == "real":
         if not row["path"]:
             raise ConfigError(f"{where}: empty path cell (the folder of the visit's products)")
-        if not Path(row["path"]).is_dir():
+        if not (Path(row["path"]).is_dir() or is_archive(row["path"])):
             raise ConfigError(f"{where}: folder {row['path']} does not exist")
     elif not row["simulation"]:
         raise ConfigError(f"{where}: empty simulation cell (the simulation options YAML)")

@@ -17,8 +17,8 @@ from archi.simulate.config import SimulationConfig
 from archi.simulate.core import simulate_visit
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archi-simulate", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "archi-simulate") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="folder to write the visit into (new or empty)")
     parser.add_argument("--force", action="store_true",
                         help="replace out_dir even if it holds files (they are deleted)")
@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "archi-simulate") -> int:
+    """The command (``prog``: its name in messages; ``archi simulate`` runs it too)."""
+    args = build_parser(prog).parse_args(argv)
     try:
         cfg = SimulationConfig.from_yaml(args.config) if args.config else SimulationConfig()
         changes = {}
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         visit = simulate_visit(cfg, args.out_dir, overwrite=args.force)
     except (ArchiError, OSError) as exc:
-        print(f"archi-simulate: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     print(f"simulated {cfg.n_frames} frames in {time.perf_counter() - start:.1f} s -> "
           f"{visit.root}")
