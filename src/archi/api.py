@@ -89,7 +89,7 @@ from archi.stars import (
 )
 from archi.track import track_stars
 from archi.variability import follow_varying_stars
-from archi.visit import Visit
+from archi.visit import Visit, VisitContext
 
 __all__ = ["OptimizationResult", "ProcessedVisit", "RunOutputs", "VisitFiles", "aperture_for",
            "build_apertures", "cdpp_table", "extract", "extract_job", "factor_table",
@@ -396,7 +396,8 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
         npix=np.where(psf, np.nan, np.nanmean(sums.area, axis=1)), cdpp=cdpp,
         options={**options.to_dict(), "visit_folder": str(visit.folder)},
         flux_raw=None if conta is None else raw, conta=conta,
-        event=np.asarray(visit.event, np.int32), status=np.asarray(visit.status, np.int32))
+        event=np.asarray(visit.event, np.int32), status=np.asarray(visit.status, np.int32),
+        context=VisitContext.of(visit))
 
 
 @dataclass(frozen=True)
