@@ -16,8 +16,11 @@ from astropy.timeseries import TimeSeries
 import archi
 from archi import api
 from archi.io.drp import read_lightcurve
+from archi.io.lightcurve_values import is_matched
 from archi.io.lightcurves import read_lightcurves_fits, write_lightcurves_fits
+from archi.io.pipe_files import write_pipe_files
 from archi.options import Options
+from archi.stars import FLAG_REJECT
 
 IDENTITY = ("TELESCOP", "INSTRUME", "TARGNAME", "OBSID", "RA_TARG", "DEC_TARG", "EXPTIME",
             "NEXP", "TEXPTIME", "PIPE_VER", "PI_NAME", "SPECTYPE", "MAG_G", "PROGTYPE")
@@ -165,3 +168,85 @@ def test_files_of_layout_3_are_still_read(extracted, tmp_path):
         tables = archi.read_lightcurves(old)
     assert str(tables[0]["FLUX"].unit) == "ct"
     assert np.array_equal(tables[0]["TIME"].jd, curves.bjd_time)
+
+
+# --------------------------------------------------------------------------------------------
+# Per star, a file pycheops loads as PIPE's output (outputs: pycheops_files)
+# --------------------------------------------------------------------------------------------
+
+PIPE_LAYOUT = {"MJD_TIME": "d", "BJD_TIME": "d", "FLUX": "ct", "FLUXERR": "ct",
+               "BG": "ct / pix", "ROLL": "deg", "XC": "pix", "YC": "pix", "FLAG": None,
+               "thermFront_2": "deg_C"}  # PIPE manual 4.2 (cheops_formats.md 2.3), units FITS
+PYCHEOPS_KEYWORDS = ("TARGNAME", "OBSID", "DATE", "PI_NAME", "RA_TARG", "DEC_TARG",
+                     "SPECTYPE", "NEXP", "EXPTIME", "TEXPTIME", "PIPE_VER")
+
+
+@pytest.fixture(scope="module")
+def pipe_files(extracted, tmp_path_factory):
+    _, curves, _ = extracted
+    return write_pipe_files(curves, tmp_path_factory.mktemp("pycheops"))
+
+
+def test_pipe_files_have_pipes_columns_and_what_pycheops_reads(extracted, drp, pipe_files):
+    _, curves, _ = extracted
+    _, header = drp
+    assert [p.name for p in pipe_files] == [f"star_{k}_sa.fits" for k in range(curves.n_stars)]
+    for k, path in enumerate(pipe_files):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            table = Table.read(path)  # as pycheops reads it: the first table
+        assert {c: (str(table[c].unit) if table[c].unit else None) for c in table.colnames} \
+            == PIPE_LAYOUT
+        assert table["FLAG"].dtype.kind == "i" and table["FLAG"].dtype.itemsize == 2
+        for key in PYCHEOPS_KEYWORDS:
+            assert key in table.meta, key
+        assert table.meta["OBSID"] == header["OBSID"] and table.meta["NEXP"] == header["NEXP"]
+        expected = header["TARGNAME"] if k == 0 else f"{header['TARGNAME']} star {k}"
+        assert table.meta["TARGNAME"] == expected
+        if k and is_matched(curves.stars, k):
+            assert table.meta["MAG_G"] == curves.stars.mag[k]
+        assert np.array_equal(table["FLUX"], curves.flux[k], equal_nan=True)
+        assert np.array_equal(table["BJD_TIME"], curves.bjd_time)
+        good = (curves.flag[k] & FLAG_REJECT) == 0
+        assert np.array_equal(table["FLAG"] == 0, good)
+
+
+def test_pycheops_loads_a_star_as_pipe_output(extracted, drp, pipe_files, small_visit,
+                                              tmp_path, monkeypatch):
+    """pycheops' Dataset.from_pipe_file on star 2: its configuration file and the DRP light
+    curve (which it joins on BJD) in its cache, written in a temporary home: no network."""
+    import importlib.util
+
+    if importlib.util.find_spec("pycheops") is None:
+        pytest.skip("pycheops is not installed (its exact pins, numpy 1.24 and numba "
+                    "0.57, cannot live beside archi's: run it in its own environment)")
+    visit, curves, _ = extracted
+    star = 2
+    time, flux = load_with_pycheops(pipe_files[star], small_visit.drp_folder,
+                                    visit.visit_id.file_key, tmp_path, monkeypatch)
+    good = ((curves.flag[star] & FLAG_REJECT) == 0) & (curves.flux[star] > 0)
+    assert np.array_equal(flux, curves.flux[star][good])
+    bjd = curves.bjd_time[good]
+    assert np.max(np.abs(time - (bjd - int(bjd[0])))) < 1e-9
+
+
+def load_with_pycheops(pipe_file, drp_folder, file_key, home, monkeypatch):
+    """(time - its whole first day [d], flux) of ``pipe_file`` as pycheops loads it."""
+    import shutil
+
+    cache = home / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    (home / "pycheops.cfg").write_text(
+        f"[DEFAULT]\ndata_cache_path = {cache}\npdf_cmd = true {{}}\n\n"
+        "[psf_file]\npsf_file = CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt\nx0 = 99.5\n"
+        "y0 = 99.5\n")
+    (drp_lc,) = drp_folder.glob("*SCI_COR_Lightcurve-DEFAULT_*.fits")
+    shutil.copy(drp_lc, cache / f"{file_key}-DEFAULT.fits")
+    from pycheops import Dataset
+
+    dataset = Dataset.from_pipe_file(str(pipe_file), file_key=file_key, metadata=False,
+                                     verbose=False)
+    time, flux, _ = dataset.get_lightcurve(verbose=False)
+    return np.asarray(time), np.asarray(flux)

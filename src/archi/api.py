@@ -48,6 +48,7 @@ from archi.io.factors_file import (
 )
 from archi.io.lightcurves import write_lightcurves_fits
 from archi.io.lightcurves_text import write_lightcurves_text
+from archi.io.pipe_files import write_pipe_files
 from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
@@ -501,18 +502,21 @@ class RunOutputs:
     factors: Path
     plots: list[Path]
     gif: Path | None
+    pycheops_files: tuple[Path, ...] = ()  # per star, PIPE-like (io.pipe_files)
 
 
 def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: str = "auto",
         optimize: bool = True, factors_file: str | Path | None = None,
         export_text: bool = True, show_results: bool = True, debug: bool = True,
-        save_gif: bool = False, metric: NoiseMetric | None = None, workers: int = 1
-        ) -> RunOutputs:
+        save_gif: bool = False, metric: NoiseMetric | None = None, workers: int = 1,
+        pycheops_files: bool = False) -> RunOutputs:
     """A whole visit in one call, like archi's controller: :func:`process_visit` (prepare,
     optimise the factors or take them from ``factors_file`` when ``optimize`` is False,
     extract; the light curves as FITS and text, the run info, the CDPP table, the
     optimised factors) under ``out_dir``, then the plots (and GIF). ``workers``: processes
-    that share the frames of the costly passes (tracking, the factor search, extraction)."""
+    that share the frames of the costly passes (tracking, the factor search, extraction).
+    ``pycheops_files``: per star, a file pycheops loads as PIPE's output, in
+    ``out_dir/pycheops`` (:mod:`archi.io.pipe_files`)."""
     from archi import plots
 
     out = Path(out_dir)
@@ -538,5 +542,6 @@ def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: st
             curves, visit, out / "plots" / "target_vs_drp.png",
             official_curve=visit.reference_aperture, metric=metric_for(options, metric)))
     gif = plots.save_gif(visit, curves, out / "star_tracking.gif") if save_gif else None
+    pipe = tuple(write_pipe_files(curves, out / "pycheops")) if pycheops_files else ()
     return RunOutputs(files.fits, files.text, files.info, files.table, files.factors,
-                      figures, gif)
+                      figures, gif, pipe)
