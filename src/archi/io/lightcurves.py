@@ -196,7 +196,7 @@ def _context_series(lc: StarLightCurves, k: int) -> dict[str, NDArray]:
 
 def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
     """The ``STAR_<k>`` table: one row per frame, the star's description in the header."""
-    stars, tracks = lc.stars, lc.tracks
+    tracks = lc.tracks
     flag = np.asarray(lc.flag[k], dtype=np.int32).copy()
     flag[~np.asarray(tracks.measured[k], dtype=bool)] |= FLAG_NOT_MEASURED
     data = {
