@@ -119,14 +119,15 @@ def test_fits_layout_keywords_units_and_types(lc, tmp_path):
         assert primary["NSTARS"] == lc.n_stars and primary["VISIT"] == lc.visit_key
         assert primary["VERSION"] == "9.8.7" and primary["FORMAT"] == "archi-lightcurves"
         assert [h.name for h in hdul[1:]] == [f"STAR_{k}" for k in range(lc.n_stars)]
-        units = {"MJD_TIME": "d", "BJD_TIME": "d", "ROLL_ANGLE": "deg", "FLUX": "electron",
-                 "FLUX_ERR": "electron", "FLUX_RAW": "electron", "CONTA": "electron",
-                 "XC": "pixel", "YC": "pixel", "FLAG": None, "EVENT": None, "STATUS": None}
+        units = {"TIME": "d", "MJD_TIME": "d", "BJD_TIME": "d", "ROLL_ANGLE": "deg",
+                 "FLUX": "ct", "FLUX_ERR": "ct", "FLUX_RAW": "ct", "CONTA": "ct",
+                 "XC": "pixel", "YC": "pixel", "CENTROID_X": "pixel", "CENTROID_Y": "pixel",
+                 "BACKGROUND": "ct/pixel", "FLAG": None, "EVENT": None, "STATUS": None}
         for k, hdu in enumerate(hdul[1:]):
             assert isinstance(hdu, fits.BinTableHDU)
             assert hdu.columns.names == list(units)
             assert {c.name: c.unit for c in hdu.columns} == units
-            assert [c.format for c in hdu.columns] == ["D"] * 9 + ["J"] * 3
+            assert [c.format for c in hdu.columns] == ["D"] * 13 + ["J"] * 3
             # no field model: FLUX is the mask's sum, the neighbours' light unknown
             assert np.array_equal(hdu.data["FLUX_RAW"], hdu.data["FLUX"])
             assert np.isnan(hdu.data["CONTA"]).all() and "CONTAM" not in hdu.header

@@ -13,3 +13,16 @@ Pixel convention (used by every module, reader, writer and the simulator)
 """
 
 __version__ = "0.1.0"
+
+_LAZY = {"read_lightcurves": "archi.io.lightcurve_tables",
+         "to_lightkurve": "archi.io.lightcurve_tables"}
+
+
+def __getattr__(name: str):
+    """``archi.read_lightcurves`` and ``archi.to_lightkurve``, imported when first used
+    (``import archi`` stays light)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'archi' has no attribute {name!r}")

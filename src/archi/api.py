@@ -49,6 +49,7 @@ from archi.io.factors_file import (
 )
 from archi.io.lightcurves import write_lightcurves_fits
 from archi.io.lightcurves_text import write_lightcurves_text
+from archi.io.pipe_files import write_pipe_files
 from archi.io.prepared import read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
@@ -90,7 +91,7 @@ from archi.stars import (
 )
 from archi.track import track_stars
 from archi.variability import follow_varying_stars
-from archi.visit import Visit
+from archi.visit import Visit, VisitContext
 
 __all__ = ["OptimizationResult", "ProcessedVisit", "RunOutputs", "VisitFiles", "aperture_for",
            "build_apertures", "cdpp_table", "extract", "extract_job", "factor_table",
@@ -397,7 +398,8 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
         npix=np.where(psf, np.nan, np.nanmean(sums.area, axis=1)), cdpp=cdpp,
         options={**options.to_dict(), "visit_folder": str(visit.folder)},
         flux_raw=None if conta is None else raw, conta=conta,
-        event=np.asarray(visit.event, np.int32), status=np.asarray(visit.status, np.int32))
+        event=np.asarray(visit.event, np.int32), status=np.asarray(visit.status, np.int32),
+        context=VisitContext.of(visit))
 
 
 @dataclass(frozen=True)
@@ -501,19 +503,22 @@ class RunOutputs:
     factors: Path
     plots: list[Path]
     gif: Path | None
+    pycheops_files: tuple[Path, ...] = ()  # per star, PIPE-like (io.pipe_files)
 
 
 def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: str = "auto",
         optimize: bool = True, factors_file: str | Path | None = None,
         export_text: bool = True, show_results: bool = True, debug: bool = True,
-        save_gif: bool = False, metric: NoiseMetric | None = None, workers: int = 1
-        ) -> RunOutputs:
+        save_gif: bool = False, metric: NoiseMetric | None = None, workers: int = 1,
+        pycheops_files: bool = False) -> RunOutputs:
     """A whole visit in one call, like archi's controller: :func:`process_visit` (prepare,
     optimise the factors or take them from ``factors_file`` when ``optimize`` is False,
     extract; the light curves as FITS and text, the run info, the CDPP table, the
     optimised factors) under ``out_dir``, then the plots (and GIF). ``workers``: processes
     that share the frames of the costly passes (tracking, the factor search, extraction).
-    ``folder`` may be a DACE ``.tgz``: it is unpacked once into ``out_dir/dace``."""
+    ``folder`` may be a DACE ``.tgz``: it is unpacked once into ``out_dir/dace``.
+    ``pycheops_files``: per star, a file pycheops loads as PIPE's output, in
+    ``out_dir/pycheops`` (:mod:`archi.io.pipe_files`)."""
     from archi import plots
 
     out = Path(out_dir)
@@ -540,5 +545,6 @@ def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: st
             curves, visit, out / "plots" / "target_vs_drp.png",
             official_curve=visit.reference_aperture, metric=metric_for(options, metric)))
     gif = plots.save_gif(visit, curves, out / "star_tracking.gif") if save_gif else None
+    pipe = tuple(write_pipe_files(curves, out / "pycheops")) if pycheops_files else ()
     return RunOutputs(files.fits, files.text, files.info, files.table, files.factors,
-                      figures, gif)
+                      figures, gif, pipe)

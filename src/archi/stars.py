@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from archi.visit import VisitContext
+
 # FLAG bits of every star in every frame (0 = nothing to report). The star's own
 # conditions first, then the DRP's conditions of the frame decoded from its EVENT code
 # (:func:`event_flags`; the EVENT and STATUS columns themselves are exported too).
@@ -147,6 +149,8 @@ class StarLightCurves:
     # the DRP's per-frame EVENT and STATUS codes of the visit (None: not known)
     event: NDArray[np.int32] | None = None
     status: NDArray[np.int32] | None = None
+    # the visit's identity keywords and decorrelation series (None: not known)
+    context: VisitContext | None = None
 
     @property
     def contamination(self) -> NDArray[np.float64]:

@@ -127,12 +127,14 @@ class Visit:
     dec_target: float = float("nan")
     mag_target: float = float("nan")
     smearing_row: NDArray[np.float64] | None = None  # (n_frames, 200) [electrons]
-    header: dict = field(default_factory=dict)  # selected visit keywords
+    header: dict = field(default_factory=dict)  # the DRP light curve's identity keywords
     # catalogue to pixels and the sense the field turns in (None: PIPE's, assumed); the
     # prepare step sets the one it measured (archi.astrometry)
     sky: SkyTransform | None = None
     # what reading repaired or replaced (archi.errors.InputWarning messages), for run_info
     input_warnings: tuple[str, ...] = ()
+    # telescope tube temperature thermFront_2 per frame [deg C] (None: not in the products)
+    therm_front_2: NDArray[np.float64] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -170,6 +172,28 @@ class Visit:
         """Dark current per pixel and frame [electrons], from the DRP light curve."""
         lc = self.lightcurves[aperture or self.reference_aperture]
         return lc.dark / lc.area
+
+
+@dataclass(frozen=True)
+class VisitContext:
+    """What the light-curve files carry of a visit besides times and fluxes: the DRP's
+    identity keywords and the per-frame series to decorrelate against."""
+
+    keywords: dict  # the DRP light curve's identity keywords (``Visit.header``)
+    background: NDArray[np.float64]  # sky background per pixel the DRP subtracted [e]
+    window_offset: tuple[float, float]  # (X_WINOFF, Y_WINOFF): subarray origin on the CCD
+    location: tuple[float, float]  # (LOCATION_X, LOCATION_Y): intended target position
+    therm_front_2: NDArray[np.float64] | None = None  # tube temperature [deg C]
+    drp_aperture: str = ""  # the DRP light curve the background comes from
+
+    @classmethod
+    def of(cls, visit: Visit) -> VisitContext:
+        """The context of ``visit`` (background from its reference DRP light curve)."""
+        return cls(keywords=dict(visit.header),
+                   background=np.asarray(visit.background_per_pixel(), float),
+                   window_offset=(float(visit.x_winoff), float(visit.y_winoff)),
+                   location=(float(visit.location_x), float(visit.location_y)),
+                   therm_front_2=visit.therm_front_2, drp_aperture=visit.reference_aperture)
 
 
 def visit_summary(visit: Visit) -> dict[str, object]:

@@ -291,6 +291,8 @@ def visit_outputs(visit):
         out.append(f"results/{visit}/plots/target_vs_drp.png")
     if config["outputs"]["save_gif"]:
         out.append(f"results/{visit}/star_tracking.gif")
+    if config["outputs"]["pycheops_files"]:
+        out.append(f"results/{visit}/pycheops")
     if config["optimize"] and OPTIONS[visit].apertures.uses_masks:
         out.append(f"results/{visit}/plots/cdpp_vs_factor.png")
     return out

@@ -37,6 +37,20 @@ if not WHOLE_VISIT_JOBS:
             "../scripts/export_text.py"
 
 
+rule pycheops_files:
+    """Per star, a file pycheops loads as PIPE's output (outputs: pycheops_files)."""
+    input:
+        "results/{visit}/lightcurves.fits",
+    output:
+        directory("results/{visit}/pycheops"),
+    log:
+        "logs/{visit}/pycheops_files.log",
+    conda:
+        "../envs/archi.yaml"
+    script:
+        "../scripts/pycheops_files.py"
+
+
 rule plot_stars:
     """One light-curve plot per star, and the field with every star's aperture."""
     input:

@@ -17,6 +17,7 @@ from archi.io.find import VisitProducts, find_visit_products
 from archi.visit import DrpLightCurve, StarCatalogue, Visit
 
 APERTURE_PREFERENCE = ("DEFAULT", "OPTIMAL", "RINF", "RSUP")
+THERM_FRONT_2 = "thermFront_2"  # the tube thermistor of the PSF's "ramp" (read when present)
 
 
 def _open(path: Path) -> fits.HDUList:
@@ -186,8 +187,8 @@ def _read_visit(folder: str | Path, layout: str, aperture: str,
         dec_target=float(lc_header.get("DEC_TARG", np.nan)),
         mag_target=float(lc_header.get("MAG_G", np.nan)),
         smearing_row=smearing,
-        header={k: lc_header[k] for k in ("PIPE_VER", "OBSID", "TARGNAME", "PROGTYPE")
-                if k in lc_header})
+        header={k: lc_header[k] for k in P.IDENTITY_KEYWORDS if k in lc_header},
+        therm_front_2=meta.get("thermFront_2"))
 
 
 def check_visit_products(folder: str | Path, layout: str = "auto",
@@ -294,6 +295,8 @@ def _read_subarray(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, np.nd
     n_frames = cube.shape[0]
     meta_hdu = _extension(hdul, path, P.COR_METADATA)
     meta = _columns(meta_hdu, path, P.COR_METADATA, ("MJD_TIME", "RON"))
+    if THERM_FRONT_2.upper() in {n.upper() for n in meta_hdu.columns.names}:
+        meta[THERM_FRONT_2] = np.asarray(meta_hdu.data[THERM_FRONT_2], float)
     if len(meta["RON"]) != n_frames:
         raise CorruptProductError(path, f"{P.COR_METADATA} has {len(meta['RON'])} rows for "
                                   f"{n_frames} frames")

@@ -4,7 +4,8 @@ The file is written to a temporary name beside its destination and renamed when 
 (:func:`archi.io.atomic.atomic_path`), so a killed job never leaves a file that looks
 finished.
 
-Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fits`)
+Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fits`; as
+astropy tables and lightkurve objects: :mod:`archi.io.lightcurve_tables`)
 -------------------------------------------------------------------------------------
 * HDU 0, primary, no data. Keywords: ``FORMAT`` (= ``archi-lightcurves``), ``FORMATV``
   (layout version), ``PROGRAM`` (= ``archi``), ``VERSION`` (software version), ``DATE``
@@ -12,32 +13,47 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   ``METHOD`` (``method``), ``INITIAL`` (``initial_detect``), ``DETECT`` (``detect_mode``),
   ``GRID`` (``grid_bg``), ``CDPPTYPE`` (``CDPP_type``), ``DECONTAM`` (``decontaminate``)
   when present in ``lc.options``; ``FLAGB<i>`` (i = 0, 1, ...): the name of FLAG bit
-  2**i, its meaning in the comment.
+  2**i, its meaning in the comment. From the visit (layout 4): the DRP light curve's
+  identity keywords as it has them (``TELESCOP``, ``INSTRUME``, ``PI_NAME``, ``OBSID``,
+  ``TARGNAME``, ``RA_TARG``, ``DEC_TARG``, ``MAG_G``, ``EXPTIME``, ``NEXP``,
+  ``TEXPTIME``, ``PIPE_VER``, ...: :data:`archi.io.products.IDENTITY_KEYWORDS`),
+  ``X_WINOFF``, ``Y_WINOFF`` [pixel] (the subarray's origin on the CCD), ``X_LOCATN``,
+  ``Y_LOCATN`` [pixel] (the DRP's LOCATION_X/Y), ``DRP_AP`` (the DRP light curve of
+  BACKGROUND). Keywords of :mod:`archi.io.lightcurve_headers`.
   Strings are single-line printable ASCII cut to one card (a callable metric is written as
   ``module:qualname``).
 * HDU 1 .. NSTARS, one binary table per star, ``EXTNAME = STAR_<n>`` (n = 0 is the target),
-  one row per frame:
+  one row per frame. Units are FITS units astropy reads without a warning (``ct``: counted
+  electrons, per stacked image):
 
-  =========== ====== ========= ===========================================
-  column      TFORM  TUNIT     content
-  =========== ====== ========= ===========================================
-  MJD_TIME    D      d         mid-exposure MJD (TT)
-  BJD_TIME    D      d         mid-exposure BJD_TDB
-  ROLL_ANGLE  D      deg       roll angle
-  FLUX        D      electron  the star's own light in its mask (decontaminate:
-                               the mask's sum minus the neighbours' modelled light;
-                               without, the mask's sum)
-  FLUX_ERR    D      electron  its uncertainty (photon noise of all the mask's light)
-  FLUX_RAW    D      electron  the mask's sum
-  CONTA       D      electron  the neighbours' modelled light in the mask (NaN
-                               without a field model)
-  XC, YC      D      pixel     aperture centre (subarray pixels, ``archi.__doc__``)
-  FLAG        J                FLAG_* bits of :mod:`archi.stars` (README "FLAG
-                               bits"; primary keywords FLAGB<i> name bit 2**i),
-                               0 = nothing to report
-  EVENT       J                the DRP's EVENT code of the frame (pycheops' cuts)
-  STATUS      J                the DRP's STATUS of the frame (0 = good)
-  =========== ====== ========= ===========================================
+  ============ ====== ========= ===========================================
+  column       TFORM  TUNIT     content
+  ============ ====== ========= ===========================================
+  TIME         D      d         BJD_TDB - 2457000 (layout 4)
+  MJD_TIME     D      d         mid-exposure MJD (TT)
+  BJD_TIME     D      d         mid-exposure BJD_TDB
+  ROLL_ANGLE   D      deg       roll angle
+  FLUX         D      ct        the star's own light in its mask (decontaminate:
+                                the mask's sum minus the neighbours' modelled light;
+                                without, the mask's sum)
+  FLUX_ERR     D      ct        its uncertainty (photon noise of all the mask's light)
+  FLUX_RAW     D      ct        the mask's sum
+  CONTA        D      ct        the neighbours' modelled light in the mask (NaN
+                                without a field model)
+  XC, YC       D      pixel     aperture centre (subarray pixels, ``archi.__doc__``)
+  CENTROID_X,  D      pixel     the same on the CCD (XC + X_WINOFF, YC + Y_WINOFF;
+  CENTROID_Y                    layout 4; NaN without the visit)
+  BACKGROUND   D      ct/pixel  sky background per pixel the DRP subtracted (its
+                                DRP_AP light curve's BACKGROUND / aperture area;
+                                layout 4; NaN without the visit)
+  thermFront_2 D      Celsius   telescope tube temperature (the DRP's COR metadata;
+                                layout 4, only when the products have it)
+  FLAG         J                FLAG_* bits of :mod:`archi.stars` (README "FLAG
+                                bits"; primary keywords FLAGB<i> name bit 2**i),
+                                0 = nothing to report
+  EVENT        J                the DRP's EVENT code of the frame (pycheops' cuts)
+  STATUS       J                the DRP's STATUS of the frame (0 = good)
+  ============ ====== ========= ===========================================
 
   Header keywords: ``STAR`` (number), ``X0``, ``Y0`` [pixel] (first-frame position),
   ``DIST`` [pixel] (distance from the target), ``MASKTYPE`` (``circle``/``shape``/``psf``),
@@ -47,6 +63,14 @@ Layout (:func:`write_lightcurves_fits`, read back by :func:`read_lightcurves_fit
   unmatched), ``BRIGHT`` [electron] (relative brightness estimate), and for a catalogue
   match ``CATID`` (catalogue/Gaia ID), ``RA``, ``DEC`` [deg], ``MAG`` [Gaia G]. A value that
   is NaN (no catalogue match, undefined metric) is left out: FITS headers cannot hold NaN.
+  The time reference of TIME (layout 4): ``TIMESYS = 'TDB'``, ``TIMEREF =
+  'SOLARSYSTEM'``, ``TREFPOS = 'BARYCENTER'``, ``TIMEUNIT = 'd'``, ``BJDREFI = 2457000``,
+  ``BJDREFF = 0.0``, ``MJDREF = 56999.5``, so that ``lightkurve.read`` and astropy's
+  ``Table.read(..., astropy_native=True)`` make TIME the right absolute time.
+* Every HDU has ``CHECKSUM`` and ``DATASUM`` (layout 4).
+
+Layouts 1 to 3 (before TIME, the visit's keywords and series, and the ``ct`` units) are
+read too: what they lack comes back as NaN or None.
 
 A ``psf`` star (``method: psf``, :mod:`archi.psfphot`) has no mask: FLUX is its flux fitted
 with the field model's PSF in each frame (all stars at once), FLUX_ERR the fit's error,
@@ -63,7 +87,6 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -72,76 +95,49 @@ from numpy.typing import NDArray
 import archi
 from archi.errors import CorruptProductError, ProductNotFoundError, one_line
 from archi.io.atomic import atomic_path
-from archi.io.fitswrite import set_card
-from archi.io.lightcurve_values import check_lightcurves, is_matched, option_text, utc_now
-from archi.stars import FLAG_NAMES, FLAG_NOT_MEASURED, StarLightCurves, StarList, Tracks
+from archi.io.lightcurve_headers import (
+    OPTION_KEYWORDS,
+    TIME_OFFSET,
+    card,
+    context_cards,
+    flag_cards,
+    option_cards,
+    read_context,
+    time_cards,
+)
+from archi.io.lightcurve_values import check_lightcurves, is_matched, utc_now
+from archi.stars import FLAG_NOT_MEASURED, StarLightCurves, StarList, Tracks
 
 __all__ = ["FITS_FORMAT", "FITS_FORMAT_VERSION", "FITS_COLUMNS", "OPTION_KEYWORDS",
-           "write_lightcurves_fits", "read_lightcurves_fits"]
+           "THERM_COLUMN", "write_lightcurves_fits", "read_lightcurves_fits"]
 
 FITS_FORMAT = "archi-lightcurves"
 """Value of the primary ``FORMAT`` keyword of a light-curve FITS file."""
 
-FITS_FORMAT_VERSION = 3
+FITS_FORMAT_VERSION = 4
 """Value of the primary ``FORMATV`` keyword (layout version)."""
 
 FITS_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
-    ("MJD_TIME", "D", "d"), ("BJD_TIME", "D", "d"), ("ROLL_ANGLE", "D", "deg"),
-    ("FLUX", "D", "electron"), ("FLUX_ERR", "D", "electron"), ("FLUX_RAW", "D", "electron"),
-    ("CONTA", "D", "electron"), ("XC", "D", "pixel"), ("YC", "D", "pixel"), ("FLAG", "J", None),
+    ("TIME", "D", "d"), ("MJD_TIME", "D", "d"), ("BJD_TIME", "D", "d"),
+    ("ROLL_ANGLE", "D", "deg"),
+    ("FLUX", "D", "ct"), ("FLUX_ERR", "D", "ct"), ("FLUX_RAW", "D", "ct"),
+    ("CONTA", "D", "ct"), ("XC", "D", "pixel"), ("YC", "D", "pixel"),
+    ("CENTROID_X", "D", "pixel"), ("CENTROID_Y", "D", "pixel"),
+    ("BACKGROUND", "D", "ct/pixel"), ("FLAG", "J", None),
     ("EVENT", "J", None), ("STATUS", "J", None))
-"""Columns of every ``STAR_<n>`` table: (name, TFORM, TUNIT)."""
+"""Columns of every ``STAR_<n>`` table: (name, TFORM, TUNIT); the optional
+:data:`THERM_COLUMN` follows BACKGROUND."""
 
-OPTION_KEYWORDS: tuple[tuple[str, str, str], ...] = (
-    ("METHOD", "method", "mask method"),
-    ("INITIAL", "initial_detect", "initial detection mode"),
-    ("DETECT", "detect_mode", "star tracking mode"),
-    ("GRID", "grid_bg", "background grid size (0 = none)"),
-    ("CDPPTYPE", "CDPP_type", "noise metric"), ("DECONTAM", "decontaminate", "FLUX is own light"),
-)
-"""Primary-header keywords of the run options: (FITS keyword, ``lc.options`` key, comment)."""
+THERM_COLUMN = ("thermFront_2", "D", "Celsius")
+"""The tube temperature column, written when the visit's products have it."""
 
 _LATER_COLUMNS = ("FLUX_RAW", "CONTA")  # new in layout 2, optional when reading
 _DRP_COLUMNS = ("EVENT", "STATUS")  # new in layout 3, optional when reading
-
-FLAG_COMMENTS = {
-    "out_of_bounds": "mask touches pixels outside the field",
-    "bad_frame": "frame lost/empty/half-read: FLUX NaN",
-    "not_measured": "position predicted, not measured",
-    "flux_outlier": "frame's total flux an outlier",
-    "cosmic": "cosmic ray patched in the mask",
-    "saa": "DRP EVENT: South Atlantic Anomaly",
-    "temperature": "DRP EVENT: temperature",
-    "earth": "DRP EVENT: Earth occultation/stray light",
-    "moon": "DRP EVENT: Moon", "sun": "DRP EVENT: Sun"}
-"""The comment of each primary ``FLAGB<i>`` keyword (FLAG bit names: archi.stars)."""
+_CONTEXT_COLUMNS = ("TIME", "CENTROID_X", "CENTROID_Y", "BACKGROUND")  # new in layout 4
+_UNIT_COMMENTS = {"ct": "electrons (counted) per stacked image",
+                  "ct/pixel": "electrons per pixel per stacked image"}
 
 _STAR_EXTNAME = re.compile(r"\ASTAR_(\d+)\Z")
-_CARD_VALUE_CHARS = 68  # longest string value of a single fixed-format card (quotes excluded)
-
-
-def _header_value(value: Any) -> str | int | float | bool:
-    """A value that fits one FITS card: numbers as they are, anything else as short text."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)  # a non-finite one is left out by set_card
-    text = option_text(value)
-    # a quote is written doubled inside a FITS string: count it twice. A callable's name is
-    # at its end (module:qualname), so it keeps its end; other texts keep their start.
-    keep_end = callable(value)
-    if len(text) + text.count("'") > _CARD_VALUE_CHARS:
-        while len(text) + text.count("'") > _CARD_VALUE_CHARS - 3:
-            text = text[1:] if keep_end else text[:-1]
-        text = "..." + text if keep_end else text + "..."
-    return text
-
-
-def _card(header: fits.Header, key: str, value: Any, comment: str) -> None:
-    """Set ``key`` to ``value`` made to fit one card; None and NaN are left out."""
-    set_card(header, key, None if value is None else _header_value(value), comment)
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,34 +160,47 @@ def write_lightcurves_fits(lc: StarLightCurves, path: str | Path, *,
     hdul = fits.HDUList([_primary_hdu(lc, software_version),
                          *(_star_hdu(lc, k) for k in range(lc.n_stars))])
     with atomic_path(path) as tmp:
-        hdul.writeto(tmp, output_verify="exception")
+        hdul.writeto(tmp, output_verify="exception", checksum=True)
     return path
 
 
 def _primary_hdu(lc: StarLightCurves, software_version: str) -> fits.PrimaryHDU:
     primary = fits.PrimaryHDU()
     h = primary.header
-    _card(h, "FORMAT", FITS_FORMAT, "file layout")
-    _card(h, "FORMATV", FITS_FORMAT_VERSION, "file layout version")
-    _card(h, "PROGRAM", "archi", "software that wrote this file")
-    _card(h, "VERSION", str(software_version), "software version")
-    _card(h, "DATE", utc_now(), "UTC time the file was written")
-    _card(h, "VISIT", lc.visit_key, "visit file key")
-    _card(h, "NSTARS", lc.n_stars, "number of stars (one STAR_<n> table each)")
-    for key, option, comment in OPTION_KEYWORDS:
-        if option in lc.options:
-            _card(h, key, lc.options[option], comment)
-    for bit, name in FLAG_NAMES.items():
-        _card(h, f"FLAGB{bit.bit_length() - 1}", name, FLAG_COMMENTS[name])
+    card(h, "FORMAT", FITS_FORMAT, "file layout")
+    card(h, "FORMATV", FITS_FORMAT_VERSION, "file layout version")
+    card(h, "PROGRAM", "archi", "software that wrote this file")
+    card(h, "VERSION", str(software_version), "software version")
+    card(h, "DATE", utc_now(), "UTC time the file was written")
+    card(h, "VISIT", lc.visit_key, "visit file key")
+    card(h, "NSTARS", lc.n_stars, "number of stars (one STAR_<n> table each)")
+    option_cards(h, lc.options)
+    flag_cards(h)
+    context_cards(h, lc.context)
     return primary
+
+
+def _context_series(lc: StarLightCurves, k: int) -> dict[str, NDArray]:
+    """The star's CCD position and the visit's series (NaN without a visit context)."""
+    nan = np.full(lc.n_frames, np.nan)
+    context = lc.context
+    if context is None:
+        return {"CENTROID_X": nan, "CENTROID_Y": nan, "BACKGROUND": nan}
+    series = {"CENTROID_X": lc.tracks.x[k] + context.window_offset[0],
+              "CENTROID_Y": lc.tracks.y[k] + context.window_offset[1],
+              "BACKGROUND": context.background}
+    if context.therm_front_2 is not None:
+        series[THERM_COLUMN[0]] = context.therm_front_2
+    return series
 
 
 def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
     """The ``STAR_<k>`` table: one row per frame, the star's description in the header."""
-    stars, tracks = lc.stars, lc.tracks
+    tracks = lc.tracks
     flag = np.asarray(lc.flag[k], dtype=np.int32).copy()
     flag[~np.asarray(tracks.measured[k], dtype=bool)] |= FLAG_NOT_MEASURED
     data = {
+        "TIME": np.asarray(lc.bjd_time, float) - TIME_OFFSET,
         "MJD_TIME": lc.mjd_time, "BJD_TIME": lc.bjd_time, "ROLL_ANGLE": lc.roll_angle,
         "FLUX": lc.flux[k], "FLUX_ERR": lc.flux_err[k],
         "FLUX_RAW": lc.flux[k] if lc.flux_raw is None else lc.flux_raw[k],
@@ -199,31 +208,45 @@ def _star_hdu(lc: StarLightCurves, k: int) -> fits.BinTableHDU:
         "XC": tracks.x[k], "YC": tracks.y[k], "FLAG": flag,
         "EVENT": np.zeros(lc.n_frames) if lc.event is None else lc.event,
         "STATUS": np.zeros(lc.n_frames) if lc.status is None else lc.status,
+        **_context_series(lc, k),
     }
+    layout = list(FITS_COLUMNS)
+    if THERM_COLUMN[0] in data:
+        layout.insert(layout.index(("BACKGROUND", "D", "ct/pixel")) + 1, THERM_COLUMN)
     cols = [fits.Column(name=name, format=tform, unit=unit,
                         array=np.asarray(data[name],
                                          dtype=np.int32 if tform == "J" else np.float64))
-            for name, tform, unit in FITS_COLUMNS]
+            for name, tform, unit in layout]
     hdu = fits.BinTableHDU.from_columns(cols, name=f"STAR_{k}")
     sh = hdu.header
-    _card(sh, "STAR", k, "star number (0 = target)")
-    _card(sh, "X0", float(stars.x0[k]), "[pixel] x in the first frame")
-    _card(sh, "Y0", float(stars.y0[k]), "[pixel] y in the first frame")
-    _card(sh, "DIST", float(stars.distance[k]), "[pixel] distance from the target")
-    _card(sh, "MASKTYPE", str(lc.methods[k]), "mask method: circle, shape or psf (none)")
-    _card(sh, "MASKSIZE", float(lc.factors[k]), "mask factor: radius [pixel] or layers")
-    _card(sh, "NPIX", float(lc.npix[k]), "[pixel] mean mask area")
-    _card(sh, "CDPP", float(lc.cdpp[k]), "[ppm] noise metric of the light curve")
-    _card(sh, "CONTAM", float(lc.contamination[k]), "median CONTA / median FLUX")
-    _card(sh, "CATROW", int(stars.catalogue_row[k]), "DRP catalogue row, -1 = none")
-    _card(sh, "BRIGHT", float(stars.brightness[k]), "[electron] brightness estimate")
+    for i, (_, _, unit) in enumerate(layout, start=1):
+        if unit in _UNIT_COMMENTS:
+            sh.comments[f"TUNIT{i}"] = _UNIT_COMMENTS[unit]
+    _star_cards(sh, lc, k)
+    time_cards(sh)
+    return hdu
+
+
+def _star_cards(sh: fits.Header, lc: StarLightCurves, k: int) -> None:
+    """The star's description (module docstring)."""
+    stars = lc.stars
+    card(sh, "STAR", k, "star number (0 = target)")
+    card(sh, "X0", float(stars.x0[k]), "[pixel] x in the first frame")
+    card(sh, "Y0", float(stars.y0[k]), "[pixel] y in the first frame")
+    card(sh, "DIST", float(stars.distance[k]), "[pixel] distance from the target")
+    card(sh, "MASKTYPE", str(lc.methods[k]), "mask method: circle, shape or psf (none)")
+    card(sh, "MASKSIZE", float(lc.factors[k]), "mask factor: radius [pixel] or layers")
+    card(sh, "NPIX", float(lc.npix[k]), "[pixel] mean mask area")
+    card(sh, "CDPP", float(lc.cdpp[k]), "[ppm] noise metric of the light curve")
+    card(sh, "CONTAM", float(lc.contamination[k]), "median CONTA / median FLUX")
+    card(sh, "CATROW", int(stars.catalogue_row[k]), "DRP catalogue row, -1 = none")
+    card(sh, "BRIGHT", float(stars.brightness[k]), "[electron] brightness estimate")
     if is_matched(stars, k):
         if str(stars.source_id[k]):
-            _card(sh, "CATID", str(stars.source_id[k]), "catalogue (Gaia) ID")
-        _card(sh, "RA", float(stars.ra[k]), "[deg] catalogue right ascension")
-        _card(sh, "DEC", float(stars.dec[k]), "[deg] catalogue declination")
-        _card(sh, "MAG", float(stars.mag[k]), "[mag] catalogue Gaia G magnitude")
-    return hdu
+            card(sh, "CATID", str(stars.source_id[k]), "catalogue (Gaia) ID")
+        card(sh, "RA", float(stars.ra[k]), "[deg] catalogue right ascension")
+        card(sh, "DEC", float(stars.dec[k]), "[deg] catalogue declination")
+        card(sh, "MAG", float(stars.mag[k]), "[mag] catalogue Gaia G magnitude")
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,9 +329,9 @@ def _star_tables(hdul: fits.HDUList, n_stars: int, bad: Complaint) -> list[fits.
 def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
                   ) -> tuple[dict[str, list[NDArray]], list[fits.Header]]:
     """(column name -> one array per star, the star headers), after checking them."""
-    names = [name for name, _, _ in FITS_COLUMNS
-             if name not in _LATER_COLUMNS + _DRP_COLUMNS]
-    columns: dict[str, list[NDArray]] = {name: [] for name in names + list(_LATER_COLUMNS)
+    optional = _LATER_COLUMNS + _CONTEXT_COLUMNS + (THERM_COLUMN[0],)
+    names = [name for name, _, _ in FITS_COLUMNS if name not in optional + _DRP_COLUMNS]
+    columns: dict[str, list[NDArray]] = {name: [] for name in names + list(optional)
                                          + list(_DRP_COLUMNS)}
     n_frames = None
     for k, hdu in enumerate(tables):
@@ -323,8 +346,8 @@ def _star_columns(tables: list[fits.BinTableHDU], bad: Complaint
         for name in names:
             dtype = np.int32 if name == "FLAG" else np.float64
             columns[name].append(np.asarray(hdu.data[name], dtype=dtype))
-        for name in _LATER_COLUMNS:  # layout 1 files have none: FLUX is the mask's sum
-            columns[name].append(np.asarray(hdu.data[name], float) if name in present
+        for name in optional:  # layout 1 has no FLUX_RAW, CONTA; before 4 no context
+            columns[name].append(np.asarray(hdu.data[name], float) if name.upper() in present
                                  else np.full(len(hdu.data), np.nan))
         for name in _DRP_COLUMNS:  # layout 2 files have none: None
             columns[name].append(np.asarray(hdu.data[name], np.int32) if name in present
@@ -366,6 +389,7 @@ def _lightcurves(primary: fits.Header, columns: dict[str, list[NDArray]],
     options = {option: primary[key] for key, option, _ in OPTION_KEYWORDS if key in primary}
     conta = np.vstack(columns["CONTA"])
     modelled = bool(np.isfinite(conta).any())
+    therm = columns[THERM_COLUMN[0]][0]
     return StarLightCurves(
         visit_key=str(primary.get("VISIT", "")),
         mjd_time=columns["MJD_TIME"][0], bjd_time=columns["BJD_TIME"][0],
@@ -376,4 +400,6 @@ def _lightcurves(primary: fits.Header, columns: dict[str, list[NDArray]],
         cdpp=header_floats("CDPP"), options=options,
         flux_raw=np.vstack(columns["FLUX_RAW"]) if modelled else None,
         conta=conta if modelled else None,
-        event=columns["EVENT"][0], status=columns["STATUS"][0])
+        event=columns["EVENT"][0], status=columns["STATUS"][0],
+        context=read_context(primary, columns["BACKGROUND"][0],
+                             None if np.isnan(therm).all() else therm))

@@ -35,6 +35,23 @@ CENTROID = "PIP_COR_Centroid"
 SMEARING_ROW = "SCI_COR_SmearingRow"
 SMEARING_ROW_ERROR = "SCI_COR_SmearingRowError"
 
+IDENTITY_KEYWORDS: dict[str, str] = {
+    "TELESCOP": "telescope", "INSTRUME": "instrument", "PI_NAME": "PI of the programme",
+    "OBS_CAT": "observation category", "PROGTYPE": "programme type",
+    "PROG_ID": "programme id", "REQ_ID": "observation request id",
+    "VISITCTR": "visit counter", "OBSID": "unique visit identifier",
+    "TARGNAME": "target name", "SPECTYPE": "target spectral type",
+    "T_EFF": "[K] target effective temperature", "MAG_G": "[mag] target Gaia G",
+    "MAG_GERR": "[mag] error of MAG_G", "RA_TARG": "[deg] target RA (J2000)",
+    "DEC_TARG": "[deg] target DEC (J2000)", "EQUINOX": "equinox of RA_TARG/DEC_TARG",
+    "RADESYS": "frame of RA_TARG/DEC_TARG", "EXPTIME": "[s] single exposure time",
+    "NEXP": "exposures co-added per image", "TEXPTIME": "[s] total exposure per image",
+    "ARCH_REV": "DRP archive revision", "PROC_NUM": "DRP processing number",
+    "PIPE_VER": "DRP pipeline version", "V_STRT_U": "[UTC] start of the visit's data",
+    "V_STOP_U": "[UTC] end of the visit's data"}
+"""The DRP light curve's identity keywords (what pycheops reads), copied into archi's
+light-curve files, with their comments."""
+
 APERTURE_RADII = {"RINF": 22.5, "DEFAULT": 25.0, "RSUP": 30.0}
 """Radii [pixel] of the DRP's fixed-name moving apertures (OPTIMAL is chosen per visit)."""
 

@@ -147,6 +147,9 @@ def cor_metadata(times: Times, target_x: NDArray, target_y: NDArray, roll: NDArr
         **{f"thermFront_{i}": np.full(n, -12.0) for i in range(1, 5)},
         "BIAS": np.full(n, 563.43), "RON": np.full(n, read_noise_e / GAIN_E_PER_ADU),
     })
+    # the tube warms back to nominal over hours after the visit starts (pycheops' "ramp")
+    hours = (times.mjd_tt - times.mjd_tt[0]) * 24.0
+    data["thermFront_2"] = -12.0 - 0.6 * np.exp(-hours / 2.0)
     return data
 
 
