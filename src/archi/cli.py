@@ -34,6 +34,7 @@ RUN_SETTINGS = {
     "show_results": (True, "plot every star's light curve and the field"),
     "debug": (True, "plot the target against the DRP light curve"),
     "save_gif": (False, "write star_tracking.gif"),
+    "pycheops_files": (False, "per star, a file pycheops' Dataset.from_pipe_file loads"),
     "workers": (1, "processes sharing the frames of the costly passes"),
 }
 """Settings of :func:`archi.api.run` besides the photometry options: default, meaning."""
