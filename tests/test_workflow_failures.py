@@ -118,20 +118,23 @@ def wrong_shape(folder: Path) -> str:
     return f"{cube}: SCI_COR_SubArray is not a cube of 200x200 frames (NAXIS = 3, frames 100x100)"
 
 
+def keep_rows(path: Path, n: int) -> None:
+    """Cut the table in HDU 1 of ``path`` to its first ``n`` rows, in place."""
+    with fits.open(path) as hdul:
+        hdul[1] = fits.BinTableHDU(hdul[1].data[:n], header=hdul[1].header)
+        hdul.writeto(path, overwrite=True)
+
+
 def short_lightcurve(folder: Path) -> str:
     lc = one(folder, "*Lightcurve-RSUP*")
-    with fits.open(lc) as hdul:
-        hdul[1] = fits.BinTableHDU(hdul[1].data[:50], header=hdul[1].header)
-        hdul.writeto(lc, overwrite=True)
+    keep_rows(lc, 50)
     cube = one(folder, "*SCI_COR_SubArray*")
     return f"{lc}: light curve has 50 rows but the subarray {cube.name} has 60 frames"
 
 
 def empty_catalogue(folder: Path) -> str:
     cat = one(folder, "*StarCatalogue*")
-    with fits.open(cat) as hdul:
-        hdul[1] = fits.BinTableHDU(hdul[1].data[:0], header=hdul[1].header)
-        hdul.writeto(cat, overwrite=True)
+    keep_rows(cat, 0)
     return f"{cat}: star catalogue is empty: initial_detect 'fits' needs its stars (use dynam)"
 
 
