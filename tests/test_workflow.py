@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib import pyplot as plt
 
 from archi import search
 from archi.io.lightcurves import read_lightcurves_fits
@@ -26,6 +27,7 @@ from archi.factors import factor_grid, format_factor
 from archi.io.prepared import read_prepared
 from archi.io.search_files import read_cdpp_tables
 from archi.options import Options
+from archi.simulate import read_truth
 
 ROOT = Path(__file__).parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -96,23 +98,42 @@ def reference(tmp_path_factory):
 
 
 def test_two_visits_run_end_to_end(reference):
+    """Both visits' products agree with each other and with the simulator's truth."""
     work, _, _ = reference
     summary = pd.read_csv(work / "results" / "summary.tsv", sep="\t")
-    assert summary.visit.nunique() == 2
+    assert sorted(summary.visit.unique()) == ["small_a", "small_b"]
     for visit in ("small_a", "small_b"):
         out = work / "results" / visit
         curves = read_lightcurves_fits(out / "lightcurves.fits")
         assert curves.n_frames == 60 and curves.n_stars >= 6
-        for name in ("lightcurves.txt", "run_info.yaml", "plots/target_vs_drp.png",
-                     "plots/cdpp_vs_factor.png", "plots/stars/star_0.png",
-                     "optimization/optimized_factors.yaml", "visit_summary.tsv"):
-            assert (out / name).stat().st_size > 0, name
-        assert (work / "logs" / visit / "prepare.log").exists()
+        text = read_lightcurves_text(out / "lightcurves.txt")
+        np.testing.assert_allclose(text.flux, curves.flux, rtol=1e-6, equal_nan=True)
+        rows = summary[summary.visit == visit].set_index("star")
+        assert list(rows.index) == list(range(curves.n_stars))
         stored = yaml.safe_load((out / "optimization" / "optimized_factors.yaml").read_text())
         (entry,) = stored["visits"].values()
         assert entry["stars"][0]["valid"]  # the target's factor comes from valid runs
+        for star, chosen in entry["stars"].items():
+            assert rows.loc[star, "factor"] == pytest.approx(chosen["factor"])
+        _assert_positions_are_true(work / "resources" / visit / "truth.fits", rows)
+        for name in ("plots/target_vs_drp.png", "plots/cdpp_vs_factor.png",
+                     "plots/stars/star_0.png"):
+            image = plt.imread(out / name)  # a readable PNG with something drawn on it
+            assert image.shape[0] > 300 and np.ptp(image[..., :3]) > 0.5, name
+        assert (work / "logs" / visit / "prepare.log").exists()
     again = snakemake(work, "-n")
     assert "Nothing to be done" in again.stdout
+
+
+def _assert_positions_are_true(truth_path: Path, rows: pd.DataFrame) -> None:
+    """Every star of the summary sits on a simulated star at frame 0 (x0, y0 within 0.05 px;
+    the trackers achieve 0.02 px), the target (star 0) on the simulated target."""
+    truth = read_truth(truth_path)
+    tx, ty = truth.x[:, 0], truth.y[:, 0]
+    for star, row in rows.iterrows():
+        distance = np.hypot(tx - row.x0, ty - row.y0)
+        assert distance.min() < 0.05, (star, distance.min())
+    assert np.hypot(tx[0] - rows.loc[0, "x0"], ty[0] - rows.loc[0, "y0"]) < 0.05
 
 
 def test_dry_run_lists_one_photometry_job_per_factor(reference):
