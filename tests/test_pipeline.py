@@ -100,7 +100,9 @@ def test_every_star_brighter_than_13_inside_the_field_is_found(sim, initial_dete
     assert len(wanted) >= 6
     for k in wanted:
         d = np.hypot(stars.x0 - truth.x[k, 0], stars.y0 - truth.y[k, 0])
-        assert d.min() < 1.0, f"star {k} (G={truth.stars['MAG'][k]:.1f}) missed: {d.min():.2f}"
+        # measured at most 2.3e-5 px in every mode: a detection matched to a catalogue star
+        # takes the catalogue's position, mapped from the sky (PIPE's formula)
+        assert d.min() < 0.01, f"star {k} (G={truth.stars['MAG'][k]:.1f}) missed: {d.min():.2f}"
     # one detection per star: no two within the merge radius
     sep = np.hypot(stars.x0[:, None] - stars.x0[None], stars.y0[:, None] - stars.y0[None])
     np.fill_diagonal(sep, np.inf)
@@ -110,15 +112,15 @@ def test_every_star_brighter_than_13_inside_the_field_is_found(sim, initial_dete
 
 @pytest.mark.parametrize("mode", ["fits/offsets", "dynam/dynam"])
 def test_no_spurious_star(runs, sim, mode):
-    """Every star the pipeline reports is a true one: its first-frame position within 1 px
-    of a simulated star (measured: within 0.03 px in both modes; image detection's
-    candidates are vetted against the field model)."""
+    """Every star the pipeline reports is a true one: its first-frame position within 0.1 px
+    of a simulated star (measured: at most 2.3e-5 px with fits/offsets, 0.031 px with
+    dynam/dynam; image detection's candidates are vetted against the field model)."""
     _, truth = sim
     _, prepared, _, _ = runs[mode]
     for j in range(prepared.stars.n_stars):
         d = np.hypot(truth.x[:, 0] - prepared.tracks.x[j, 0],
                      truth.y[:, 0] - prepared.tracks.y[j, 0])
-        assert d.min() < 1.0, (mode, j, d.min())
+        assert d.min() < 0.1, (mode, j, d.min())
 
 
 def test_blended_pair_is_two_stars_and_faint_stars_are_tracked(runs, sim):
@@ -132,7 +134,7 @@ def test_blended_pair_is_two_stars_and_faint_stars_are_tracked(runs, sim):
         j = np.flatnonzero(found == k)
         assert len(j) == 1
         assert np.hypot(prepared.stars.x0[j[0]] - truth.x[k, 0],
-                        prepared.stars.y0[j[0]] - truth.y[k, 0]) < 1.0
+                        prepared.stars.y0[j[0]] - truth.y[k, 0]) < 0.01  # measured 2.3e-5
     # the target+4 mag star is measured in (nearly) every frame of the visit
     faint = int(np.flatnonzero(np.isclose(truth.stars["MAG"], truth.stars["MAG"][0] + 4))[0])
     j = int(np.flatnonzero(found == faint)[0])
