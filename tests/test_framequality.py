@@ -95,7 +95,7 @@ def test_bad_frames_change_nothing_but_the_frames_lost(clean, damaged):
     where a star's CDPP is flat within 1-3 % over several pixels, its minimum moves with
     the noise of the metric itself. Against the clean visit scored on the same frames, the
     factors differ by up to 3.0 px here (one star; 120 frames) and by at most 2.0 and 0.3 px
-    on two 300-frame visits (seeds 3 and 5, /work/notes/diag/choice_300.py); against the
+    on two 300-frame visits (seeds 3 and 5, this test with 300 frames); against the
     clean visit on all its frames, by up to 4.1 px, since 10 % more frames is another
     sample of the noise. Neither choosing the smallest factor within 0.5-3 % of the minimum
     nor smoothing the CDPP over 0.5-2 px of factor made the choices agree. Its light curves at the
