@@ -63,7 +63,7 @@ class _StarFigure:
         self.time, self.roll = time, roll
         start = float(time[np.isfinite(time)][0]) if np.isfinite(time).any() else 0.0
         self.fig = fig = new_figure(LIGHTCURVE_FIGSIZE, DPI)
-        fig.subplots_adjust(left=0.07, right=0.985, bottom=0.12, top=0.76, wspace=0.04)
+        fig.subplots_adjust(left=0.085, right=0.985, bottom=0.12, top=0.76, wspace=0.04)
         self.ax_time, self.ax_roll = fig.subplots(1, 2, sharey=True, width_ratios=(2.3, 1.0))
         self.lines = {(ax, kind): ax.plot([], [], marker, ms=ms, color=colour, alpha=alpha)[0]
                       for ax in (self.ax_time, self.ax_roll)
@@ -73,7 +73,7 @@ class _StarFigure:
             lambda t: (t - start) * 24.0, lambda h: start + h / 24.0))
         top.set_xlabel("hours since first frame", fontsize=8)
         top.tick_params(labelsize=8)
-        self.ax_time.ticklabel_format(axis="x", useOffset=False)  # whole days on the ticks
+        self.ax_time.ticklabel_format(useOffset=False)  # whole days and fluxes on the ticks
         self.ax_time.set_xlabel(f"BJD_TDB - {TIME_OFFSET} [d]")
         self.ax_time.set_ylabel("flux / median")
         self.ax_roll.set_xlabel("roll angle [deg]")
