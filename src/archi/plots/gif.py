@@ -163,5 +163,5 @@ def save_gif(visit: Visit, lc: StarLightCurves, path: str | Path, *,
     rest = (renderer.render(int(frame)) for frame in frames[1:])
     with atomic_path(path) as tmp:
         first.save(tmp, format="GIF", save_all=True, append_images=rest, loop=0,
-                   duration=int(round(frame_duration_ms / 10.0)) * 10)
+                   duration=round(frame_duration_ms / 10.0) * 10)
     return path

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
 from archi.io.lightcurve_headers import TIME_OFFSET
-from archi.plots.figure import (
-    DPI,
-    new_figure,
-    normalised,
-    number_text,
-    save_png,
-)
+from archi.plots.figure import DPI, new_figure, normalised, number_text, save_png
 from archi.stars import (FLAG_BAD_FRAME, FLAG_FLUX_OUTLIER, FLAG_OUT_OF_BOUNDS, FLAG_REJECT,
                          StarLightCurves, StarList)
 
