@@ -129,8 +129,10 @@ class _GifRenderer:
                 continue
             draw.line([(x - 3, y), (x + 3, y)], fill=OUTLINE_INDEX)
             draw.line([(x, y - 3), (x, y + 3)], fill=OUTLINE_INDEX)
-            draw.text((x + 5, y - 18), str(k), fill=_TEXT_INDEX, font=self.font,
-                      stroke_width=1, stroke_fill=_STROKE_INDEX)
+            right_edge = x > (self.shape[1] - 10) * GIF_SCALE  # there: the number on the left
+            draw.text((x - 5 if right_edge else x + 5, y - 18), str(k), fill=_TEXT_INDEX,
+                      font=self.font, stroke_width=1, stroke_fill=_STROKE_INDEX,
+                      anchor="ra" if right_edge else "la")
 
 
 def save_gif(visit: Visit, lc: StarLightCurves, path: str | Path, *,
