@@ -120,3 +120,35 @@ def test_bad_values_are_config_errors():
         Options(method="ring")
     with pytest.raises(TypeError):
         Options(radius=3)
+
+
+def schema_keys(schema: dict, prefix: str = "") -> dict[str, dict]:
+    """Every key of the schema, nested ones as ``section.key``, with its definition."""
+    out = {}
+    for key, prop in schema.get("properties", {}).items():
+        out[prefix + key] = prop
+        if prop.get("type") == "object":
+            out.update(schema_keys(prop, f"{prefix}{key}."))
+    return out
+
+
+def test_schema_describes_every_key_and_its_default_is_the_library_and_config_one():
+    """Every key of the workflow's schema has a description and a default; a photometry
+    key's default is archi.options' default, and every default is config/config.yaml's value
+    (sections: the defaults of their keys)."""
+    keys = schema_keys(yaml.safe_load(SCHEMA.read_text()))
+    config = yaml.safe_load(CONFIG.read_text())
+    library = Options().to_dict()
+    assert len(keys) == 8 + len(KEYS) + 5  # top level, photometry, outputs
+    for name, prop in keys.items():
+        assert prop.get("description", "").strip(), f"{name} has no description"
+        assert "default" in prop, f"{name} has no default"
+        section, _, key = name.rpartition(".")
+        in_config = config[section][key] if section else config[name]
+        if prop["type"] == "object":
+            assert prop["default"] == {} and set(in_config) == {
+                k.split(".")[1] for k in keys if k.startswith(name + ".")}, name
+            continue
+        assert prop["default"] == in_config, (name, prop["default"], in_config)
+        if section == "photometry":
+            assert prop["default"] == library[key], (name, prop["default"], library[key])

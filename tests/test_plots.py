@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from archi import plots
 from archi.io import read_visit
-from archi.plots import field, outlines
+from archi.plots import gif, outlines
 from archi.simulate import SimulationConfig, read_truth, simulate_visit
 from archi.stars import FLAG_OUT_OF_BOUNDS, StarLightCurves, StarList, Tracks, event_flags
 
@@ -82,16 +83,24 @@ def disk_masks(lc: StarLightCurves, shape=(200, 200)):
 
 
 def drawn(monkeypatch, module) -> list[dict]:
-    """What each figure ``module`` saves holds, captured as it is saved: per axes, the
-    (x, y) of every line and the title."""
+    """What each figure ``module`` saves holds, captured as it is saved: its suptitle; per
+    axes, the (x, y) of every line, the title, the x label, the texts (text, position) and
+    the arrows (from, to) [data coordinates]."""
+    from matplotlib.text import Annotation
+
     figures = []
     real_save = module.save_png
 
     def capture(fig, path):
-        figures.append({"path": Path(path), "axes": [
+        figures.append({"path": Path(path), "suptitle": fig.get_suptitle(), "axes": [
             {"lines": [(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float),
                         line.get_marker(), line.get_label()) for line in ax.get_lines()],
-             "title": ax.get_title()} for ax in fig.axes]})
+             "title": ax.get_title(), "xlabel": ax.get_xlabel(),
+             "texts": [(t.get_text(), t.get_position()) for t in ax.texts
+                       if not isinstance(t, Annotation)],
+             "arrows": [(np.asarray(a.xyann, float), np.asarray(a.xy, float))
+                        for a in ax.texts if isinstance(a, Annotation)]}
+            for ax in fig.axes]})
         return real_save(fig, path)
 
     monkeypatch.setattr(module, "save_png", capture)
@@ -99,32 +108,45 @@ def drawn(monkeypatch, module) -> list[dict]:
 
 
 def test_plot_star_lightcurves(data, tmp_path, monkeypatch):
-    """Each star's figure draws its flux over the median of its good frames against hours
-    since the first frame (recomputed here), good frames as dots, flagged ones as crosses,
-    and names the star, its mask and its CDPP."""
+    """Each star's figure draws its flux over the median of its good frames against
+    BJD_TDB - 2457000 (left) and against the visit's roll angle (right), good frames as dots,
+    flagged ones as crosses, and names the star, its Gaia id and G magnitude as the DRP
+    star catalogue gives them (or "not in catalogue"), its mask and its CDPP."""
     from archi.plots import lightcurves as module
     from archi.stars import FLAG_REJECT
 
-    lc, _ = data
+    lc, visit = data
+    rows = lc.stars.catalogue_row.copy()
+    rows[2] = -1  # a star found only in the images
+    lc = dataclasses.replace(lc, stars=dataclasses.replace(lc.stars, catalogue_row=rows))
     figures = drawn(monkeypatch, module)
     paths = plots.plot_star_lightcurves(lc, tmp_path / "stars")
     assert [p.name for p in paths] == [f"star_{k}.png" for k in range(lc.n_stars)]
-    hours = (lc.mjd_time - lc.mjd_time[0]) * 24.0
+    time = visit.bjd_time - 2457000.0
     for k, (p, figure) in enumerate(zip(paths, figures)):
         assert png_size(p) == expected_size(plots.LIGHTCURVE_FIGSIZE, plots.DPI)
-        (axes,) = figure["axes"]
+        by_time, by_roll = figure["axes"]
+        assert by_time["xlabel"] == "BJD_TDB - 2457000 [d]"
+        assert by_roll["xlabel"] == "roll angle [deg]"
         good = (lc.flag[k] & FLAG_REJECT) == 0
         expected = lc.flux[k] / np.median(lc.flux[k][good])
-        x, y, marker, label = axes["lines"][0]
-        assert marker == "." and label == f"good ({good.sum()})"
-        np.testing.assert_allclose(x, hours[good], rtol=1e-12)
-        np.testing.assert_allclose(y, expected[good], rtol=1e-12)
-        if (~good).any():
+        for axes, x_data in ((by_time, time), (by_roll, visit.roll_angle)):
+            x, y, marker, label = axes["lines"][0]
+            assert marker == "." and (axes is by_roll or label == f"good ({good.sum()})")
+            np.testing.assert_allclose(x, x_data[good], rtol=1e-12)
+            np.testing.assert_allclose(y, expected[good], rtol=1e-12)
             x, y, marker, _ = axes["lines"][1]
-            assert marker == "x"
+            assert marker == "x" and len(x) == (~good).sum()  # 4 for the last star
+            np.testing.assert_allclose(x, x_data[~good], rtol=1e-12)
             np.testing.assert_allclose(y, expected[~good], rtol=1e-12)
-        assert f"star {k}:" in axes["title"] and f"{lc.factors[k]:g}" in axes["title"]
-        assert f"{lc.cdpp[k]:.1f}" in axes["title"]
+        title = figure["suptitle"]
+        assert f"star {k}:" in title and f"{lc.factors[k]:g}" in title
+        assert f"{lc.cdpp[k]:.1f}" in title
+        if k == 2:
+            assert "not in catalogue" in title and "Gaia" not in title
+        else:  # the DRP catalogue's own row, read here from the visit
+            row = lc.stars.catalogue_row[k]
+            assert f"Gaia {visit.catalogue.ids[row]}, G = {visit.catalogue.mag[row]:.2f}" in title
     assert len(figures) == lc.n_stars
     assert sorted(x.name for x in (tmp_path / "stars").iterdir()) == sorted(p.name for p in paths)
 
@@ -186,14 +208,80 @@ def test_plot_cdpp_vs_factor(tmp_path, monkeypatch):
                if marker == "o")
 
 
-def test_plot_field(data, tmp_path):
+def test_plot_field(data, tmp_path, monkeypatch):
+    """The field names every star by its number and its catalogue G magnitude (read here
+    from the visit's DRP catalogue), beside its tracked position in the frame drawn."""
+    from archi.plots import field as module
+
     lc, visit = data
+    figures = drawn(monkeypatch, module)
     out = plots.plot_field(visit, lc, tmp_path / "field.png", frame=5)
     assert png_size(out) == expected_size(plots.FIELD_FIGSIZE, plots.DPI)
+    texts = dict(figures[0]["axes"][0]["texts"])
+    for k in range(lc.n_stars):
+        label = f"{k}\nG {visit.catalogue.mag[lc.stars.catalogue_row[k]]:.1f}"
+        x, y = texts[label]
+        assert abs(abs(x - lc.tracks.x[k, 5]) - 3) < 1e-9 and y == lc.tracks.y[k, 5] + 3
     plots.plot_field(visit, lc, tmp_path / "masks.png", apertures=disk_masks(lc))
     assert (tmp_path / "masks.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="frame"):
         plots.plot_field(visit, lc, tmp_path / "x.png", frame=lc.n_frames)
+
+
+def sky_probe_visit(visit, sky):
+    """The visit with a catalogue of three stars: the target, one 30 arcsec north of it
+    (Dec only) and one 30 arcsec east (RA only), and the catalogue-to-pixel mapping ``sky``."""
+    ra0, dec0 = float(visit.catalogue.ra[0]), float(visit.catalogue.dec[0])
+    step = 30.0 / 3600.0
+    cat = dataclasses.replace(
+        visit.catalogue, ra=np.array([ra0, ra0, ra0 + step / np.cos(np.radians(dec0))]),
+        dec=np.array([dec0, dec0 + step, dec0]))
+    return dataclasses.replace(visit, catalogue=cat, sky=sky)
+
+
+def angle_deg(u, v) -> float:
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    cos = np.dot(u, v) / np.hypot(*u) / np.hypot(*v)
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+@pytest.mark.parametrize("sky", [None, "turned"])
+def test_field_arrows_point_north_and_east(data, tmp_path, monkeypatch, sky):
+    """The N arrow points from the target towards a catalogue star offset in Dec only, the
+    E arrow towards one offset in RA only, as archi's sky-to-pixel mapping places them
+    (geometry.catalogue_positions) in the frame drawn: PIPE's mapping, and a visit whose
+    measured mapping is mirrored, turns the other way and is rotated by 30 deg."""
+    from archi.geometry import SkyTransform, catalogue_positions
+    from archi.plots import field as module
+
+    lc, visit = data
+    transform = SkyTransform(sense=-1, mirrored=True, rotation_deg=30.0) if sky else None
+    probe = sky_probe_visit(visit, transform)
+    figures = drawn(monkeypatch, module)
+    for frame in (0, 13, 27):
+        plots.plot_field(probe, lc, tmp_path / "field.png", frame=frame)
+        x, y = catalogue_positions(probe, np.array([frame]))
+        (north_from, north_to), (east_from, east_to) = figures[-1]["axes"][0]["arrows"]
+        north, east = north_to - north_from, east_to - east_from
+        assert np.hypot(*north) == pytest.approx(module.COMPASS_LENGTH)
+        # exact directions: measured 0.0 deg (arccos resolves ~1e-6), tolerance 1e-3 deg
+        assert angle_deg(north, (x[1, 0] - x[0, 0], y[1, 0] - y[0, 0])) < 1e-3
+        assert angle_deg(east, (x[2, 0] - x[0, 0], y[2, 0] - y[0, 0])) < 1e-3
+        texts = dict(figures[-1]["axes"][0]["texts"])
+        assert angle_deg(np.subtract(texts["N"], north_from), north) < 1e-3
+        assert angle_deg(np.subtract(texts["E"], east_from), east) < 1e-3
+
+
+def test_sky_directions_at_roll_0_and_90():
+    """PIPE's mapping (geometry's docstring): at roll 0 north is +y and east -x; the field
+    turns by -roll, so at roll 90 north is +x and east +y."""
+    from types import SimpleNamespace
+
+    for roll, north, east in ((0.0, (0, 1), (-1, 0)), (90.0, (1, 0), (0, 1))):
+        visit = SimpleNamespace(sky=None, roll_angle=np.array([roll]))
+        got_north, got_east = plots.sky_directions(visit, 0)
+        np.testing.assert_allclose(got_north, north, atol=1e-12)
+        np.testing.assert_allclose(got_east, east, atol=1e-12)
 
 
 def test_mask_edges_outline_a_pixel_block():
@@ -213,7 +301,7 @@ def test_gif_frames_and_duration(data, tmp_path):
                          frame_duration_ms=150)
     frames = iio.imread(out, index=None)
     assert frames.shape[0] == 7
-    assert frames.shape[1:3] == expected_size(plots.GIF_FIGSIZE, plots.GIF_DPI)[::-1]
+    assert frames.shape[1:3] == (200 * plots.GIF_SCALE, 200 * plots.GIF_SCALE)
     assert iio.immeta(out, index=0)["duration"] == 150
     picked = plots.gif_frame_indices(40, 7)  # evenly spread, first and last included
     assert len(picked) == 7 and picked[0] == 0 and picked[-1] == 39
@@ -226,9 +314,57 @@ def test_gif_frames_and_duration(data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks.gif", "track.gif"]
 
 
+def test_gif_outlines_every_circle_over_its_star(data, tmp_path):
+    """In every GIF frame, the pixels along each circle star's aperture (radius = its factor
+    about its tracked position, both from the light curves) are the outline's colour, and a
+    cross marks its centre: the apertures stay visible over the stars they follow."""
+    from PIL import Image
+
+    lc, visit = data
+    out = plots.save_gif(visit, lc, tmp_path / "track.gif", max_frames=6)
+    picked = plots.gif_frame_indices(lc.n_frames, 6)
+    angles = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
+    scale = plots.GIF_SCALE
+    cyan = gif.gif_palette()[3 * gif.OUTLINE_INDEX:3 * gif.OUTLINE_INDEX + 3]
+    assert cyan == [0, 255, 255]
+    seen = []
+    with Image.open(out) as movie:
+        for i, frame in enumerate(picked):
+            movie.seek(i)
+            rgb = np.asarray(movie.convert("RGB"))
+            outline = (rgb == cyan).all(axis=2)
+            near = outline | np.roll(outline, 1, 0) | np.roll(outline, -1, 0)
+            near |= np.roll(near, 1, 1) | np.roll(near, -1, 1)  # within one GIF pixel
+            for k in range(lc.n_stars):
+                if lc.methods[k] != "circle":
+                    continue
+                x = lc.tracks.x[k, frame] + lc.factors[k] * np.cos(angles)
+                y = lc.tracks.y[k, frame] + lc.factors[k] * np.sin(angles)
+                col = np.floor((x + 0.5) * scale).astype(int)
+                row = np.floor((199.5 - y) * scale).astype(int)
+                inside = (col >= 0) & (col < 200 * scale) & (row >= 0) & (row < 200 * scale)
+                if inside.sum() >= 12:  # a quarter of the circle in the image at least
+                    seen.append(near[row[inside], col[inside]].mean())
+                cx = int((lc.tracks.x[k, frame] + 0.5) * scale)
+                cy = int((199.5 - lc.tracks.y[k, frame]) * scale)
+                if 0 <= cx < 200 * scale and 0 <= cy < 200 * scale:
+                    assert outline[cy, cx]
+    # measured: min 0.85 (other stars' numbers drawn over a circle), mean 0.95
+    assert len(seen) > 20 and min(seen) >= 0.7 and np.mean(seen) >= 0.9
+
+
+def test_gif_bytes_per_frame(data, tmp_path):
+    """The GIF stays small: the demo's budget, 2 MB for GIF_MAX_FRAMES (60) frames, is 33 kB
+    a frame; this visit's frames take 20.5 kB each (measured; the demo's 21 kB)."""
+    lc, visit = data
+    out = plots.save_gif(visit, lc, tmp_path / "track.gif")
+    n = min(lc.n_frames, plots.GIF_MAX_FRAMES)
+    assert out.stat().st_size / n < 2e6 / plots.GIF_MAX_FRAMES
+
+
 def test_gif_write_is_atomic(data, tmp_path, monkeypatch):
     lc, visit = data
-    real = field._GifRenderer.render
+    real = gif._GifRenderer.render
     calls = {"n": 0}
 
     def failing(self, frame):
@@ -237,7 +373,7 @@ def test_gif_write_is_atomic(data, tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real(self, frame)
 
-    monkeypatch.setattr(field._GifRenderer, "render", failing)
+    monkeypatch.setattr(gif._GifRenderer, "render", failing)
     with pytest.raises(RuntimeError, match="killed"):
         plots.save_gif(visit, lc, tmp_path / "track.gif", max_frames=5)
     assert list(tmp_path.iterdir()) == []

@@ -55,5 +55,5 @@ def test_the_report_holds_every_star_the_field_and_the_gif(finished_run):
     for figure in [*stars, "star_tracking.gif", "target_vs_drp.png", "field_model.png",
                    "cdpp_vs_factor.png", "drp_lightcurves.png"]:
         assert figure in files, figure
-    assert "the light curve of star n" in html and "the frames of the visit as an " \
-                                                   "animation" in html
+    assert "the light curve of star n" in html and "An outline that drifts off its star" in html
+    assert "the same flux against the spacecraft's roll angle" in html

@@ -4,7 +4,8 @@
 * :mod:`archi.plots.lightcurves`: one light-curve figure per star;
 * :mod:`archi.plots.drp`: the DRP light curves, and the target against the DRP;
 * :mod:`archi.plots.cdpp`: CDPP against the mask factor;
-* :mod:`archi.plots.field`: the field with every star, and the tracking GIF;
+* :mod:`archi.plots.field`: the field with every star, G magnitudes, North and East;
+* :mod:`archi.plots.gif`: the tracking GIF;
 * :mod:`archi.plots.model`: a frame, its field model and the residual;
 * :mod:`archi.plots.outlines`: the star outlines drawn on images.
 
@@ -19,16 +20,15 @@ from archi.plots.drp import (
     plot_drp_lightcurves,
     plot_target_vs_drp,
 )
-from archi.plots.field import (
-    FIELD_FIGSIZE,
-    GIF_DPI,
-    GIF_FIGSIZE,
+from archi.plots.field import FIELD_FIGSIZE, plot_field, sky_directions
+from archi.plots.figure import DPI
+from archi.plots.gif import (
     GIF_FRAME_DURATION_MS,
+    GIF_MAX_FRAMES,
+    GIF_SCALE,
     gif_frame_indices,
-    plot_field,
     save_gif,
 )
-from archi.plots.figure import DPI
 from archi.plots.lightcurves import LIGHTCURVE_FIGSIZE, plot_star_lightcurves
 from archi.plots.model import MODEL_FIGSIZE, plot_field_model
 from archi.plots.outlines import Apertures
@@ -40,8 +40,8 @@ __all__ = [
     "CDPP_FIGSIZE",
     "DRP_FIGSIZE",
     "FIELD_FIGSIZE",
-    "GIF_FIGSIZE",
-    "GIF_DPI",
+    "GIF_SCALE",
+    "GIF_MAX_FRAMES",
     "GIF_FRAME_DURATION_MS",
     "Apertures",
     "plot_drp_lightcurves",
@@ -49,6 +49,7 @@ __all__ = [
     "plot_target_vs_drp",
     "plot_cdpp_vs_factor",
     "plot_field",
+    "sky_directions",
     "plot_field_model",
     "MODEL_FIGSIZE",
     "save_gif",

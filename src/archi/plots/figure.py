@@ -20,7 +20,8 @@ from archi.io.atomic import atomic_path
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["DPI", "new_figure", "save_png", "hours_since_start", "normalised", "number_text"]
+__all__ = ["DPI", "new_figure", "save_png", "hours_since_start", "normalised", "number_text",
+           "log_limits"]
 
 DPI = 100
 """Resolution of the PNG figures [pixel per inch]."""
@@ -70,3 +71,17 @@ def number_text(value: float, fmt: str = ".1f") -> str:
     """``value`` formatted with ``fmt``, or ``n/a`` when it is NaN or infinite."""
     value = float(value)
     return format(value, fmt) if math.isfinite(value) else "n/a"
+
+
+def log_limits(image: NDArray[np.float64], floor_percentile: float = 20.0
+               ) -> tuple[float, float]:
+    """(vmin, vmax) [electrons] of the log stretch images are drawn with: the
+    ``floor_percentile`` percentile of the positive finite pixels (what lies below, mostly
+    sky background, is drawn flat) up to the brightest, at least a decade apart; (1, 10)
+    when no pixel is positive."""
+    image = np.asarray(image, dtype=float)
+    positive = image[np.isfinite(image) & (image > 0)]
+    if positive.size == 0:
+        return 1.0, 10.0
+    vmin = float(np.percentile(positive, floor_percentile))
+    return vmin, float(max(positive.max(), vmin * 10.0))
