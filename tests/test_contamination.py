@@ -17,6 +17,7 @@ from archi import api
 from archi.contamination import decontaminate
 from archi.masks import CircleAperture
 from archi.options import Options
+from archi.runs import too_contaminated
 from archi.simulate import SimulationConfig, simulate_visit
 from archi.simulate.neighbours import floor_light_in_circles, light_in_circles
 from archi.simulate.truth import read_truth
@@ -256,18 +257,42 @@ def test_without_decontamination_flux_is_the_masks_sum(crowded):
 ])
 def test_contamination_limit_decides_which_runs_are_valid(limit, ratios, rejected):
     """A run is invalid when its neighbours' light exceeds max_contamination x its own
-    light, or cannot be measured (NaN)."""
+    light, or cannot be measured (NaN); star 1's circles (8-13 px) stay clear of the
+    brighter star 0, 40 px away."""
+    prepared = _two_stars(limit, separation=40.0)
+    measured = _runs_with_contamination(ratios)
+    assert too_contaminated(prepared, measured).tolist() == rejected
+
+
+def test_a_circle_over_a_brighter_star_is_invalid_under_the_limit_too():
+    """Star 1's circles of 8-13 px against the brighter star 0, 10.5 px away: from 11 px
+    on they reach its centre and are invalid, however little light they are measured to
+    hold (a star near the rim can keep a circle under the limit)."""
+    prepared = _two_stars(1.0, separation=10.5)
+    measured = _runs_with_contamination([0.1] * 6)
+    assert too_contaminated(prepared, measured).tolist() == [False] * 3 + [True] * 3
+
+
+def _two_stars(limit: float, separation: float):
+    """A prepared visit reduced to what the validity rules read: star 0 (the brighter)
+    and star 1, ``separation`` px apart."""
     from types import SimpleNamespace
 
+    x = np.array([[100.0], [100.0 + separation]])
+    return SimpleNamespace(options=Options(max_contamination=limit),
+                           stars=SimpleNamespace(brightness=np.array([1e6, 1e5])),
+                           tracks=SimpleNamespace(x=x, y=np.full_like(x, 100.0)))
+
+
+def _runs_with_contamination(ratios):
+    """Runs of star 1 at 8, 9, ... px whose measured neighbours' light / own is ``ratios``."""
     from archi.photometry import ApertureSums
-    from archi.runs import MeasuredRuns, too_contaminated
+    from archi.runs import MeasuredRuns
 
     n = len(ratios)
     sums = ApertureSums(np.ones((n, 3)), np.ones((n, 3)), np.zeros((n, 3), bool))
-    measured = MeasuredRuns([(1, 8.0 + i) for i in range(n)], sums, np.ones(n, bool),
-                            np.array(ratios, float))
-    prepared = SimpleNamespace(options=Options(max_contamination=limit))
-    assert too_contaminated(prepared, measured).tolist() == rejected
+    return MeasuredRuns([(1, 8.0 + i) for i in range(n)], sums, np.ones(n, bool),
+                        np.array(ratios, float))
 
 
 def test_own_light_matches_a_direct_sum_for_every_kind_of_mask(crowded):

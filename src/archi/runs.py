@@ -195,6 +195,7 @@ def engulfs_brighter_star(prepared: Prepared, factors: Mapping[int, float]) -> d
     Such a light curve is mostly the neighbour's, and its CDPP is low only because the
     brighter star's flux dilutes the fainter one's noise: archi's optimiser happily grows
     apertures over neighbours; here those runs are invalid, like masks out of the field.
+    With a field model too: the star's FLUX would then rest on the model of a brighter one.
     """
     options = prepared.options
     stars = prepared.stars
@@ -221,19 +222,20 @@ def known_invalid(visit: Visit, prepared: Prepared, runs: Sequence[tuple[int, fl
     usable = np.flatnonzero(~prepared.frame_quality().unmeasurable)  # a lost frame: no hint
     skip = surely_out_of_bounds(FrameSubset(visit.cube, usable), tracks.x[:, usable],
                                 tracks.y[:, usable], apertures)
-    if prepared.model is None:  # with a model, the contamination limit decides instead
-        skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
+    skip |= np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in runs], bool)
     return skip
 
 
 def too_contaminated(prepared: Prepared, measured: MeasuredRuns) -> np.ndarray:
-    """Runs whose neighbours' light exceeds ``max_contamination`` times the star's own
-    (with a field model), or circles over a brighter star's centre (without)."""
+    """Runs whose circle reaches a brighter star's centre, and (with a field model) runs
+    whose neighbours' light exceeds ``max_contamination`` times the star's own. Both: a
+    circle over a brighter star can stay under the limit when that star sits near its
+    rim, and its FLUX then rests on the model of a star brighter than itself."""
+    over = np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in measured.runs],
+                    bool).reshape(-1)
     if measured.contamination is not None:
-        limit = prepared.options.max_contamination
-        return ~(measured.contamination <= limit)
-    return np.array([engulfs_brighter_star(prepared, {j: f})[j] for j, f in measured.runs],
-                    bool)
+        over |= ~(measured.contamination <= prepared.options.max_contamination)
+    return over
 
 
 def star_cdpp(flux: np.ndarray, out_of_bounds: np.ndarray, time: np.ndarray,
