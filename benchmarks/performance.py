@@ -36,10 +36,11 @@ git: ``benchmarks/cache/`` is ignored). For each size in ``--sizes`` (9-star fie
 For ``--star-counts`` (5, 9, 20 stars, 1000 frames, our pipeline only) it measures the
 in-process ``load_visit`` + ``prepare`` and one photometry job's compute. Growth with frames
 and with stars is reported as least-squares exponents of log(time) against log(frames) or
-log(stars found). The report checks the issue's targets (one photometry job of 1000 frames x
-10 stars (here 9) <= 1 s compute and <= 3 s as a process; peak RSS <= 3x the cube; workflow >= 30x
-faster than archi at 1000 frames; linear growth; CDPP same or better than archi on every
-star both find).
+log(stars found). The report checks issue 17's targets at 1000 frames: the whole search
+(every round, fine tune included) <= 0.5 s in process; one photometry job <= 0.5 s as a
+whole process; the GIF <= 2 s and <= 2 MB; peak RSS <= 2x the cube; the workflow >= 25x
+faster than archi with one job per factor and >= 40x with one job per visit; linear growth;
+CDPP same or better than archi on every star both find.
 
 Every measurement also records the CPU that other processes used meanwhile (in cores, from
 /proc/stat minus the benchmark's own getrusage): the machine has two cores, and other work
@@ -97,7 +98,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from archi import api
+from archi import api, plots
 from archi.io.lightcurves import read_lightcurves_fits, write_lightcurves_fits
 from archi.io.lightcurves_text import write_lightcurves_text
 from archi.noise import k2_cdpp
@@ -133,10 +134,13 @@ FAINT_MAX_DISTANCE = 80.0
 
 # the issue's targets
 TARGET_FRAMES = 1000
-TARGET_PHOTOMETRY_COMPUTE_S = 1.0
-TARGET_PHOTOMETRY_PROCESS_S = 3.0
-TARGET_RSS_OVER_CUBE = 3.0
-TARGET_SPEEDUP = 30.0
+TARGET_SEARCH_S = 0.5  # the whole search in process (issue 17)
+TARGET_PHOTOMETRY_PROCESS_S = 0.5
+TARGET_GIF_S = 2.0
+TARGET_GIF_MB = 2.0
+TARGET_RSS_OVER_CUBE = 2.0
+TARGET_SPEEDUP = {"search_jobs: factor": 25.0}  # every other mode: one job per visit
+TARGET_SPEEDUP_VISIT = 40.0
 LINEAR_EXPONENT_MAX = 1.1  # "linear": measured exponent at most this
 
 # (distance [px], position angle [deg], dmag): an inner ring of four at 55 px and an outer
@@ -214,6 +218,9 @@ class InProcessTimes:
     extract_s: float  # best of REPEATS
     export_s: float  # FITS + text, best of REPEATS
     other_cores: float = math.nan  # other processes' CPU during the measurement [cores]
+    search_s: float = math.nan  # the whole search (optimize_factors), best of REPEATS
+    gif_s: float = math.nan  # the tracking GIF (plots.save_gif), best of REPEATS
+    gif_mb: float = math.nan  # its size [MB]
 
     @property
     def load_prepare_s(self) -> float:
@@ -482,10 +489,14 @@ def measure_in_process(drp_folder: Path, out_dir: Path,
         if factors is None or set(factors) != set(range(n)):
             factors = {j: PHOTOMETRY_FACTOR for j in range(n)}
         curves, extract_s = _timed(api.extract, visit, prepared, factors, repeats=repeats)
+        _, search_s = _timed(api.optimize_factors, visit, prepared, repeats=repeats)
         out_dir.mkdir(parents=True, exist_ok=True)
         _, export_s = _timed(_export, curves, out_dir, repeats=repeats)
+        gif = out_dir / "star_tracking.gif"
+        _, gif_s = _timed(plots.save_gif, visit, curves, gif, repeats=repeats)
     return InProcessTimes(visit.n_frames, n, load_s, prepare_s, photometry_s, extract_s,
-                          export_s, meter.other_cores)
+                          export_s, meter.other_cores, search_s, gif_s,
+                          gif.stat().st_size / 1e6)
 
 
 def warm_up(cache: Path) -> None:
@@ -850,10 +861,14 @@ def targets_section(bench: Benchmark) -> str:
     rows = []
     at = _at(bench, TARGET_FRAMES)
     if at is not None:
-        p = at.in_process.photometry_s
-        rows.append([f"one photometry job, compute alone ({TARGET_FRAMES} frames, "
-                     f"{at.in_process.n_stars} stars)", f"<= {TARGET_PHOTOMETRY_COMPUTE_S:g} s",
-                     f"{fmt(p)} s", _verdict(p <= TARGET_PHOTOMETRY_COMPUTE_S)])
+        t = at.in_process
+        rows.append([f"the whole search in process ({TARGET_FRAMES} frames, {t.n_stars} stars, "
+                     "every round and the fine tune)", f"<= {TARGET_SEARCH_S:g} s",
+                     f"{fmt(t.search_s)} s", _verdict(t.search_s <= TARGET_SEARCH_S)])
+        rows.append([f"the tracking GIF in process ({TARGET_FRAMES} frames)",
+                     f"<= {TARGET_GIF_S:g} s, <= {TARGET_GIF_MB:g} MB",
+                     f"{fmt(t.gif_s)} s, {fmt(t.gif_mb)} MB",
+                     _verdict(t.gif_s <= TARGET_GIF_S and t.gif_mb <= TARGET_GIF_MB)])
         job = at.workflow.jobs.get("photometry")
         js = job.median_s if job else math.nan
         rows.append([f"one photometry job, whole process (median of {job.n_jobs if job else 0})",
@@ -873,13 +888,16 @@ def targets_section(bench: Benchmark) -> str:
         judged = s.n_frames == TARGET_FRAMES
         for mode, run in _workflow_modes(s):
             speedup = s.archi.wall_s / run.wall_s
+            wanted = TARGET_SPEEDUP.get(mode, TARGET_SPEEDUP_VISIT)
             rows.append([f"workflow -j2 ({mode}) speed-up over archi, {s.n_frames} frames"
                          + ("" if judged else f" (target is for {TARGET_FRAMES})"),
-                         f">= {TARGET_SPEEDUP:g}x", f"{fmt(speedup, 1)}x",
-                         _verdict(speedup >= TARGET_SPEEDUP) if judged else "info"])
+                         f">= {wanted:g}x", f"{fmt(speedup, 1)}x",
+                         _verdict(speedup >= wanted) if judged else "info"])
     if not any(s.n_frames == TARGET_FRAMES and s.archi for s in bench.sizes):
         rows.append([f"workflow -j2 speed-up over archi, {TARGET_FRAMES} frames",
-                     f">= {TARGET_SPEEDUP:g}x", "archi not run at this size", "n/a"])
+                     f">= {TARGET_SPEEDUP_VISIT:g}x (per visit), "
+                     f">= {TARGET_SPEEDUP['search_jobs: factor']:g}x (per factor)",
+                     "archi not run at this size", "n/a"])
     for label, growth in (("frames", frame_growth(bench.sizes) if len(bench.sizes) > 1 else []),
                           ("stars", star_growth(bench.star_counts)
                            if len(bench.star_counts) > 1 else [])):
@@ -907,11 +925,13 @@ def targets_section(bench: Benchmark) -> str:
 def in_process_section(bench: Benchmark) -> str:
     rows = [[s.n_frames, s.in_process.n_stars, fmt(s.cube_mb, 0), fmt(s.in_process.load_s),
              fmt(s.in_process.prepare_s), fmt(s.in_process.photometry_s),
-             fmt(s.in_process.extract_s), fmt(s.in_process.export_s),
+             fmt(s.in_process.search_s), fmt(s.in_process.extract_s),
+             fmt(s.in_process.export_s), fmt(s.in_process.gif_s), fmt(s.in_process.gif_mb),
              fmt(s.in_process.other_cores)] for s in bench.sizes]
     return table(["frames", "stars found", "cube [MB]", "load_visit [s]", "prepare [s]",
-                  "photometry, 1 factor [s]", "extract [s]", "export FITS+text [s]",
-                  "other processes [cores]"], rows)
+                  "photometry, 1 factor [s]", "whole search [s]", "extract [s]",
+                  "export FITS+text [s]", "GIF [s]", "GIF [MB]", "other processes [cores]"],
+                 rows)
 
 
 def _workflow_modes(s: SizeResult) -> list[tuple[str, WorkflowRun]]:
