@@ -121,8 +121,10 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
     for start in range(first, stop, chunk_frames):
         sl = slice(start, min(start + chunk_frames, stop))  # frames of the cube ...
         out = slice(sl.start - first, sl.stop - first)  # ... and columns of the result
-        chunk = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
+        chunk = np.asarray(cube[sl], dtype=np.float64)  # a residual cube's chunk is fresh
         if cosmics is not None:
+            if not chunk.flags.owndata:  # a view of the cube: patch a copy
+                chunk = chunk.copy()
             cosmics.patch(chunk, start)
         if fast:
             flux[fast, out], area[fast, out], oob[fast, out] = circles_in_chunk(
