@@ -74,7 +74,8 @@ def row_edges(first: float, count: int, r: float, terms: NDArray) -> None:
 def quadrant(x: float, s_x: float, y: float, c: float, s_c: float, half_disk: float) -> float:
     """Area [pixel^2] of the disk u^2 + v^2 <= r^2 with u <= x and v <= y, from the edge
     terms (x and S(x) of the column edge: :func:`column_edges`; y, its half-chord c and
-    S(c) of the row edge: :func:`row_edges`) and ``half_disk = pi r^2 / 2``: the chord length integrated."""
+    S(c) of the row edge: :func:`row_edges`) and ``half_disk = pi r^2 / 2``: the chord
+    length integrated."""
     ay = abs(y)
     if abs(x) < c:  # int_{-c}^{x} (sqrt(r^2 - u^2) - |y|) du
         g = s_x + s_c - ay * (x + c)
@@ -188,7 +189,8 @@ def circle_sums(frames: NDArray, x: NDArray, y: NDArray, radius: NDArray, binary
             elif binary[c]:
                 flux[c, k], area[c, k], oob[c, k] = binary_sum(frames[k], xc, yc, r)
             else:
-                flux[c, k], area[c, k], oob[c, k] = exact_sum(frames[k], xc, yc, r, tx, ty, weights)
+                flux[c, k], area[c, k], oob[c, k] = exact_sum(frames[k], xc, yc, r, tx, ty,
+                                                              weights)
     return flux, area, oob
 
 
