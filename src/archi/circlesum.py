@@ -1,397 +1,264 @@
-"""Exact circular-aperture sums whose cost per frame grows with the radius, not its square.
+"""Exact and binary circles on pixels, compiled: the home of exact overlap weights and of
+circle sums over frames (one numba kernel each, cached on disk).
 
-Same numbers (to ~1e-13) as weighing cutouts with the exact overlap weights of
-:class:`archi.masks.CircleAperture` (``mode="exact"``) through
-:func:`archi.photometry.gather`, computed differently. Each pixel column of a cutout is a
-band ``x0 <= x <= x1`` (relative to the centre) in which the pixels fully inside the circle
-form one run: both y-edges within +-h_min, the half-chord at the band edge farther from the
-centre (none when the band crosses +-r). Their weights are exactly 1, so
+A circle of radius r [pixel] centred at (x, y) covers pixel (u, v) (``image[v, u]``, pixel
+centres at integers: ``archi.__doc__``) by the exact area of their intersection [pixel^2],
+as photutils' ``CircularAperture`` masks (``method="exact"``). Row by row the pixels the circle
+touches form one run, whose middle lies fully inside (weight exactly 1) and whose ends
+are boundary pixels, weighed from closed-form quadrant areas (:func:`quadrant`; the
+transcendental terms once per cutout edge). So a circle costs O(r) square roots and
+arctangents plus one add per pixel inside. Overlaps below ``ZERO_WEIGHT`` are rounding
+noise and count as 0. archi's binary circles (a pixel counts when its centre lies within
+r, ``<=``) are one run per row too.
 
-* the run's sum is a difference of two prefix sums along the column
-  (:class:`ColumnPrefix`, built once per chunk of frames and shared by every star and
-  radius), its number of finite pixels a difference of prefix counts;
-* only the boundary pixels at both ends of the run (y-range meeting +-[h_min, h_max], h_max
-  the half-chord at the nearer band edge; ~8 r per circle) get exact weights, as
-  differences of a closed-form band area (:func:`archi.overlap.band_area`) between their row edges,
-  from the edge terms of :func:`archi.overlap.quadrant_area` (transcendental functions once
-  per cutout row and column edge). They sit on a regular layout (slot, side, item, column)
-  of ``_SLOTS`` pixels per run end, so column constants broadcast and adjacent pixels
-  share their edges; the few longer runs (where the rim is steep, near x = +-r) follow on a
-  compacted layout.
-
-Prefix sums run along y rather than x only because numpy then accumulates whole rows per
-step (vector adds, 4x faster than its cumsum along a row); the geometry is symmetric.
-Per frame that is O(r) work per star and radius plus the prefix table, which is built on
-the chunk's window (shared) or per cutout (small scattered circles), whichever is cheaper.
-For small circles (r below ~12 px in a 9-star field) computing the weights of whole
-cutouts is still faster; :func:`archi.circlecost.boundary_method_pays` tells which method to use.
-archi's binary circles (pixel centre within the radius, grid 1) need no boundary weights
-at all: each column's inside pixels are one run, one prefix difference
-(:func:`binary_circle_sums`).
-Pixel conventions: ``archi.__doc__`` (``image[y, x]``, pixel centres at integers).
+Sums follow :func:`archi.photometry.gather`: flux = the weighted sum of the finite in-image
+pixels, area = their weights, out of bounds = a pixel of positive weight is NaN or beyond
+the image edge, or the position is not finite (then flux = area = 0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
-from archi.circlecost import boxes_window, prefix_cost
-from archi.overlap import (ZERO_WEIGHT, band_area, band_terms, column_runs, x_terms,
-                           y_terms)
+__all__ = ["ZERO_WEIGHT", "circle_sums", "exact_circle_weights"]
 
-__all__ = ["ColumnPrefix", "binary_circle_sums", "circle_boxes", "exact_circle_sums",
-           "ZERO_WEIGHT"]
-
-# Work sizes. Temporaries are kept small on purpose (~0.5 MB at most per array): larger
-# ones cost more per element (page faults, cache misses) than the arithmetic, smaller ones
-# more in numpy's per-call overhead (measured on the 1000-frame benchmark visit: the fine
-# tune of 9 stars took 3.6 s with 4096, 2.7 s with 16384, 3.0 s with 65536). Memory stays
-# bounded whatever the chunk.
-_ITEM_ELEMENTS = 16384  # items x (cutout size + 1) per batch
+ZERO_WEIGHT = 1e-12
+"""Overlap fractions below this are rounding noise and count as 0."""
 
 
-def circle_boxes(x: NDArray, y: NDArray, radius: float | NDArray
-                 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Cutout origins ``ix0, iy0`` [pixel] of circles of ``radius`` [pixel] at (x, y), as
-    :meth:`archi.masks.CircleAperture.weights` (0 for non-finite positions)."""
-    origins = (np.floor(np.asarray(v, float) - radius + 0.5) for v in (x, y))
-    return tuple(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
-                 for v in origins)
+@njit(cache=True)
+def cutout_origin(centre: float, r: float) -> int:
+    """First pixel column (row) of the cutout holding a circle [pixel], as
+    :meth:`archi.masks.CircleAperture.weights`."""
+    return int(math.floor(centre - r + 0.5))
 
 
-@dataclass(frozen=True)
-class ColumnPrefix:
-    """Inclusive prefix sums along y (sums and finite counts) of a chunk of frames, for a set
-    of cutout boxes: box b is ``size[b]`` pixels square at (``ix0[b]``, ``iy0[b]``) in frame
-    ``frame[b]``.
-
-    Built on one window (the boxes' bounding box in the image, shared by every box of a
-    frame: pays off when boxes overlap or share frames) or on each box (small, scattered
-    boxes), whichever is expected to be faster. Either way a table (rows, planes, columns):
-    ``sums[i, p, j]`` is the sum of the finite values of plane p (a frame, or a box) in
-    column ``col0[b] + j``, rows ``row0[b] .. row0[b] + i`` [frame units]; ``counts`` the
-    number of finite in-image pixels there (one plane when every frame of the chunk has the
-    same NaN pattern, as usual: the field-of-view edge). Partial sums stay within one column
-    (<= H pixels), which keeps their differences accurate; rows come first so each prefix
-    step adds whole planes (vector adds, 4x faster than numpy's cumsum along a row).
-    """
-
-    frame: NDArray[np.int64]  # (nb,) frame of each box
-    ix0: NDArray[np.int64]  # (nb,) box origins and sizes [pixel]
-    iy0: NDArray[np.int64]
-    size: NDArray[np.int64]
-    sums: NDArray[np.float64]  # (nr, planes, nc)
-    counts: NDArray[np.int32]  # (nr, planes or 1, nc)
-    plane: NDArray[np.int64]  # (nb,) plane of each box
-    row0: NDArray[np.int64]  # (nb,) image row of table row 0, for each box
-    col0: NDArray[np.int64]  # (nb,) image column of table column 0, for each box
-    shape: tuple[int, int]  # (H, W) of the frames
-
-    @classmethod
-    def build(cls, frames: NDArray, frame: NDArray, ix0: NDArray, iy0: NDArray,
-              size: NDArray | int) -> ColumnPrefix:
-        """Prefix sums of ``frames`` (m, H, W) for boxes (nb,) (size 0: not needed)."""
-        m, H, W = frames.shape
-        frame, ix0, iy0 = (np.asarray(v, np.int64) for v in (frame, ix0, iy0))
-        size = np.broadcast_to(np.asarray(size, np.int64), ix0.shape)
-        args = frames, frame, ix0, iy0, size
-        if prefix_cost(m, (H, W), ix0, iy0, size)[1]:
-            return cls._on_window(*args, *boxes_window((H, W), ix0, iy0, size))
-        return cls._on_boxes(*args, int(size.max()))
-
-    @classmethod
-    def _on_window(cls, frames, frame, ix0, iy0, size, r0, r1, c0, c1) -> ColumnPrefix:
-        m, H, W = frames.shape
-        sums = np.empty((r1 - r0, m, c1 - c0))
-        np.copyto(sums, frames[:, r0:r1, c0:c1].transpose(1, 0, 2))
-        bad = ~np.isfinite(sums)
-        sums[bad] = 0.0
-        _accumulate(sums)
-        # the NaN pattern (field edge) rarely changes within a chunk: count it once then
-        shared = bool((bad == bad[:, :1]).all())
-        counts = np.cumsum(~(bad[:, :1] if shared else bad), axis=0, dtype=np.int32)
-        nb = len(ix0)
-        return cls(frame, ix0, iy0, size, sums, counts, plane=frame,
-                   row0=np.full(nb, r0), col0=np.full(nb, c0), shape=(H, W))
-
-    @classmethod
-    def _on_boxes(cls, frames, frame, ix0, iy0, size, S) -> ColumnPrefix:
-        m, H, W = frames.shape
-        nb = len(ix0)
-        rows = (iy0[None, :] + np.arange(S)[:, None])[:, :, None]  # (S, nb, 1)
-        cols = (ix0[:, None] + np.arange(S))[None, :, :]  # (1, nb, S)
-        inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        at = (frame[None, :, None] * H + np.clip(rows, 0, H - 1)) * W + np.clip(cols, 0, W - 1)
-        sums = np.take(frames.reshape(-1), at)  # (S, nb, S)
-        good = inside & np.isfinite(sums)
-        sums[~good] = 0.0
-        _accumulate(sums)
-        counts = good.astype(np.int32)
-        _accumulate(counts)
-        return cls(frame, ix0, iy0, size, sums, counts, plane=np.arange(nb),
-                   row0=iy0, col0=ix0, shape=(H, W))
-
-    def runs(self, box: NDArray, col: NDArray, a: NDArray, b: NDArray
-             ) -> tuple[NDArray, NDArray, NDArray]:
-        """Sums, finite counts and completeness (every pixel finite and in the image) of the
-        runs of rows ``a..b`` (inclusive, image rows; empty if a > b) in image columns
-        ``col`` of boxes ``box`` (broadcast integer arrays, (n, 1) and (n, S)). Parts beyond
-        the image are not summed; the runs must lie in their boxes."""
-        H, W = self.shape
-        ac, bc = np.maximum(a, 0), np.minimum(b, H - 1)
-        use = (ac <= bc) & (col >= 0) & (col < W)
-        if not self.sums.size:  # no box pixel in the image
-            return np.zeros(use.shape), np.zeros(use.shape, np.int32), a > b
-        row0 = self.row0[box]
-        below = ac > row0  # else the run starts at the table's first row: nothing below
-        j = col - self.col0[box]
-        total = _differences(self.sums, self.plane[box], j, ac - row0, bc - ac + 1, below)
-        count = _differences(self.counts, self.plane[box] if len(self.counts[0]) > 1 else 0,
-                             j, ac - row0, bc - ac + 1, below)
-        total *= use
-        count *= use
-        # a run clipped by the image edge counts fewer pixels than its length, too
-        complete = (a > b) | (count == b - a + 1)
-        return total, count, complete
+@njit(cache=True)
+def cutout_size(r: float) -> int:
+    """Pixels per side of the cutout holding a circle of radius r [pixel]
+    (``CircleAperture.size``)."""
+    return int(math.floor(2.0 * r + 1e-9)) + 2
 
 
-def _accumulate(table: NDArray) -> None:
-    """In-place inclusive prefix sums along axis 0, as vector adds over whole planes."""
-    for i in range(1, len(table)):
-        np.add(table[i - 1], table[i], out=table[i])
+@njit(cache=True)
+def column_edges(first: float, count: int, r: float, terms: NDArray) -> None:
+    """Into ``terms`` (2, >= count): at the column edges ``first + j`` (j < count) [pixel,
+    relative to the centre], the edge clipped to [-r, r] and S(edge), with
+    S(t) = int_0^t sqrt(r^2 - u^2) du [pixel^2]."""
+    for j in range(count):
+        e = min(max(first + j, -r), r)
+        h = math.sqrt((r - e) * (r + e))
+        terms[0, j] = e
+        terms[1, j] = 0.5 * (e * h + r * r * math.atan2(e, h))
 
 
-def _differences(table: NDArray, plane: NDArray | int, j: NDArray, first: NDArray,
-                 length: NDArray, below: NDArray) -> NDArray:
-    """``table`` (inclusive prefix, (rows, planes, columns)) over the runs of ``length`` rows
-    from table row ``first`` in column j of ``plane`` (row first - 1 counts only where
-    ``below``); indices of unused entries are clipped, their values discarded."""
-    _, planes, nc = table.shape
-    step = planes * nc
-    at = (first + length - 1) * step + plane * nc + j
-    flat = table.reshape(-1)
-    return (np.take(flat, at, mode="clip")
-            - np.take(flat, at - length * step, mode="clip") * below)
+@njit(cache=True)
+def row_edges(first: float, count: int, r: float, terms: NDArray) -> None:
+    """Into ``terms`` (3, >= count): at the row edges ``first + i`` (i < count) [pixel,
+    relative to the centre], the edge clipped to [-r, r], the half-chord c there and S(c)
+    (:func:`column_edges`)."""
+    for i in range(count):
+        e = min(max(first + i, -r), r)
+        ae = abs(e)
+        h = math.sqrt((r - ae) * (r + ae))
+        terms[0, i] = e
+        terms[1, i] = h
+        terms[2, i] = 0.5 * (h * ae + r * r * math.atan2(h, ae))
 
 
-def exact_circle_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray,
-                      y: NDArray, radius: NDArray | float) -> tuple[NDArray, NDArray, NDArray]:
-    """Exact circle photometry of items (``box``, centre (x, y), ``radius``) [pixel].
-
-    ``frames`` (m, H, W) is the chunk (cosmics patched), ``prefix`` its
-    :class:`ColumnPrefix` for a set of boxes; item i is measured in frame
-    ``prefix.frame[box[i]]``, with weights on that box only (which must hold the circle, as
-    in :meth:`archi.masks.CircleAperture.weights_in`). Per-item arguments are (n,) arrays
-    or scalars. Returns ``(flux, area, out_of_bounds)`` (n,) as
-    :func:`archi.photometry.gather` with the exact weights: flux = weighted sum of the finite
-    in-image pixels [frame units], area = their weights [pixel], out of bounds = a pixel of
-    weight >= ``ZERO_WEIGHT`` is NaN or beyond the image edge, or the position is not finite
-    (then flux = area = 0).
-    """
-    return _in_batches(prefix, box, x, y, radius,
-                       lambda *item: _batch_sums(frames, prefix, *item))
+@njit(cache=True)
+def quadrant(x: float, s_x: float, y: float, c: float, s_c: float, half_disk: float) -> float:
+    """Area [pixel^2] of the disk u^2 + v^2 <= r^2 with u <= x and v <= y, from the edge
+    terms (x and S(x) of the column edge: :func:`column_edges`; y, its half-chord c and
+    S(c) of the row edge: :func:`row_edges`) and ``half_disk = pi r^2 / 2``: the chord
+    length integrated."""
+    ay = abs(y)
+    if abs(x) < c:  # int_{-c}^{x} (sqrt(r^2 - u^2) - |y|) du
+        g = s_x + s_c - ay * (x + c)
+    elif x > 0:
+        g = 2.0 * (s_c - ay * c)
+    else:
+        g = 0.0
+    return (2.0 * s_x + half_disk) - g if y >= 0 else g
 
 
-def _in_batches(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
-                radius: NDArray | float, measure) -> tuple[NDArray, NDArray, NDArray]:
-    """(flux, area, out of bounds) (n,) of items: those with finite positions measured by
-    ``measure(box, x, y, radius)`` in batches of about ``_ITEM_ELEMENTS`` item-columns, the
-    others flux = area = 0 and out of bounds."""
-    x = np.atleast_1d(np.asarray(x, float))
+@njit(cache=True)
+def boundary_weights(tx: NDArray, ty: NDArray, i: int, j0: int, j1: int, half_disk: float,
+                     out: NDArray) -> None:
+    """Exact weights of the pixels of cutout row i (between row edges i and i+1), cutout
+    columns j0..j1, into ``out[j0..j1]``, from the terms ``tx`` (:func:`column_edges`) and
+    ``ty`` (:func:`row_edges`) of the edges, thresholded to [0, 1]; adjacent pixels share
+    their edge's quadrant areas."""
+    y0, c0, s0 = ty[0, i], ty[1, i], ty[2, i]
+    y1, c1, s1 = ty[0, i + 1], ty[1, i + 1], ty[2, i + 1]
+    below = quadrant(tx[0, j0], tx[1, j0], y0, c0, s0, half_disk)
+    above = quadrant(tx[0, j0], tx[1, j0], y1, c1, s1, half_disk)
+    for j in range(j0, j1 + 1):
+        next_below = quadrant(tx[0, j + 1], tx[1, j + 1], y0, c0, s0, half_disk)
+        next_above = quadrant(tx[0, j + 1], tx[1, j + 1], y1, c1, s1, half_disk)
+        w = (next_above - above) - (next_below - below)
+        out[j] = 0.0 if w < ZERO_WEIGHT else min(w, 1.0)
+        below, above = next_below, next_above
+
+
+@njit(cache=True)
+def row_span(dy: float, x: float, r: float, u0: int, u1: int) -> tuple:
+    """The pixels of the row at ``dy`` [pixel] from the centre that a circle at column x
+    overlaps, ``lo..hi``, and those fully inside it, ``a..b`` (inclusive columns within
+    u0..u1; a > b: none; lo > hi: the row misses the circle)."""
+    near = max(abs(dy) - 0.5, 0.0)
+    if near >= r:
+        return 1, 0, 1, 0
+    h = math.sqrt((r - near) * (r + near))  # widest half-chord in the row
+    lo = max(int(math.floor(x - h - 0.5)) + 1, u0)
+    hi = min(int(math.ceil(x + h + 0.5)) - 1, u1)
+    far = abs(dy) + 0.5
+    if far >= r:
+        return lo, hi, hi + 1, hi
+    h = math.sqrt((r - far) * (r + far))  # narrowest half-chord in the row
+    return lo, hi, max(int(math.ceil(x - h + 0.5)), lo), min(int(math.floor(x + h - 0.5)), hi)
+
+
+@njit(cache=True)
+def binary_span(dy: float, x: float, r: float) -> tuple:
+    """Columns ``lo..hi`` whose pixel centres lie within r of the centre, in the row at
+    ``dy`` [pixel] from it (lo > hi: none): archi's test ``dy^2 + (u - x)^2 <= r^2``, bit
+    for bit (the square root's rounding corrected by one step at each end)."""
+    dy2, r2 = dy * dy, r * r
+    half = math.sqrt(max(r2 - dy2, 0.0))
+    lo, hi = math.ceil(x - half), math.floor(x + half)
+    if dy2 + (hi - x) ** 2 > r2:
+        hi -= 1
+    if dy2 + (hi + 1 - x) ** 2 <= r2:
+        hi += 1
+    if dy2 + (lo - x) ** 2 > r2:
+        lo += 1
+    if dy2 + (lo - 1 - x) ** 2 <= r2:
+        lo -= 1
+    if dy2 + (hi - x) ** 2 > r2:
+        return 1, 0
+    return int(lo), int(hi)
+
+
+@njit(cache=True)
+def exact_circle_weights(x: NDArray, y: NDArray, ix0: NDArray, iy0: NDArray, r: float,
+                         size: int) -> NDArray:
+    """Exact overlap fractions (n, size, size) of circles of radius r [pixel] at (x, y) (n,)
+    with the pixels of cutouts whose corner pixel is (``ix0``, ``iy0``) (n,) (0 beyond them,
+    and for non-finite positions)."""
     n = len(x)
-    y, radius, box = (np.broadcast_to(np.asarray(v), (n,)) for v in (y, radius, box))
-    flux, area = np.zeros(n), np.zeros(n)
-    oob = ~(np.isfinite(x) & np.isfinite(y))
-    items = np.flatnonzero(~oob)
-    step = max(1, _ITEM_ELEMENTS // (int(prefix.size.max()) + 1 if n else 1))
-    for start in range(0, len(items), step):
-        b = items[start:start + step]
-        flux[b], area[b], oob[b] = measure(box[b].astype(np.int64), x[b], y[b],
-                                           radius[b].astype(float))
+    out = np.zeros((n, size, size))
+    tx, ty = np.empty((2, size + 1)), np.empty((3, size + 1))
+    half_disk = 0.5 * math.pi * r * r
+    for q in range(n):
+        if not (math.isfinite(x[q]) and math.isfinite(y[q])):
+            continue
+        column_edges(ix0[q] - 0.5 - x[q], size + 1, r, tx)
+        row_edges(iy0[q] - 0.5 - y[q], size + 1, r, ty)
+        for i in range(size):
+            lo, hi, a, b = row_span(iy0[q] + i - y[q], x[q], r, ix0[q], ix0[q] + size - 1)
+            out[q, i, a - ix0[q]:b + 1 - ix0[q]] = 1.0
+            for u0, u1 in ((lo, min(a - 1, hi)), (max(b + 1, a, lo), hi)):
+                if u0 <= u1:
+                    boundary_weights(tx, ty, i, u0 - ix0[q], u1 - ix0[q], half_disk, out[q, i])
+    return out
+
+
+@njit(cache=True)
+def circle_sums(frames: NDArray, x: NDArray, y: NDArray, radius: NDArray, binary: NDArray
+                ) -> tuple:
+    """(flux, area, out of bounds), each (n, m), of n circles in m frames (m, H, W):
+    circle i centred at ``x[i, k], y[i, k]`` [pixel] in frame k, of ``radius[i]`` [pixel],
+    exact (``binary[i]`` False) or binary (pixel centres within the radius, grid 1)."""
+    m = frames.shape[0]
+    n = len(radius)
+    flux, area = np.zeros((n, m)), np.zeros((n, m))
+    oob = np.zeros((n, m), np.bool_)
+    S = cutout_size(radius.max()) if n else 0
+    tx, ty, weights = np.empty((2, S + 1)), np.empty((3, S + 1)), np.empty(S)
+    for k in range(m):  # frame by frame: circles in one frame share its pixels in cache
+        for c in range(n):
+            r = radius[c]
+            xc, yc = x[c, k], y[c, k]
+            if not (math.isfinite(xc) and math.isfinite(yc)):
+                oob[c, k] = True
+            elif binary[c]:
+                flux[c, k], area[c, k], oob[c, k] = binary_sum(frames[k], xc, yc, r)
+            else:
+                flux[c, k], area[c, k], oob[c, k] = exact_sum(frames[k], xc, yc, r, tx, ty,
+                                                              weights)
     return flux, area, oob
 
 
-def _batch_sums(frames: NDArray, prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
-                radius: NDArray) -> tuple[NDArray, NDArray, NDArray]:
-    """:func:`exact_circle_sums` of items with finite positions (all arguments (n,))."""
-    n = len(x)
-    k, ix0, iy0, size = (v[box] for v in (prefix.frame, prefix.ix0, prefix.iy0, prefix.size))
-    S = int(size.max())
-    edges = np.arange(S + 1) - 0.5
-    rr = radius[:, None]
-    ox, oy = ix0 - x, iy0 - y
-    # transcendental terms, once per cutout edge (n, S+1): columns are bands in x ...
-    ex, _, c, s_c = y_terms(ox[:, None] + edges, rr)
-    # ... cut along y at the row edges
-    ey, s_y = x_terms(oy[:, None] + edges, rr)
-    lo, a, b, hi = column_runs(ox, oy, c, radius, size)
-
-    # fully inside: weight 1, from the prefix sums
-    col = ix0[:, None] + np.arange(S)
-    top = iy0[:, None]
-    total, count, complete = prefix.runs(box[:, None], col, top + a.astype(np.int64),
-                                         top + b.astype(np.int64))
-    flux = total.sum(axis=1)
-    area = count.sum(axis=1, dtype=float)
-    oob = ~complete.all(axis=1)
-
-    # boundary runs below (side 0) and above (side 1) the inside run: (2, n, S+1), the
-    # extra column being the right half of the centre column (same pixels)
-    terms, jc = band_terms(ox, ex, c, s_c, radius)
-    starts, counts = _boundary_runs(lo, a, b, hi, jc)
-    rows = np.stack([np.abs(ey), np.abs(s_y), np.sign(ey)])  # (3, n, S+1) row-edge terms
-    geometry = _Geometry(frames, k, ix0, iy0, rows.reshape(3, -1), S)
-
-    # the first _SLOTS pixels of every run, on the regular layout
-    K = min(_SLOTS, int(counts.max()) if counts.size else 0)
-    item = np.arange(n)[:, None]
-    w = geometry.weights(item, starts, counts, terms, K)  # (K, 2, n, S+1)
-    w[:, :, np.arange(n), jc] += w[:, :, :, S]  # a pixel's weight: both halves
-    values, w_valid, bad = geometry.pixel_sums(item, np.arange(S), starts[:, :, :S],
-                                               _threshold(w[..., :S]))
-    flux += values.sum(axis=(0, 1, 3))
-    area += w_valid.sum(axis=(0, 1, 3))
-    oob |= bad.any(axis=(0, 1, 3))
-
-    _add_longer_runs(geometry, starts, counts, terms, jc, K, flux, area, oob)
-    return flux, area, oob
+@njit(cache=True, fastmath={"reassoc"})  # the sums vectorised; NaN tests kept
+def run_sum(image: NDArray, v: int, lo: int, hi: int) -> tuple:
+    """(sum, number) of the finite pixels of row v, columns lo..hi, of ``image`` (H, W), and
+    whether one is not finite or beyond the edge (none when lo > hi)."""
+    H, W = image.shape
+    if lo > hi:
+        return 0.0, 0.0, False
+    if v < 0 or v >= H:
+        return 0.0, 0.0, True
+    total, count = 0.0, 0.0  # a float count: the loop vectorises
+    row = image[v]
+    for u in range(max(lo, 0), min(hi, W - 1) + 1):
+        value = row[u]
+        finite = abs(value) < math.inf
+        total += value if finite else 0.0
+        count += 1.0 if finite else 0.0
+    return total, count, count < hi - lo + 1
 
 
-def _boundary_runs(lo: NDArray, a: NDArray, b: NDArray, hi: NDArray, jc: NDArray
-                   ) -> tuple[NDArray, NDArray]:
-    """First cutout row and length (2, n, S+1) of the boundary runs below (side 0) and above
-    (side 1) the inside run of every column (:func:`archi.overlap.column_runs`, (n, S));
-    column S repeats the centre column ``jc`` (n,) (for its right half)."""
-    n, S = lo.shape
-    starts = np.empty((2, n, S + 1), np.int64)
-    counts = np.empty((2, n, S + 1), np.int64)
-    starts[:, :, :S] = [lo, b + 1.0]
-    counts[:, :, :S] = [a - lo, hi - b]
-    starts[:, :, S] = starts[:, np.arange(n), jc]
-    counts[:, :, S] = counts[:, np.arange(n), jc]
-    return starts, counts
+@njit(cache=True)
+def binary_sum(image: NDArray, x: float, y: float, r: float) -> tuple:
+    """(flux, area, out of bounds) of the binary circle of radius r at (x, y) [pixel]."""
+    total, area, bad = 0.0, 0.0, False
+    iy0 = cutout_origin(y, r)
+    for v in range(iy0, iy0 + cutout_size(r)):
+        lo, hi = binary_span(v - y, x, r)
+        s, count, out = run_sum(image, v, lo, hi)
+        total += s
+        area += count
+        bad |= out
+    return total, area, bad
 
 
-def _add_longer_runs(geometry: _Geometry, starts: NDArray, counts: NDArray, terms: NDArray,
-                     jc: NDArray, done: int, flux: NDArray, area: NDArray, oob: NDArray
-                     ) -> None:
-    """Add to ``flux``, ``area``, ``oob`` (n,) (in place) the boundary pixels of the runs
-    longer than ``done`` (near x = +-r), compacted: _SLOTS more pixels each, then all that
-    remain of the few longest."""
-    n, S = len(flux), geometry.S
-    for last in (False, True):
-        side, i, j = np.nonzero(counts[:, :, :S] > done)
-        if not len(i):
-            break
-        left = counts[side, i, j] - done
-        start = starts[side, i, j] + done
-        step = int(left.max()) if last else min(_SLOTS, int(left.max()))
-        w = geometry.weights(i, start, left, terms[:, i, j], step)
-        centre = j == jc[i]
-        if centre.any():  # the centre column's right half (only for tiny circles)
-            w += geometry.weights(i, start, left, centre * terms[:, i, S], step)
-        values, w_valid, bad = geometry.pixel_sums(i, j, start, _threshold(w))
-        flux += np.bincount(i, weights=values.sum(axis=0), minlength=n)
-        area += np.bincount(i, weights=w_valid.sum(axis=0), minlength=n)
-        oob |= np.bincount(i, weights=bad.sum(axis=0), minlength=n) > 0
-        done += step
-
-
-_SLOTS = 2  # boundary pixels per run on the regular layout (most runs have 1 or 2)
-
-
-def binary_circle_sums(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
-                       radius: NDArray | float) -> tuple[NDArray, NDArray, NDArray]:
-    """archi's binary circles (grid 1): the pixels whose centre lies within ``radius``
-    [pixel] of (x, y) (``<=``), summed from ``prefix`` (built on boxes holding the circles,
-    see :func:`circle_boxes`); item i is measured in frame ``prefix.frame[box[i]]``.
-
-    The inside pixels of a column form one run of rows, so a circle costs one prefix
-    difference per column. Returns ``(flux, area, out_of_bounds)`` (n,) as weighing the
-    cutouts with ``CircleAperture(radius, mode="binary").weights`` does (the same pixels,
-    decided by the same floating-point test; sums equal to rounding): area = number of
-    finite in-image pixels, out of bounds = a pixel of the mask is NaN or beyond the edge,
-    or the position is not finite (then flux = area = 0).
-    """
-    return _in_batches(prefix, box, x, y, radius, lambda *item: _binary_batch(prefix, *item))
-
-
-def _binary_batch(prefix: ColumnPrefix, box: NDArray, x: NDArray, y: NDArray,
-                  radius: NDArray) -> tuple[NDArray, NDArray, NDArray]:
-    ix0, iy0, size = (v[box] for v in (prefix.ix0, prefix.iy0, prefix.size))
-    cols = ix0[:, None] + np.arange(int(size.max()))  # (n, S) image columns
-    yc, r2 = y[:, None], (radius * radius)[:, None]
-    du2 = (cols - x[:, None]) ** 2
-    half = np.sqrt(np.maximum(r2 - du2, 0.0))
-    lo, hi = np.ceil(yc - half), np.floor(yc + half)
-
-    def inside(v: NDArray) -> NDArray:  # archi's test, as overlap.sampled_circle_weights has it
-        return (v - yc) ** 2 + du2 <= r2
-
-    # the square root may round either way: one step of correction at each end
-    hi = np.where(inside(hi), hi, hi - 1)
-    hi = np.where(inside(hi + 1), hi + 1, hi)
-    lo = np.where(inside(lo), lo, lo + 1)
-    lo = np.where(inside(lo - 1), lo - 1, lo)
-    empty = ~inside(hi) | (lo > hi) | (np.arange(cols.shape[1]) >= size[:, None])
-    lo = np.where(empty, 1.0, lo).astype(np.int64)
-    hi = np.where(empty, 0.0, hi).astype(np.int64)  # a > b: an empty run
-    total, count, complete = prefix.runs(box[:, None], cols, lo, hi)
-    return total.sum(axis=1), count.sum(axis=1, dtype=float), ~complete.all(axis=1)
-
-
-def _threshold(w: NDArray) -> NDArray:
-    """Weights below ``ZERO_WEIGHT`` (rounding noise) set to 0, above 1 to 1, in place."""
-    w *= w >= ZERO_WEIGHT
-    return np.minimum(w, 1.0, out=w)
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """What boundary weights and pixel sums need from a batch of items: the chunk of frames,
-    each item's frame and cutout origin (n,), the row-edge terms (3, n (S+1)) ``|u|,
-    S(|u|), sign(u)`` and the cutout size S.
-
-    Large temporaries are updated in place: on this kind of pipeline, fresh arrays of a few
-    100 kB cost more in page faults than the arithmetic on them."""
-
-    frames: NDArray
-    k: NDArray
-    ix0: NDArray
-    iy0: NDArray
-    rows: NDArray
-    S: int
-
-    def weights(self, item: NDArray, start: NDArray, count: NDArray, terms: NDArray,
-                K: int) -> NDArray:
-        """Weights (K, ...) of the first K pixels of runs of ``count`` pixels from cutout row
-        ``start`` (arrays of any shape, broadcast with ``item``), in columns of ``terms``
-        (7, ...); 0 beyond the run. Not thresholded."""
-        slot = np.arange(K + 1).reshape((-1,) + (1,) * np.ndim(start))
-        edge = (item * (self.S + 1) + start) + slot  # row edges; beyond the table: masked
-        au, as_u, sign = np.take(self.rows, edge, axis=1, mode="clip")
-        band = band_area(au, as_u, sign, terms)
-        w = np.subtract(band[1:], band[:-1], out=au[1:])
-        w *= slot[:-1] < count
-        return w
-
-    def pixel_sums(self, item: NDArray, column: NDArray, start: NDArray, w: NDArray
-                   ) -> tuple[NDArray, NDArray, NDArray]:
-        """Weighted values of the pixels under ``w`` (K, ...) (K pixels from cutout row
-        ``start`` in cutout ``column``), their weights where usable (finite and in the
-        image), and whether a pixel of positive weight is not usable; each (K, ...)."""
-        m, H, W = self.frames.shape
-        slot = np.arange(len(w)).reshape((-1,) + (1,) * np.ndim(start))
-        first = self.iy0[item] + start  # image row of slot 0
-        col = self.ix0[item] + column
-        pixel = slot * W + ((self.k[item] * H + first) * W + col)
-        values = np.take(self.frames.reshape(-1), pixel, mode="clip")
-        valid = np.isfinite(values)
-        valid &= (slot >= -first) & (slot < H - first) & (col >= 0) & (col < W)
-        w_valid = w * valid
-        np.copyto(values, 0.0, where=~valid)
-        values *= w_valid
-        return values, w_valid, w > w_valid
+@njit(cache=True)
+def exact_sum(image: NDArray, x: float, y: float, r: float, tx: NDArray, ty: NDArray,
+              weights: NDArray) -> tuple:
+    """(flux, area, out of bounds) of the exact circle of radius r at (x, y) [pixel]
+    (``tx``, ``ty``, ``weights``: room for the edge terms and a row's weights)."""
+    H, W = image.shape
+    size, half_disk = cutout_size(r), 0.5 * math.pi * r * r
+    ix0, iy0 = cutout_origin(x, r), cutout_origin(y, r)
+    column_edges(ix0 - 0.5 - x, size + 1, r, tx)
+    row_edges(iy0 - 0.5 - y, size + 1, r, ty)
+    total, area, bad = 0.0, 0.0, False
+    for i in range(size):
+        v = iy0 + i
+        lo, hi, a, b = row_span(v - y, x, r, ix0, ix0 + size - 1)
+        if lo > hi:
+            continue
+        s, count, out = run_sum(image, v, a, b)
+        total += s
+        area += count
+        bad |= out
+        for u0, u1 in ((lo, min(a - 1, hi)), (max(b + 1, a, lo), hi)):  # the rim pixels
+            if u0 > u1:
+                continue
+            boundary_weights(tx, ty, i, u0 - ix0, u1 - ix0, half_disk, weights)
+            for u in range(u0, u1 + 1):
+                w = weights[u - ix0]
+                if w == 0.0:
+                    continue
+                value = image[v, u] if 0 <= v < H and 0 <= u < W else math.nan
+                if abs(value) < math.inf:
+                    total += w * value
+                    area += w
+                else:
+                    bad = True
+    return total, area, bad

@@ -35,7 +35,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from archi.geometry import finite_positions
 from archi.options import APERTURE_MODES, SHAPE_SHIFTS
-from archi.overlap import exact_circle_weights, item_chunks, sampled_circle_weights
+from archi.circlesum import exact_circle_weights
+from archi.overlap import item_chunks, sampled_circle_weights
 from archi.segmentation import check_layers, grow, star_regions
 
 __all__ = ["Aperture", "CIRCLE_MODES", "CircleAperture", "ShapeAperture", "cutouts",

@@ -4,12 +4,10 @@ The engine reads the cube in chunks of frames (each chunk once), and for each st
 its aperture's cut-out in all frames of the chunk at once (vectorised over frames), so the
 cost is linear in frames and stars and memory stays bounded. Apertures are any objects with
 ``weights(x, y) -> (weights (n, h, w), ix0 (n,), iy0 (n,))`` (:class:`archi.masks.Aperture`).
-Exact circles (``CircleAperture(mode="exact")``, the factor search's hot path) take a
-faster route with the same numbers, :mod:`archi.circlesum`: prefix sums of each chunk
-(shared by all stars and radii) for the pixels fully inside, exact weights only for the
-boundary pixels, so their cost grows with the radius instead of the area; binary circles
-(grid 1; archi's own, moved by whole pixels, too) are one run of whole pixels per column,
-summed from the same tables.
+Circles (exact, and binary on the pixel grid: the factor search's hot path) are summed by
+one compiled kernel with the same numbers, :func:`archi.circlesum.circle_sums`: every
+circle in every frame of a chunk in one call, weights 1 inside and exact weights on the
+rim only.
 A non-finite position measures nothing: flux and area 0, flagged out of bounds.
 
 Uncertainties follow archi's model, per frame k and star:
@@ -29,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.circlecost import boundary_method_pays
-from archi.circlesum import ColumnPrefix, binary_circle_sums, circle_boxes, exact_circle_sums
+from archi.circlesum import circle_sums
 from archi.cosmics import CosmicHits, dilate3
 from archi.masks import Aperture, CircleAperture
 from archi.stars import Tracks
@@ -84,78 +81,29 @@ def gather(frames: NDArray, weights: NDArray, ix0: NDArray, iy0: NDArray
     return weigh(*cut(frames, ix0, iy0, weights.shape[1:]), weights)
 
 
-def is_exact_circle(aperture: object) -> bool:
-    """Whether ``aperture`` is measured by the exact-circle fast path (any grid: only the
-    radius scaling applies to exact circles)."""
-    return isinstance(aperture, CircleAperture) and aperture.mode == "exact"
+def is_kernel_circle(aperture: object) -> bool:
+    """Whether ``aperture`` is summed by the compiled circle kernel
+    (:func:`archi.circlesum.circle_sums`): exact circles (any grid: only the radius scaling
+    applies to them) and binary circles on the pixel grid itself (``grid`` 1), moving by
+    sub-pixels or by whole pixels as archi's."""
+    return isinstance(aperture, CircleAperture) and (
+        aperture.mode == "exact" or aperture.grid == 1)
 
 
-def is_binary_circle(aperture: object) -> bool:
-    """Whether ``aperture`` is measured by the binary-circle fast path (binary masks on the
-    pixel grid itself, ``grid`` 1, moving by sub-pixels or by whole pixels as archi's: a
-    run of whole pixels per column)."""
-    return (isinstance(aperture, CircleAperture) and aperture.mode in ("binary", "archi")
-            and aperture.grid == 1)
-
-
-def binary_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
-                            circles: Sequence[CircleAperture]
-                            ) -> tuple[NDArray, NDArray, NDArray]:
-    """(flux, area, out of bounds), each (len(circles), m), of binary circles (grid 1) in a
-    chunk of frames (m, ny, nx) (cosmics patched), circle i at ``x[i], y[i]`` (m,)
-    [pixel] (the circles' :meth:`~archi.masks.CircleAperture.centres` there): the numbers
-    of weighing cutouts with their binary weights
-    (:func:`archi.circlesum.binary_circle_sums`)."""
+def circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
+                     circles: Sequence[CircleAperture]) -> tuple[NDArray, NDArray, NDArray]:
+    """(flux, area, out of bounds), each (len(circles), m), of circles (exact, or binary
+    with grid 1) in a chunk of frames (m, ny, nx) (cosmics patched), circle i for stars at
+    ``x[i], y[i]`` (m,) [pixel]: the numbers of weighing cutouts with their weights
+    (:func:`gather`), from :func:`archi.circlesum.circle_sums`."""
     m, n = frames.shape[0], len(circles)
     x, y = np.asarray(x, float).reshape(n, m), np.asarray(y, float).reshape(n, m)
     centres = [c.centres(x[i], y[i]) for i, c in enumerate(circles)]
-    x, y = (np.array([c[k] for c in centres]).reshape(n, m) for k in (0, 1))
-    xs, ys, _, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
-    prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
-    sums = binary_circle_sums(prefix, np.arange(n * m), xs.ravel(), ys.ravel(), radius)
-    return tuple(v.reshape(n, m) for v in sums)
-
-
-def _circle_items(m: int, x: NDArray, y: NDArray, circles: Sequence[CircleAperture]):
-    """Circle i in frame k of a chunk of m frames is item i m + k: positions xs, ys (n, m),
-    whether finite, and per item the radius, cutout origin and size (0: not measured)."""
-    n = len(circles)
-    xs = np.asarray(x, float).reshape(n, m)
-    ys = np.asarray(y, float).reshape(n, m)
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    radius = np.repeat([c.real_radius for c in circles], m)
-    ix0, iy0 = circle_boxes(xs.ravel(), ys.ravel(), radius)
-    size = np.repeat([c.size for c in circles], m) * finite.ravel()
-    return xs, ys, finite, radius, ix0, iy0, size
-
-
-def exact_circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
-                           circles: Sequence[CircleAperture]
-                           ) -> tuple[NDArray, NDArray, NDArray]:
-    """(flux, area, out of bounds), each (len(circles), m), of exact circles in a chunk of
-    frames (m, ny, nx) (cosmics patched): circle i at positions ``x[i], y[i]`` (m,)
-    [pixel], each on its own cutout.
-
-    Two methods give the same numbers (to ~1e-13): the boundary method of
-    :mod:`archi.circlesum` (cost growing with the radius, one prefix table for all circles)
-    and exact weights on whole cutouts (cost growing with the radius squared, cheaper for
-    small circles); the one expected to be faster is used.
-    """
-    m, n = frames.shape[0], len(circles)
-    xs, ys, finite, radius, ix0, iy0, size = _circle_items(m, x, y, circles)
-    if boundary_method_pays(m, frames.shape[1:], ix0, iy0, size, n * m):
-        prefix = ColumnPrefix.build(frames, np.tile(np.arange(m), n), ix0, iy0, size)
-        sums = exact_circle_sums(frames, prefix, np.arange(n * m), xs.ravel(), ys.ravel(),
-                                 radius)
-        return tuple(v.reshape(n, m) for v in sums)
-    flux, area = np.empty((n, m)), np.empty((n, m))
-    oob = ~finite
-    for i, circle in enumerate(circles):
-        sl = slice(i * m, (i + 1) * m)
-        w, _, _ = circle.weights_in(xs[i], ys[i], ix0[sl], iy0[sl], circle.size)
-        flux[i], area[i], touches = gather(frames, w, ix0[sl], iy0[sl])
-        oob[i] |= touches
-    return flux, area, oob
+    cx = np.array([c[0] for c in centres], dtype=np.float64).reshape(n, m)
+    cy = np.array([c[1] for c in centres], dtype=np.float64).reshape(n, m)
+    radius = np.array([c.real_radius for c in circles], dtype=np.float64)
+    binary = np.array([c.mode != "exact" for c in circles], dtype=np.bool_)
+    return circle_sums(np.ascontiguousarray(frames, dtype=np.float64), cx, cy, radius, binary)
 
 
 def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
@@ -169,23 +117,20 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
     flux = np.full((n_stars, stop - first), np.nan)
     area = np.zeros((n_stars, stop - first))
     oob = np.zeros((n_stars, stop - first), dtype=bool)
-    fast = [j for j, a in enumerate(apertures) if is_exact_circle(a)]
-    binary = [j for j, a in enumerate(apertures) if is_binary_circle(a)]
+    fast = [j for j, a in enumerate(apertures) if is_kernel_circle(a)]
     for start in range(first, stop, chunk_frames):
         sl = slice(start, min(start + chunk_frames, stop))  # frames of the cube ...
         out = slice(sl.start - first, sl.stop - first)  # ... and columns of the result
-        chunk = np.array(cube[sl], dtype=np.float64)  # a copy: patched below
+        chunk = np.asarray(cube[sl], dtype=np.float64)  # a residual cube's chunk is fresh
         if cosmics is not None:
+            if not chunk.flags.owndata:  # a view of the cube: patch a copy
+                chunk = chunk.copy()
             cosmics.patch(chunk, start)
         if fast:
-            flux[fast, out], area[fast, out], oob[fast, out] = exact_circles_in_chunk(
+            flux[fast, out], area[fast, out], oob[fast, out] = circles_in_chunk(
                 chunk, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
-        if binary:
-            flux[binary, out], area[binary, out], oob[binary, out] = binary_circles_in_chunk(
-                chunk, tracks.x[binary, sl], tracks.y[binary, sl],
-                [apertures[j] for j in binary])
         for j, aperture in enumerate(apertures):
-            if aperture is None or is_exact_circle(aperture) or is_binary_circle(aperture):
+            if aperture is None or is_kernel_circle(aperture):
                 continue
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
             flux[j, out], area[j, out], oob[j, out] = gather(chunk, w, ix0, iy0)
