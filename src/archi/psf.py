@@ -183,6 +183,14 @@ class EmpiricalPsf:
                 old[:-1, :, p:p + self.size, p:p + self.size][filled]
         self._cache = {**(self._cache or {}), "bank": bank, "filled": filled, "pad": pad}
 
+    def release_bank(self) -> None:
+        """Free the phase bank of :meth:`phase_bank` (up to 105 MB for a 70 px PSF: every
+        phase with its gradients, float64, padded); it is filled again, with the same
+        numbers, if used again. The renderer's :meth:`phase_stamps` are kept."""
+        if self._cache is not None:
+            for key in ("bank", "filled", "pad"):
+                self._cache.pop(key, None)
+
     def render(self, x: float, y: float, blur: NDArray | None = None, gradients: bool = True
                ) -> tuple[NDArray, NDArray | None, NDArray | None, int, int]:
         """Unit-flux image of a star at (x, y) on a stamp, with gradients and its origin.
