@@ -130,8 +130,11 @@ class EmpiricalPsf:
         if "phase_stamps" not in self._cache_dict():
             n_phases = (self.oversample + 1) ** 2
             stamps = np.empty((n_phases, self.size, self.size), dtype=np.float32)
-            for r in range(n_phases):
-                stamps[r] = self._phase_stamp(r)
+            filled = self._cache.get("filled", np.zeros(n_phases, bool))
+            p = self.bank_pad
+            for r in range(n_phases):  # the phases the bank holds are not computed again
+                stamps[r] = (self._cache["bank"][r, 0, p:p + self.size, p:p + self.size]
+                             if filled[r] else self._phase_stamp(r))
             self._cache["phase_stamps"] = stamps
         return self._cache["phase_stamps"]
 
