@@ -119,8 +119,9 @@ def _fit_frames(design, data, whole, usable, floor, model_flux, clip, min_fitted
         solution, cov = _solve(normal, rhs, fitted)
         bad = np.flatnonzero(np.abs(d - solution @ a) * np.sqrt(w) > clip)
         if bad.size:  # cosmic rays the patching missed: solved again without them
-            normal = normal - np.ascontiguousarray(weighted[:, bad]) @ np.ascontiguousarray(a[:, bad].T)
-            rhs = rhs - np.ascontiguousarray(weighted[:, bad]) @ d[bad]
+            weighted_bad = np.ascontiguousarray(weighted[:, bad])
+            normal = normal - weighted_bad @ np.ascontiguousarray(a[:, bad].T)
+            rhs = rhs - weighted_bad @ d[bad]
             solution, cov = _solve(normal, rhs, fitted)
         f = np.where(fitted, solution[:n_stars], model_flux[:, i])
         stars_normal = np.ascontiguousarray(normal[:n_stars, :n_stars])
