@@ -152,11 +152,14 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     (stars, psf, astrometry), cosmics = parallel.run_forked([detection, cosmic_rays], workers)
     visit = dataclasses.replace(visit, sky=astrometry.transform)
     tracks = track_stars(visit, stars, options, psf=psf, cosmics=cosmics, workers=workers)
+    if psf is not None:  # memory: filled again only if the stars are detected again
+        psf.release_bank()
     model = None
     if options.decontaminate:
         stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         visit, stars, tracks, model, astrometry = _measured_again(
             visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
+        model.psf.release_bank()  # no more tracking or fits with its gradients (memory)
         # rendered once for the PSF fits that find the stars that vary, and again only if
         # some do (their fluxes then change)
         model = model.rendered(options.effective_chunk)

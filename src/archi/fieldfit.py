@@ -191,6 +191,7 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
             cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
             psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames,
                                           exclude=_neighbour_cores(model, visit.cube.shape[1:]))
+            model.psf.release_bank()  # memory: no more fits with the older PSF
         fitted, covered = fit_fluxes(visit, x, y, psf, droll)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
         flux = _model_fluxes(fitted, covered, mag, float(fitted[0]), target_mag)

@@ -79,33 +79,29 @@ class FieldModel:
 
     def render(self, frames: slice | NDArray, stars: Sequence[int] | None = None,
                origin: tuple[NDArray, NDArray] | None = None,
-               shape: tuple[int, int] | None = None) -> NDArray[np.float64]:
+               shape: tuple[int, int] | None = None, separate: bool = False
+               ) -> NDArray[np.float64]:
         """Model images (n, H, W) [e] of ``frames`` (a slice or frame indices), of ``stars``
-        (all by default); NaN where the images hold no data.
+        (all by default); NaN where the images hold no data. ``separate``: each star on its
+        own image, (n, n_stars, H, W), each exactly as rendered alone (one pass over the
+        stamps for all of them).
 
         ``origin`` (x0, y0) per frame and ``shape``: render patches of the frames instead
         (pixel (i, j) of patch k is pixel (y0[k] + i, x0[k] + j) of frame k)."""
-        if self.images is not None and stars is None and origin is None:
+        if self.images is not None and stars is None and origin is None and not separate:
             return np.asarray(self.images[frames], dtype=np.float64)
         stars = np.arange(self.n_stars) if stars is None else np.asarray(stars, dtype=int)
         index = np.arange(self.n_frames)[frames]
-        out = np.zeros((len(index),) + (shape or self.shape))
+        layers = len(stars) if separate else 1
+        out = np.zeros((len(index) * layers,) + (shape or self.shape))
         if len(stars) == 0 or len(index) == 0:
-            return out
-        x, y = self.x[stars][:, index], self.y[stars][:, index]
-        flux = self.star_flux(index)[stars]
-        blur = rotational_blur(x, y, self.target_x[index], self.target_y[index],
-                               self.droll_deg, step=BLUR_STEP)
-        offsets = np.zeros((1,) + x.shape + (2,)) if blur is None else blur
-        m = offsets.shape[0]
-        # frame by frame (frame, star, blur sample): one frame's image stays in the cache
-        offsets = offsets.transpose(2, 1, 0, 3)
-        px = (x.T[:, :, None] + offsets[..., 0]).ravel()
-        py = (y.T[:, :, None] + offsets[..., 1]).ravel()
-        weight = np.broadcast_to(flux.T[:, :, None] / m, offsets.shape[:-1]).ravel()
-        frame = np.broadcast_to(np.arange(len(index))[:, None, None], offsets.shape[:-1]).ravel()
-        usable = np.isfinite(px) & np.isfinite(py) & np.isfinite(weight) & (weight != 0)
-        px, py, weight, frame = px[usable], py[usable], weight[usable], frame[usable]
+            return out.reshape((len(index), len(stars)) + out.shape[1:]) if separate else out
+        if separate:  # frame k's star j on image k * n_stars + j
+            parts = [self._samples(index, stars[j:j + 1]) for j in range(layers)]
+            px, py, weight = (np.concatenate([p[i] for p in parts]) for i in range(3))
+            frame = np.concatenate([p[3] * layers + j for j, p in enumerate(parts)])
+        else:
+            px, py, weight, frame = self._samples(index, stars)
         # the four phases of the PSF's bank about each position, bilinearly weighted: a star
         # moving by a hundredth of a pixel moves its modelled light too (the nearest phase
         # alone would place it up to 1/(2 oversample) pixel off)
@@ -114,15 +110,35 @@ class FieldModel:
         iy, ky, wy = (np.tile(a, (2, 1)).ravel() for a in (iy, ky, wy))
         weight, frame = np.tile(weight, 4) * wx * wy, np.tile(frame, 4)
         if origin is not None:
-            ix = ix - np.asarray(origin[0])[frame]
-            iy = iy - np.asarray(origin[1])[frame]
+            ix = ix - np.asarray(origin[0])[frame // layers]
+            iy = iy - np.asarray(origin[1])[frame // layers]
         stamps, rows, pad = self._stamps(kx, ky)
         _add_stamps(out, stamps, rows, ix - self.psf.radius - pad,
                     iy - self.psf.radius - pad, weight.astype(np.float64),
                     frame.astype(np.int64), pad, self.psf.size)
         if self.usable is not None:
-            _blank_unusable(out, self.usable, origin)
-        return out
+            _blank_unusable(out, self.usable, None if origin is None else
+                            tuple(np.repeat(np.asarray(o), layers) for o in origin))
+        return out.reshape((len(index), layers) + out.shape[1:]) if separate else out
+
+    def _samples(self, index: NDArray, stars: NDArray) -> tuple[NDArray, ...]:
+        """The points the PSF is placed at for ``stars`` in frames ``index``: x, y [pixel],
+        flux [e] and the frame's place in ``index``, frame by frame (frame, star, blur
+        sample: one frame's image stays in the cache), the rotational blur sampled over
+        these stars' longest arc."""
+        x, y = self.x[stars][:, index], self.y[stars][:, index]
+        flux = self.star_flux(index)[stars]
+        blur = rotational_blur(x, y, self.target_x[index], self.target_y[index],
+                               self.droll_deg, step=BLUR_STEP)
+        offsets = np.zeros((1,) + x.shape + (2,)) if blur is None else blur
+        m = offsets.shape[0]
+        offsets = offsets.transpose(2, 1, 0, 3)
+        px = (x.T[:, :, None] + offsets[..., 0]).ravel()
+        py = (y.T[:, :, None] + offsets[..., 1]).ravel()
+        weight = np.broadcast_to(flux.T[:, :, None] / m, offsets.shape[:-1]).ravel()
+        frame = np.broadcast_to(np.arange(len(index))[:, None, None], offsets.shape[:-1]).ravel()
+        usable = np.isfinite(px) & np.isfinite(py) & np.isfinite(weight) & (weight != 0)
+        return px[usable], py[usable], weight[usable], frame[usable]
 
 
 def _blank_unusable(images: NDArray, usable: NDArray, origin) -> None:
@@ -149,9 +165,12 @@ def _add_stamps(out, bank, rows, ix0, iy0, weight, frame, pad, size):  # pragma:
         y_lo, y_hi = max(pad, -iy0[q]), min(pad + size, height - iy0[q])
         x_lo, x_hi = max(pad, -ix0[q]), min(pad + size, width - ix0[q])
         for a in range(y_lo, y_hi):
-            row = iy0[q] + a
-            for b in range(x_lo, x_hi):
-                out[f, row, ix0[q] + b] += w * s[a, b]
+            # row slices indexed from 0: no negative-index check, so the loop vectorises
+            # (3x faster, the same sums)
+            dst = out[f, iy0[q] + a, ix0[q] + x_lo:ix0[q] + x_hi]
+            src = s[a, x_lo:x_hi]
+            for b in range(src.shape[0]):
+                dst[b] += w * src[b]
 
 
 def _phase_pairs(p: NDArray, oversample: int) -> tuple[NDArray, NDArray, NDArray]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from archi.masks import cutouts
@@ -192,19 +193,53 @@ def _designs(templates: NDArray) -> NDArray:
     return templates.reshape(*lead, 3, h * w)
 
 
-def _apply(design: NDArray, sol: NDArray) -> NDArray:
-    """Model design @ sol: design (..., 3, p), sol (..., 3) -> (..., p)."""
-    return (sol[..., None, :] @ design)[..., 0, :]
+@njit(cache=True)
+def _apply(design: NDArray, sol: NDArray) -> NDArray:  # pragma: no cover
+    """Model design @ sol: design (n, c, p), sol (n, c) -> (n, p)."""
+    n, c, p = design.shape
+    out = np.zeros((n, p))
+    for k in range(n):
+        for i in range(c):
+            s = sol[k, i]
+            row = out[k]
+            for q in range(p):
+                row[q] += s * design[k, i, q]
+    return out
 
 
 def _solve3(design: NDArray, data: NDArray, weight: NDArray) -> tuple[NDArray, NDArray]:
-    """Weighted least squares with 3 unknowns for every leading index: design (..., 3, p),
-    data and weight (..., p). Returns solutions (..., 3) and their variances (..., 3); NaN
-    where singular."""
-    aw = design * weight[..., None, :]
-    normal = aw @ np.swapaxes(design, -1, -2)
-    rhs = (aw @ data[..., None])[..., 0]
-    return _solve_symmetric3(normal, rhs)
+    """Weighted least squares with 3 unknowns for every frame: design (n, 3, p), data and
+    weight (n, p). Returns solutions (n, 3) and their variances (n, 3); NaN where
+    singular."""
+    return _solve_symmetric3(*_normal3(design, data, weight))
+
+
+@njit(cache=True)
+def _normal3(design: NDArray, data: NDArray, weight: NDArray
+             ) -> tuple[NDArray, NDArray]:  # pragma: no cover
+    """Normal matrices (n, 3, 3) and right-hand sides (n, 3) of :func:`_solve3`'s fits, in
+    one pass over each frame's pixels."""
+    n, _, p = design.shape
+    normal, rhs = np.zeros((n, 3, 3)), np.zeros((n, 3))
+    for k in range(n):
+        n00 = n01 = n02 = n11 = n12 = n22 = r0 = r1 = r2 = 0.0
+        for q in range(p):
+            a0, a1, a2 = design[k, 0, q], design[k, 1, q], design[k, 2, q]
+            w0, w1, w2 = a0 * weight[k, q], a1 * weight[k, q], a2 * weight[k, q]
+            n00 += w0 * a0
+            n01 += w0 * a1
+            n02 += w0 * a2
+            n11 += w1 * a1
+            n12 += w1 * a2
+            n22 += w2 * a2
+            r0 += w0 * data[k, q]
+            r1 += w1 * data[k, q]
+            r2 += w2 * data[k, q]
+        normal[k, 0, 0], normal[k, 0, 1], normal[k, 0, 2] = n00, n01, n02
+        normal[k, 1, 0], normal[k, 1, 1], normal[k, 1, 2] = n01, n11, n12
+        normal[k, 2, 0], normal[k, 2, 1], normal[k, 2, 2] = n02, n12, n22
+        rhs[k, 0], rhs[k, 1], rhs[k, 2] = r0, r1, r2
+    return normal, rhs
 
 
 def _solve_symmetric3(normal: NDArray, rhs: NDArray) -> tuple[NDArray, NDArray]:

@@ -21,6 +21,7 @@ search's metric, the CDPP, the PSF, the tracks and the field-model fits.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,8 @@ def assess_frames(cube, chunk_frames: int = 64) -> FrameQuality:
     """The problems of every frame of ``cube`` (n_frames, H, W) [e] (module docstring),
     read ``chunk_frames`` at a time."""
     n = cube.shape[0]
+    if file_mapping(cube) is not None:  # read without holding the whole cube
+        cube = MaskedCube(cube, np.zeros(n, bool))
     finite = np.zeros(n, np.int64)
     nonzero = np.zeros(n, np.int64)
     total = np.zeros(n)
@@ -125,7 +128,13 @@ def flux_outliers(total: NDArray, usable: NDArray[np.bool_]) -> NDArray[np.bool_
 class MaskedCube:
     """``cube`` read like the cube (an index, a slice or an index array of frames), the
     ``excluded`` frames all NaN: what the prepare step fits, tracks and builds its PSF on,
-    so that a bad frame never moves a track or enters the PSF."""
+    so that a bad frame never moves a track or enters the PSF.
+
+    A memory-mapped cube's pages are dropped from the process after each read (they stay
+    in the page cache: reading them again is a copy, not a disk read), so that the prepare
+    step never holds the whole cube (320 MB for 1000 frames) besides its own arrays. Safe
+    because the cube is never written (the file is mapped copy-on-write: a page written in
+    place would be lost)."""
 
     def __init__(self, cube, excluded: NDArray[np.bool_]):
         self.cube = cube
@@ -133,6 +142,7 @@ class MaskedCube:
         self.shape = cube.shape
         self.dtype = np.dtype(float)
         self.ndim = 3
+        self._mapping = file_mapping(cube)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -140,6 +150,8 @@ class MaskedCube:
     def __getitem__(self, key):
         frames = key[0] if isinstance(key, tuple) else key
         data = np.array(self.cube[key], dtype=float)
+        if self._mapping is not None:
+            self._mapping.madvise(mmap.MADV_DONTNEED)
         bad = self.excluded[frames]
         if np.ndim(bad) == 0:
             if bad:
@@ -154,8 +166,20 @@ class MaskedCube:
 
 
 def masked_cube(cube, quality: FrameQuality):
-    """``cube`` itself when every frame is good, else a :class:`MaskedCube`."""
-    return MaskedCube(cube, quality.excluded) if quality.excluded.any() else cube
+    """``cube`` itself when every frame is good and it is in memory, else a
+    :class:`MaskedCube` (which also keeps a memory-mapped cube out of the process's
+    memory)."""
+    if quality.excluded.any() or file_mapping(cube) is not None:
+        return MaskedCube(cube, quality.excluded)
+    return cube
+
+
+def file_mapping(cube) -> mmap.mmap | None:
+    """The memory map of a file that ``cube`` (an array) views, or None (in memory)."""
+    base = cube
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base if isinstance(base, mmap.mmap) and hasattr(base, "madvise") else None
 
 
 class FrameSubset:

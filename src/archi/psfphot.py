@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from archi.fieldfit import MIN_COVERED as MIN_FITTED
@@ -69,72 +70,105 @@ def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=Non
     out = {name: np.full((n_stars, n_frames), np.nan) for name in ("flux", "flux_err", "conta")}
     off_field = np.ones((n_stars, n_frames), bool)
     sky = np.full(n_frames, np.nan)
+    floor = np.asarray(variance_floor, dtype=np.float64)
     for start in range(0, n_frames, chunk_frames):
         sl = slice(start, min(start + chunk_frames, n_frames))
         data = np.array(cube[sl], dtype=float)
         if cosmics is not None:
             cosmics.patch(data, start)
-        data = data.reshape(len(data), -1)[:, usable]
-        whole = model.render(sl).reshape(len(data), -1)[:, usable]
-        columns = np.empty((len(data), n_stars + 1, len(usable)))  # every star's PSF, a level
-        for j in range(n_stars):
-            columns[:, j] = unit.render(sl, [j]).reshape(len(data), -1)[:, usable]
-        columns[:, n_stars] = 1.0
-        model_flux = model.star_flux(sl)
-        for i, k in enumerate(range(sl.start, sl.stop)):
-            if not np.isfinite(data[i]).any():  # a bad frame (archi.framequality): no fit
-                continue
-            variance = np.clip(whole[i], 0.0, None) + variance_floor[k]
-            weight = np.where(np.isfinite(data[i]), 1.0 / variance, 0.0)
-            fit = _fit_frame(columns[i], np.nan_to_num(data[i]), weight, model_flux[:, i], clip)
-            for name, values in zip(out, fit):
-                out[name][:, k] = values
-            off_field[:, k], sky[k] = fit[3:]
+        n = len(data)
+        _fit_frames(unit.render(sl, separate=True).reshape(n, n_stars, -1),
+                    data.reshape(n, -1), model.render(sl).reshape(n, -1), usable,
+                    floor[sl], model.star_flux(sl), clip, MIN_FITTED, MIN_COVERED,
+                    out["flux"][:, sl], out["flux_err"][:, sl], out["conta"][:, sl],
+                    off_field[:, sl], sky[sl])
     return PsfFluxes(out["flux"], out["flux_err"], out["conta"], off_field, sky)
 
 
-def _fit_frame(design: NDArray, data: NDArray, weight: NDArray, model_flux: NDArray,
-               clip: float) -> tuple[NDArray, NDArray, NDArray, NDArray, float]:
-    """The weighted fit of one frame: ``design`` (S + 1, p) every star's unit PSF on the
-    usable pixels and a constant, ``data`` and ``weight`` (p,), ``model_flux`` (S,) the field
-    model's fluxes, kept for the stars mostly off the field. Returns flux, flux_err, conta
-    (NaN for stars with less than :data:`MIN_COVERED` of their PSF on the field), which
-    those are, and the fitted level."""
-    n_stars = len(model_flux)
-    covered = design[:n_stars].sum(axis=1)
-    fitted = covered >= MIN_FITTED
-    # stars not fitted stay at the model's flux: their light is taken from the data
-    data = data - np.where(fitted, 0.0, model_flux) @ design[:n_stars]
-    weighted = design * weight
-    normal = weighted @ design.T
-    rhs = weighted @ data
-    solution, cov = _solve(normal, rhs, fitted)
-    bad = np.abs(data - solution @ design) * np.sqrt(weight) > clip
-    if bad.any():  # cosmic rays the patching missed: solved again without them
-        normal = normal - weighted[:, bad] @ design[:, bad].T
-        rhs = rhs - weighted[:, bad] @ data[bad]
+@njit(cache=True)
+def _fit_frames(design, data, whole, usable, floor, model_flux, clip, min_fitted,
+                min_covered, flux, flux_err, conta, off_field, sky):  # pragma: no cover
+    """The weighted fit of each frame i of a chunk, written into the outputs' column i:
+    ``design`` (n, S, H*W) every star's unit PSF, ``data`` and ``whole`` (the field model)
+    (n, H*W), fitted on the ``usable`` pixels (flat indices) with a constant level, weights
+    1 / (max(whole, 0) + floor[i]) where the data are finite. Stars with less than
+    ``min_fitted`` of their PSF on those pixels are held at ``model_flux`` (S, n) (their
+    light taken from the data); pixels beyond ``clip`` sigma are dropped and the frame
+    solved again. flux, flux_err, conta (NaN with less than ``min_covered`` of the PSF on
+    the field, ``off_field``), and ``sky`` the fitted level. A frame without finite data is
+    left as it is (a bad frame: no fit)."""
+    n_frames, n_stars = design.shape[0], design.shape[1]
+    p = usable.shape[0]
+    a = np.empty((n_stars + 1, p))  # every star's PSF on the usable pixels, a constant
+    a[n_stars] = 1.0
+    d, w = np.empty(p), np.empty(p)
+    for i in range(n_frames):
+        if not _frame_data(data[i], whole[i], usable, floor[i], d, w):
+            continue
+        for j in range(n_stars):
+            for q in range(p):
+                a[j, q] = design[i, j, usable[q]]
+        covered = np.array([a[j].sum() for j in range(n_stars)])
+        fitted = covered >= min_fitted
+        for j in range(n_stars):  # stars not fitted stay at the model's flux
+            if not fitted[j]:
+                d -= model_flux[j, i] * a[j]
+        weighted = a * w
+        normal = weighted @ a.T
+        rhs = weighted @ d
         solution, cov = _solve(normal, rhs, fitted)
-    flux = np.where(fitted, solution[:n_stars], model_flux)
-    stars_normal = normal[:n_stars, :n_stars]
-    diagonal = np.diagonal(stars_normal)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        conta = (stars_normal @ flux - diagonal * flux) / diagonal
-    err = np.sqrt(np.clip(np.diagonal(cov)[:n_stars], 0.0, None))
-    off = covered < MIN_COVERED
-    return (np.where(off, np.nan, flux), np.where(off, np.nan, err),
-            np.where(off, np.nan, conta), off, float(solution[n_stars]))
+        bad = np.flatnonzero(np.abs(d - solution @ a) * np.sqrt(w) > clip)
+        if bad.size:  # cosmic rays the patching missed: solved again without them
+            weighted_bad = np.ascontiguousarray(weighted[:, bad])
+            normal = normal - weighted_bad @ np.ascontiguousarray(a[:, bad].T)
+            rhs = rhs - weighted_bad @ d[bad]
+            solution, cov = _solve(normal, rhs, fitted)
+        f = np.where(fitted, solution[:n_stars], model_flux[:, i])
+        stars_normal = np.ascontiguousarray(normal[:n_stars, :n_stars])
+        neighbours = stars_normal @ f
+        for j in range(n_stars):
+            off = covered[j] < min_covered
+            off_field[j, i] = off
+            if off:
+                flux[j, i] = flux_err[j, i] = conta[j, i] = np.nan
+            else:
+                flux[j, i] = f[j]
+                flux_err[j, i] = np.sqrt(max(cov[j, j], 0.0))
+                conta[j, i] = (neighbours[j] - normal[j, j] * f[j]) / normal[j, j]
+        sky[i] = solution[n_stars]
 
 
-def _solve(normal: NDArray, rhs: NDArray, fitted: NDArray) -> tuple[NDArray, NDArray]:
+@njit(cache=True)
+def _frame_data(data, whole, usable, floor, d, w):  # pragma: no cover
+    """Fill ``d`` with the frame's ``data`` on the ``usable`` pixels (NaN as 0) and ``w``
+    with the weights 1 / (max(whole, 0) + floor) (0 where the data are not finite); whether
+    any datum is finite."""
+    any_finite = False
+    for q in range(usable.shape[0]):
+        v = data[usable[q]]
+        if np.isfinite(v):
+            any_finite = True
+            d[q] = v
+            w[q] = 1.0 / (max(whole[usable[q]], 0.0) + floor)
+        else:
+            d[q] = 0.0 if np.isnan(v) else (1.7976931348623157e308 if v > 0
+                                             else -1.7976931348623157e308)
+            w[q] = 0.0
+    return any_finite
+
+
+@njit(cache=True)
+def _solve(normal, rhs, fitted):  # pragma: no cover
     """Solution (S + 1,) and covariance of the normal equations (S + 1, S + 1) with the
     stars not ``fitted`` (S,) held at 0 (their rows and columns replaced by the
     identity's)."""
     normal, rhs = normal.copy(), rhs.copy()
-    held = np.flatnonzero(~fitted)
-    normal[held, :] = 0.0
-    normal[:, held] = 0.0
-    normal[held, held] = 1.0
-    rhs[held] = 0.0
+    for j in range(fitted.shape[0]):
+        if not fitted[j]:
+            normal[j, :] = 0.0
+            normal[:, j] = 0.0
+            normal[j, j] = 1.0
+            rhs[j] = 0.0
     cov = np.linalg.inv(normal)
     return cov @ rhs, cov
 

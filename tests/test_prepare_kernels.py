@@ -1,0 +1,99 @@
+"""The prepare step's compiled kernels and memory (issue 17): every star rendered in one
+pass as rendered alone, the PSF's blurred stamp against its definition, and a
+memory-mapped cube read without being held."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from scipy import ndimage
+
+from archi.fieldimage import FieldModel
+from archi.framequality import MaskedCube, assess_frames, file_mapping
+from archi.psf import EmpiricalPsf
+
+
+def gaussian_psf(radius: int = 20, sigma: float = 2.5) -> EmpiricalPsf:
+    yy, xx = np.indices((2 * radius + 1, 2 * radius + 1)) - radius
+    stamp = np.exp(-0.5 * (xx ** 2 + yy ** 2) / sigma ** 2)
+    return EmpiricalPsf(stamp / stamp.sum(), radius)
+
+
+@pytest.fixture(scope="module")
+def model() -> FieldModel:
+    """Three stars turning about the first over 6 frames, one partly beyond the edge, a
+    corner of the frame without data."""
+    rng = np.random.default_rng(7)
+    n = 6
+    angle = np.radians(np.linspace(0.0, 25.0, n))
+    dx, dy = np.array([0.0, 18.5, -30.2]), np.array([0.0, 7.3, 21.0])
+    x = 40.3 + dx[:, None] * np.cos(angle) - dy[:, None] * np.sin(angle)
+    y = 41.7 + dx[:, None] * np.sin(angle) + dy[:, None] * np.cos(angle)
+    x, y = x + rng.uniform(-0.3, 0.3, x.shape), y + rng.uniform(-0.3, 0.3, y.shape)
+    usable = np.ones((80, 80), bool)
+    usable[:10, :10] = False
+    return FieldModel(gaussian_psf(), x, y, x[0], y[0], np.array([1e6, 3e5, 5e4]), 3.0,
+                      (80, 80), usable)
+
+
+def test_every_star_on_its_own_image_as_rendered_alone(model):
+    frames = slice(1, 5)
+    together = model.render(frames, separate=True)
+    assert together.shape == (4, 3, 80, 80)
+    for j in range(3):
+        alone = model.render(frames, [j])
+        np.testing.assert_array_equal(together[:, j], alone)  # the same sums, bit for bit
+    assert np.isnan(together[:, :, :10, :10]).all()
+    # the stars' images add up to the whole model (measured: 2e-16 relative)
+    np.testing.assert_allclose(together.sum(axis=1), model.render(frames), rtol=1e-12)
+
+
+def test_blurred_stamp_is_the_mean_of_the_spline_shifted_psf():
+    psf = gaussian_psf()
+    blur = np.array([[-0.83, 0.41], [0.0, 0.0], [0.91, -0.47]])  # offsets [pixel]
+    x, y = 30.27, 44.62
+    stamp, gx, gy, ix0, iy0 = psf.render(x, y, blur)
+    assert (ix0, iy0) == (30 - psf.radius, 45 - psf.radius)
+    # independently: each offset's star is the PSF spline-shifted by its offset from the
+    # stamp's pixel centre, to the 0.1 px of the phases
+    expected = np.zeros_like(stamp)
+    for ox, oy in blur:
+        sx = round((x + ox - 30) * psf.oversample) / psf.oversample
+        sy = round((y + oy - 45) * psf.oversample) / psf.oversample
+        expected += ndimage.shift(psf.stamp, (sy, sx), order=3, mode="constant")
+    expected /= len(blur)
+    # measured: 4e-17 of the peak (the spline's coefficients computed once)
+    np.testing.assert_allclose(stamp, expected, rtol=0, atol=1e-12 * expected.max())
+    # measured: 1.4e-12 of the peak, at the stamp's edge (np.gradient is one-sided there,
+    # before the whole-pixel shift)
+    np.testing.assert_allclose(gx, np.gradient(expected, axis=1), rtol=0,
+                               atol=3e-12 * expected.max())
+    assert psf.render(x, y, blur, gradients=False)[1] is None
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+
+
+def test_memory_mapped_cube_is_read_without_being_held(tmp_path):
+    cube = np.random.default_rng(1).normal(100.0, 5.0, (240, 200, 200))  # 77 MB
+    cube[3] = np.nan
+    path = tmp_path / "cube.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(cube)]).writeto(path)
+    del cube
+    with fits.open(path, memmap=True) as hdul:
+        mapped = hdul[1].data
+        assert file_mapping(mapped) is not None and file_mapping(np.zeros(3)) is None
+        before = _rss_mb()
+        quality = assess_frames(mapped, chunk_frames=16)
+        masked = MaskedCube(mapped, quality.excluded)
+        total = sum(float(np.nansum(masked[k:k + 16])) for k in range(0, 240, 16))
+        grown = _rss_mb() - before
+        assert quality.excluded.tolist() == [k == 3 for k in range(240)]
+        assert np.isnan(masked[3]).all() and np.array_equal(masked[5], mapped[5])
+        np.testing.assert_allclose(total, np.nansum(mapped), rtol=1e-12)
+        del mapped, masked
+    # measured: 0-3 MB (a chunk at a time); the whole cube held would be 77 MB
+    assert grown < 20, grown
