@@ -4,8 +4,6 @@ format, independent of the simulator's code."""
 
 from __future__ import annotations
 
-import os
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -180,29 +178,14 @@ def test_default_psf_lies_on_the_detector_as_the_real_one(default_psf):
     assert angle == pytest.approx(REAL_PEAK_ANGLE, abs=5.0)
 
 
-def _real_psf_file() -> Path | None:
-    """pycheops' PSF file if pycheops is installed (not imported: its import writes a
-    config file), or the file named by ARCHI_CHEOPS_PSF."""
-    if os.environ.get("ARCHI_CHEOPS_PSF"):
-        return Path(os.environ["ARCHI_CHEOPS_PSF"])
-    spec = find_spec("pycheops")
-    if spec is None or spec.origin is None:
-        return None
-    path = (Path(spec.origin).parent / "data" / "instrument"
-            / "CHEOPS_IT_PSFwhite_CH_TU2018-01-01.txt")
-    return path if path.is_file() else None
-
-
-@pytest.mark.skipif(_real_psf_file() is None,
-                    reason="needs pycheops installed or ARCHI_CHEOPS_PSF set")
-def test_the_real_psf_file_gives_its_own_profile():
+def test_the_real_psf_file_gives_its_own_profile(real_psf_file):
     """Stamps from the real file: enclosed fractions of the file's light within 0.0003 of
     the file's own about its centroid (measured: <= 0.0001 from 20 px on; 0.02 at 10 px,
     measured 0.008, where the stamp's phase differs by 0.36 px from the file's), the
     brightest pixel where the file has it (measured: 1.4 deg apart). The round wings added
     beyond the file's square hold 1-2.5 % of the stamp's light (measured 1.7 %)."""
-    psf = simulation_psf(SimulationConfig(psf_file=str(_real_psf_file())))
-    image = np.loadtxt(_real_psf_file())
+    psf = simulation_psf(SimulationConfig(psf_file=str(real_psf_file)))
+    image = np.loadtxt(real_psf_file)
     cy, cx = [float((image.sum(axis=1 - a) * np.arange(n)).sum() / image.sum())
               for a, n in enumerate(image.shape)]  # centroid [pixel index]
     stamp = psf.stamps[0, 0]
