@@ -292,6 +292,9 @@ def _read_subarray(path: Path) -> tuple[np.ndarray, fits.Header, dict[str, np.nd
     if cube.shape[1:] != (SUBARRAY_SIZE, SUBARRAY_SIZE):
         raise CorruptProductError(path, f"frames are {cube.shape[2]}x{cube.shape[1]} pixels, "
                                   f"expected {SUBARRAY_SIZE}x{SUBARRAY_SIZE}")
+    # read-only: prepare drops the memory map's pages after reading them
+    # (framequality.MaskedCube), so a write into the cube would silently revert
+    cube.flags.writeable = False
     n_frames = cube.shape[0]
     meta_hdu = _extension(hdul, path, P.COR_METADATA)
     meta = _columns(meta_hdu, path, P.COR_METADATA, ("MJD_TIME", "RON"))
