@@ -207,6 +207,10 @@ def test_target_precision_matches_the_drp(runs):
 
 
 def test_stars_with_bright_neighbours_do_no_worse_than_true_positions(runs, sim):
+    """Tracking: the same masks at the true positions give no better CDPP. Both curves hold
+    the same neighbours' light, so this says nothing of contamination: that is
+    test_contamination's (FLUX against each star's true own light, and its scatter against
+    the noise floor)."""
     paths, truth = sim
     visit, prepared, result, curves = runs["fits/offsets"]
     found = match(truth, prepared.stars.x0, prepared.stars.y0)
