@@ -38,6 +38,7 @@ from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
 from archi.detect import detect_stars
 from archi.factors import round_factor
 from archi.fieldfit import model_field, star_fluxes
+from archi.fieldimage import measure_residual_sky
 from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube
 from archi.io import read_visit
 from archi.io.archive import visit_folder
@@ -171,12 +172,13 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
                                                 noise_per_pixel(visit))
         flux = np.asarray(model.flux)[:stars.n_stars]
         brightness = flux if flux.ndim == 1 else np.median(flux, axis=1)
+        sky = measure_residual_sky(visit.cube, model, cosmics, options.effective_chunk)
     else:
-        brightness = star_fluxes(visit, tracks, psf)
+        brightness, sky = star_fluxes(visit, tracks, psf), None
     warn_astrometry(astrometry)
     stars = dataclasses.replace(stars, brightness=brightness)
     return Prepared(visit.folder, layout, visit.visit_id.file_key, options, stars, tracks,
-                    cosmics, model, astrometry, quality)
+                    cosmics, model, astrometry, quality, sky)
 
 
 def _following_varying_stars(visit: Visit, model, cosmics, chunk: int):

@@ -191,17 +191,22 @@ class ResidualCube:
     ``cosmics``: hits replaced in the data as they are read. With ``sky=True`` each frame's
     median residual over its usable pixels is removed too:
     the DRP estimates the background on pixels where the stars' halos still shed light,
-    so it subtracts a little too much (measured on the demo: ~50 e per pixel)."""
+    so it subtracts a little too much (measured on the demo: ~50 e per pixel).
+    ``sky_values``: those levels, already measured (:func:`measure_residual_sky`): removed
+    as they are, not measured again."""
 
     def __init__(self, cube: NDArray, model: FieldModel, stars: Sequence[int] | None = None,
-                 sky: bool = True, cosmics=None):
+                 sky: bool = True, cosmics=None, sky_values: NDArray | None = None):
         self.cube = cube
         self.cosmics = cosmics
         self.model = model
         self.stars = stars
         self.sky = sky
         self.shape = cube.shape
-        self.sky_values = np.zeros(cube.shape[0])  # filled as frames are read
+        self.known_sky = sky_values is not None
+        # filled as frames are read, unless known
+        self.sky_values = (np.zeros(cube.shape[0]) if sky_values is None
+                           else np.asarray(sky_values, dtype=float))
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -215,10 +220,23 @@ class ResidualCube:
             self.cosmics.patch(data, frames.indices(len(self))[0])
         residual = data - self.model.render(frames, self.stars)
         if self.sky:
-            level = sky_residual(residual)
-            self.sky_values[frames] = level
+            if self.known_sky:
+                level = self.sky_values[frames]
+            else:
+                level = sky_residual(residual)
+                self.sky_values[frames] = level
             residual -= level[:, None, None]
         return residual
+
+
+def measure_residual_sky(cube: NDArray, model: FieldModel, cosmics=None,
+                         chunk_frames: int = 64) -> NDArray[np.float64]:
+    """Per frame, the background level the DRP left (:func:`sky_residual` of the data minus
+    the whole ``model``, ``cosmics`` replaced first) [e per pixel]: one pass over the cube."""
+    residual = ResidualCube(cube, model, cosmics=cosmics)
+    for start in range(0, len(residual), chunk_frames):
+        residual[start:start + chunk_frames]
+    return residual.sky_values
 
 
 def sky_residual(residual: NDArray) -> NDArray[np.float64]:

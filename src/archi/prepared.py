@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from numpy.typing import NDArray
+
 from archi.cosmics import CosmicHits
 from archi.fieldimage import FieldModel
 from archi.framequality import FrameQuality
@@ -36,6 +39,10 @@ class Prepared:
     model: FieldModel | None = None
     astrometry: AstrometryFit | None = None
     frames: FrameQuality | None = None
+    # with a field model: per frame, the background level the DRP's subtraction left (the
+    # median of data - model over usable pixels) [e per pixel], measured once here so that
+    # each pass over the residual cube need not (None: measured as frames are read)
+    residual_sky: NDArray[np.float64] | None = None
 
     def frame_quality(self) -> FrameQuality:
         """The frames' problems (every frame good when none were assessed)."""

@@ -93,7 +93,8 @@ def measured_cube(visit: Visit, prepared: Prepared) -> tuple:
     (:func:`add_own_light`)."""
     if prepared.model is None:
         return visit.cube, prepared.cosmics
-    return ResidualCube(visit.cube, prepared.model, cosmics=prepared.cosmics), None
+    return ResidualCube(visit.cube, prepared.model, cosmics=prepared.cosmics,
+                        sky_values=prepared.residual_sky), None
 
 
 def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.Aperture | None],

@@ -16,7 +16,8 @@ stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_mode
 [pixel] (the point the field turns about), ``MODEL_FLUX`` image (n_model,) [e] (header
 DROLL [deg]: the roll during one exposure), ``USABLE`` image (1 where the images hold data),
 ``MODEL_IMAGES`` (n_frames, H, W) float32 [e] when the model was rendered (NaN outside
-the field of view)
+the field of view), ``RESIDUAL_SKY`` image (n_frames,) [e per pixel]: the background level
+the DRP left in each frame (:attr:`archi.prepared.Prepared.residual_sky`)
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def write_prepared(path: str | Path, prepared: Prepared) -> None:
         fits.ImageHDU(prepared.frame_quality().problem, name="FRAME_PROBLEM")])
     if prepared.model is not None:
         hdul.extend(_model_hdus(prepared.model))
+    if prepared.residual_sky is not None:
+        hdul.append(fits.ImageHDU(np.asarray(prepared.residual_sky, float),
+                                  name="RESIDUAL_SKY"))
     with atomic_path(path) as tmp:
         hdul.writeto(tmp)
 
@@ -131,7 +135,9 @@ def read_prepared(path: str | Path) -> Prepared:
                       if "FRAME_PROBLEM" in hdul else None)
             astrometry = (AstrometryFit.from_dict(info["astrometry"])
                           if "astrometry" in info else None)
+            sky = (np.asarray(hdul["RESIDUAL_SKY"].data, float)
+                   if "RESIDUAL_SKY" in hdul else None)
     except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
         raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
     return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
-                    stars, tracks, cosmics, model, astrometry, frames)
+                    stars, tracks, cosmics, model, astrometry, frames, sky)
