@@ -338,3 +338,50 @@ def test_surely_out_of_bounds_claims_only_runs_the_photometry_flags(mode, grid):
     frames[13] = np.nan
     assert photometry.surely_out_of_bounds(frames, x, y, circles, samples=10).all()
     assert aperture_photometry(frames, tracks, circles).out_of_bounds[:, 13].all()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_box_sums_weigh_each_circles_box_with_the_same_weights(binary):
+    """``circle_and_box_sums``: the data's sums are ``circle_sums``' exactly, and each
+    circle's sum over its box (parts of the circle beyond the box, NaN box pixels: 0) equals
+    the reference weights (photutils' exact ones, or archi's binary mask) applied to the box
+    laid on an empty canvas."""
+    rng = np.random.default_rng(21 if binary else 17)
+    m, n, n_boxes, size = 4, 40, 3, 41
+    frames = _frames(rng, m)
+    x = rng.uniform(30.0, 170.0, (n, 1)) + rng.normal(0.0, 0.4, (n, m))
+    y = rng.uniform(30.0, 170.0, (n, 1)) + rng.normal(0.0, 0.4, (n, m))
+    radius = rng.uniform(0.4, 24.0, n)
+    box_of = rng.integers(-1, n_boxes, n)
+    boxes = rng.normal(100.0, 30.0, (n_boxes, m, size, size))
+    boxes[rng.random(boxes.shape) < 0.02] = np.nan
+    # each box near its circles, so that some circles reach beyond their box
+    box_x0 = rng.integers(30, 140, (n_boxes, m))
+    box_y0 = rng.integers(30, 140, (n_boxes, m))
+    for i in range(n):
+        if box_of[i] >= 0:
+            x[i] = box_x0[box_of[i]] + rng.uniform(5.0, size - 5.0)
+            y[i] = box_y0[box_of[i]] + rng.uniform(5.0, size - 5.0)
+    flags = np.full(n, binary)
+    flux, area, oob, boxed = circlesum.circle_and_box_sums(
+        frames, x, y, radius, flags, boxes, box_x0, box_y0, box_of)
+    alone = circlesum.circle_sums(frames, x, y, radius, flags)
+    for got, want in zip((flux, area, oob), alone):
+        assert np.array_equal(got, want)
+    for i in range(n):
+        b = box_of[i]
+        if b < 0:
+            assert (boxed[i] == 0.0).all()
+            continue
+        canvas = np.zeros((m, H, W))  # the boxes lie inside the frame
+        for k in range(m):
+            canvas[k, box_y0[b, k]:box_y0[b, k] + size,
+                   box_x0[b, k]:box_x0[b, k] + size] = np.nan_to_num(boxes[b, k])
+        if binary:
+            want = _binary_reference(canvas, x[i], y[i], np.full(m, radius[i]),
+                                     np.arange(m))[0]
+            magnitude = np.abs(want)
+        else:
+            want, _, _, magnitude = _photutils_sums(canvas, x[i], y[i], radius[i])
+        assert (np.abs(boxed[i] - want) <= RTOL * magnitude + 1e-300).all(), i
+    assert (box_of >= 0).sum() > 20 and (box_of < 0).any()

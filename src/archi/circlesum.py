@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["ZERO_WEIGHT", "circle_sums", "exact_circle_weights"]
+__all__ = ["ZERO_WEIGHT", "circle_and_box_sums", "circle_sums", "exact_circle_weights"]
 
 ZERO_WEIGHT = 1e-12
 """Overlap fractions below this are rounding noise and count as 0."""
@@ -174,24 +174,46 @@ def circle_sums(frames: NDArray, x: NDArray, y: NDArray, radius: NDArray, binary
     """(flux, area, out of bounds), each (n, m), of n circles in m frames (m, H, W):
     circle i centred at ``x[i, k], y[i, k]`` [pixel] in frame k, of ``radius[i]`` [pixel],
     exact (``binary[i]`` False) or binary (pixel centres within the radius, grid 1)."""
+    m, n = frames.shape[0], len(radius)
+    flux, area, oob, _ = circle_and_box_sums(
+        frames, x, y, radius, binary, np.zeros((0, m, 0, 0)), np.zeros((0, m), np.int64),
+        np.zeros((0, m), np.int64), np.full(n, -1, np.int64))
+    return flux, area, oob
+
+
+@njit(cache=True)
+def circle_and_box_sums(frames: NDArray, x: NDArray, y: NDArray, radius: NDArray,
+                        binary: NDArray, boxes: NDArray, box_x0: NDArray, box_y0: NDArray,
+                        box_of: NDArray) -> tuple:
+    """:func:`circle_sums` (flux, area, out of bounds), and with the same weights each
+    circle's sum over a second image, its box: (n, m) [e]. Box b of frame k is
+    ``boxes[b, k]`` (S, S), its pixel (0, 0) at frame pixel (``box_x0[b, k]``,
+    ``box_y0[b, k]``); circle i reads box ``box_of[i]`` (-1: none, sum 0). Box pixels that
+    are not finite or beyond the box count as 0. (The factor search sums each star's own
+    modelled light so, on boxes that follow it: the weights are the costly part.)"""
     m = frames.shape[0]
     n = len(radius)
-    flux, area = np.zeros((n, m)), np.zeros((n, m))
+    flux, area, box_sum = np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m))
     oob = np.zeros((n, m), np.bool_)
     S = cutout_size(radius.max()) if n else 0
     tx, ty, weights = np.empty((2, S + 1)), np.empty((3, S + 1)), np.empty(S)
+    no_box = np.zeros((0, 0))
     for k in range(m):  # frame by frame: circles in one frame share its pixels in cache
         for c in range(n):
             r = radius[c]
             xc, yc = x[c, k], y[c, k]
+            b = box_of[c]
+            box = no_box if b < 0 else boxes[b, k]
+            bx0, by0 = (0, 0) if b < 0 else (box_x0[b, k], box_y0[b, k])
             if not (math.isfinite(xc) and math.isfinite(yc)):
                 oob[c, k] = True
             elif binary[c]:
-                flux[c, k], area[c, k], oob[c, k] = binary_sum(frames[k], xc, yc, r)
+                flux[c, k], area[c, k], oob[c, k], box_sum[c, k] = binary_sum(
+                    frames[k], xc, yc, r, box, bx0, by0)
             else:
-                flux[c, k], area[c, k], oob[c, k] = exact_sum(frames[k], xc, yc, r, tx, ty,
-                                                              weights)
-    return flux, area, oob
+                flux[c, k], area[c, k], oob[c, k], box_sum[c, k] = exact_sum(
+                    frames[k], xc, yc, r, tx, ty, weights, box, bx0, by0)
+    return flux, area, oob, box_sum
 
 
 @njit(cache=True, fastmath={"reassoc"})  # the sums vectorised; NaN tests kept
@@ -214,9 +236,11 @@ def run_sum(image: NDArray, v: int, lo: int, hi: int) -> tuple:
 
 
 @njit(cache=True)
-def binary_sum(image: NDArray, x: float, y: float, r: float) -> tuple:
-    """(flux, area, out of bounds) of the binary circle of radius r at (x, y) [pixel]."""
-    total, area, bad = 0.0, 0.0, False
+def binary_sum(image: NDArray, x: float, y: float, r: float, box: NDArray, bx0: int, by0: int
+               ) -> tuple:
+    """(flux, area, out of bounds) of the binary circle of radius r at (x, y) [pixel], and its
+    sum over ``box`` (its pixel (0, 0) at image pixel (bx0, by0))."""
+    total, area, bad, boxed = 0.0, 0.0, False, 0.0
     iy0 = cutout_origin(y, r)
     for v in range(iy0, iy0 + cutout_size(r)):
         lo, hi = binary_span(v - y, x, r)
@@ -224,20 +248,32 @@ def binary_sum(image: NDArray, x: float, y: float, r: float) -> tuple:
         total += s
         area += count
         bad |= out
-    return total, area, bad
+        boxed += run_sum(box, v - by0, lo - bx0, hi - bx0)[0]
+    return total, area, bad, boxed
+
+
+@njit(cache=True)
+def box_value(box: NDArray, v: int, u: int) -> float:
+    """``box[v, u]``, 0 beyond the box or where not finite."""
+    if 0 <= v < box.shape[0] and 0 <= u < box.shape[1]:
+        value = box[v, u]
+        if abs(value) < math.inf:
+            return value
+    return 0.0
 
 
 @njit(cache=True)
 def exact_sum(image: NDArray, x: float, y: float, r: float, tx: NDArray, ty: NDArray,
-              weights: NDArray) -> tuple:
-    """(flux, area, out of bounds) of the exact circle of radius r at (x, y) [pixel]
-    (``tx``, ``ty``, ``weights``: room for the edge terms and a row's weights)."""
+              weights: NDArray, box: NDArray, bx0: int, by0: int) -> tuple:
+    """(flux, area, out of bounds) of the exact circle of radius r at (x, y) [pixel], and its
+    sum over ``box`` (its pixel (0, 0) at image pixel (bx0, by0)) (``tx``, ``ty``,
+    ``weights``: room for the edge terms and a row's weights)."""
     H, W = image.shape
     size, half_disk = cutout_size(r), 0.5 * math.pi * r * r
     ix0, iy0 = cutout_origin(x, r), cutout_origin(y, r)
     column_edges(ix0 - 0.5 - x, size + 1, r, tx)
     row_edges(iy0 - 0.5 - y, size + 1, r, ty)
-    total, area, bad = 0.0, 0.0, False
+    total, area, bad, boxed = 0.0, 0.0, False, 0.0
     for i in range(size):
         v = iy0 + i
         lo, hi, a, b = row_span(v - y, x, r, ix0, ix0 + size - 1)
@@ -247,6 +283,7 @@ def exact_sum(image: NDArray, x: float, y: float, r: float, tx: NDArray, ty: NDA
         total += s
         area += count
         bad |= out
+        boxed += run_sum(box, v - by0, a - bx0, b - bx0)[0]
         for u0, u1 in ((lo, min(a - 1, hi)), (max(b + 1, a, lo), hi)):  # the rim pixels
             if u0 > u1:
                 continue
@@ -261,4 +298,5 @@ def exact_sum(image: NDArray, x: float, y: float, r: float, tx: NDArray, ty: NDA
                     area += w
                 else:
                     bad = True
-    return total, area, bad
+                boxed += w * box_value(box, v - by0, u - bx0)
+    return total, area, bad, boxed

@@ -42,6 +42,27 @@ class _OneStarBoxes:
                                  shape=(self.size, self.size))
 
 
+class OwnLightBoxes:
+    """Each row's star's own modelled light, on boxes that follow the star, to be added to
+    the residual cube ``data - model`` by the photometry (:class:`archi.photometry.AddedBoxes`),
+    so that row i sums its star's own light: ``stars[i]`` (-1: none) through
+    ``apertures[i]`` (None: none). One box per star, wide enough for its widest aperture."""
+
+    def __init__(self, model: FieldModel, stars: NDArray, apertures: Sequence):
+        stars = np.where([a is None for a in apertures], -1, np.asarray(stars, np.int64))
+        measured = np.unique(stars[stars >= 0])
+        reach = max((_reach(a) for a in apertures if a is not None), default=0)
+        self.box_of = np.searchsorted(measured, stars).astype(np.int64)
+        self.box_of[stars < 0] = -1
+        self.boxes = [_OneStarBoxes(model, int(j), 2 * reach + 3) for j in measured]
+
+    def __getitem__(self, frames: slice) -> tuple[NDArray, NDArray, NDArray]:
+        images = np.stack([b[frames] for b in self.boxes]) if self.boxes else np.zeros((0,))
+        x0 = np.array([b.x0[frames] for b in self.boxes], np.int64)
+        y0 = np.array([b.y0[frames] for b in self.boxes], np.int64)
+        return images, x0, y0
+
+
 def own_light(model: FieldModel, tracks: Tracks, apertures: Sequence, star: int,
               chunk_frames: int = 64) -> NDArray[np.float64]:
     """The modelled light of ``star`` alone in each of ``apertures`` (all centred on its

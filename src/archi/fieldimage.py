@@ -218,7 +218,10 @@ class ResidualCube:
         data = np.array(self.cube[frames], dtype=float)
         if self.cosmics is not None:  # the data's hits, before the model is subtracted
             self.cosmics.patch(data, frames.indices(len(self))[0])
-        residual = data - self.model.render(frames, self.stars)
+        whole = self.model.images is not None and self.stars is None
+        # the rendered model subtracted as it is (float32 to float64 on the fly: no copies)
+        residual = np.subtract(data, self.model.images[frames] if whole else
+                               self.model.render(frames, self.stars), out=data)
         if self.sky:
             if self.known_sky:
                 level = self.sky_values[frames]

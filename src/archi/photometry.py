@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from archi.circlesum import circle_sums
+from archi.circlesum import circle_and_box_sums
 from archi.cosmics import CosmicHits, dilate3
 from archi.masks import Aperture, CircleAperture
 from archi.stars import Tracks
@@ -90,12 +91,26 @@ def is_kernel_circle(aperture: object) -> bool:
         aperture.mode == "exact" or aperture.grid == 1)
 
 
+class AddedBoxes(Protocol):
+    """Images added to the cube row by row in :func:`aperture_photometry`: row i sums the
+    cube plus box ``box_of[i]`` (-1: none). Read by frames: ``boxes[sl]`` is (boxes (B, m,
+    S, S), x0 (B, m), y0 (B, m)): box b of frame k has its pixel (0, 0) at frame pixel
+    (x0[b, k], y0[b, k]); pixels beyond a box or not finite add nothing."""
+
+    box_of: NDArray[np.int64]
+
+    def __getitem__(self, frames: slice) -> tuple[NDArray, NDArray, NDArray]: ...
+
+
 def circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
-                     circles: Sequence[CircleAperture]) -> tuple[NDArray, NDArray, NDArray]:
+                     circles: Sequence[CircleAperture], boxes: tuple | None = None,
+                     box_of: NDArray | None = None) -> tuple[NDArray, NDArray, NDArray]:
     """(flux, area, out of bounds), each (len(circles), m), of circles (exact, or binary
     with grid 1) in a chunk of frames (m, ny, nx) (cosmics patched), circle i for stars at
     ``x[i], y[i]`` (m,) [pixel]: the numbers of weighing cutouts with their weights
-    (:func:`gather`), from :func:`archi.circlesum.circle_sums`."""
+    (:func:`gather`), from :func:`archi.circlesum.circle_and_box_sums`. ``boxes`` (the
+    chunk's (boxes, x0, y0): :class:`AddedBoxes`) and ``box_of`` (circle i's box, -1:
+    none): each circle's sum over its box is added to its flux."""
     m, n = frames.shape[0], len(circles)
     x, y = np.asarray(x, float).reshape(n, m), np.asarray(y, float).reshape(n, m)
     centres = [c.centres(x[i], y[i]) for i, c in enumerate(circles)]
@@ -103,15 +118,26 @@ def circles_in_chunk(frames: NDArray, x: NDArray, y: NDArray,
     cy = np.array([c[1] for c in centres], dtype=np.float64).reshape(n, m)
     radius = np.array([c.real_radius for c in circles], dtype=np.float64)
     binary = np.array([c.mode != "exact" for c in circles], dtype=np.bool_)
-    return circle_sums(np.ascontiguousarray(frames, dtype=np.float64), cx, cy, radius, binary)
+    if boxes is None:
+        boxes = (np.zeros((0, m, 0, 0)), np.zeros((0, m), np.int64), np.zeros((0, m), np.int64))
+        box_of = np.full(n, -1, np.int64)
+    images, x0, y0 = boxes
+    flux, area, oob, boxed = circle_and_box_sums(
+        np.ascontiguousarray(frames, dtype=np.float64), cx, cy, radius, binary,
+        np.ascontiguousarray(images, dtype=np.float64), np.asarray(x0, np.int64),
+        np.asarray(y0, np.int64), np.asarray(box_of, np.int64))
+    return flux + boxed, area, oob
 
 
 def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Aperture | None],
                         chunk_frames: int = 64, cosmics: CosmicHits | None = None,
-                        frames: tuple[int, int] | None = None) -> ApertureSums:
+                        frames: tuple[int, int] | None = None,
+                        boxes: AddedBoxes | None = None) -> ApertureSums:
     """Sum every star's aperture in every frame. ``apertures[j]`` None skips star j;
     ``cosmics``: hit pixels replaced in each chunk as it is read. ``frames`` ``(first,
-    stop)``: only those frames (the result's columns), in chunks from ``first``."""
+    stop)``: only those frames (the result's columns), in chunks from ``first``.
+    ``boxes``: row j sums the cube plus its box (:class:`AddedBoxes`; area and bounds are
+    the cube's)."""
     n_stars, n_frames = tracks.x.shape
     first, stop = frames if frames is not None else (0, n_frames)
     flux = np.full((n_stars, stop - first), np.nan)
@@ -126,15 +152,20 @@ def aperture_photometry(cube: NDArray, tracks: Tracks, apertures: Sequence[Apert
             if not chunk.flags.owndata:  # a view of the cube: patch a copy
                 chunk = chunk.copy()
             cosmics.patch(chunk, start)
+        added = None if boxes is None else boxes[sl]
         if fast:
             flux[fast, out], area[fast, out], oob[fast, out] = circles_in_chunk(
-                chunk, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast])
+                chunk, tracks.x[fast, sl], tracks.y[fast, sl], [apertures[j] for j in fast],
+                added, None if boxes is None else boxes.box_of[fast])
         for j, aperture in enumerate(apertures):
             if aperture is None or is_kernel_circle(aperture):
                 continue
             w, ix0, iy0 = aperture.weights(tracks.x[j, sl], tracks.y[j, sl])
             flux[j, out], area[j, out], oob[j, out] = gather(chunk, w, ix0, iy0)
             oob[j, out] |= ~(np.isfinite(tracks.x[j, sl]) & np.isfinite(tracks.y[j, sl]))
+            if added is not None and boxes.box_of[j] >= 0:
+                images, x0, y0 = (a[boxes.box_of[j]] for a in added)
+                flux[j, out] += gather(images, w, ix0 - x0, iy0 - y0)[0]
     return ApertureSums(flux, area, oob)
 
 

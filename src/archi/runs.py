@@ -16,7 +16,7 @@ import numpy as np
 
 from archi import masks, parallel
 from archi.cdpp_table import CdppTable
-from archi.contamination import own_light, run_contamination
+from archi.contamination import OwnLightBoxes, run_contamination
 from archi.fieldimage import ResidualCube
 from archi.framequality import FrameSubset
 from archi.metrics import NoiseMetric, load_metric, score
@@ -90,7 +90,7 @@ def measured_cube(visit: Visit, prepared: Prepared) -> tuple:
     """What the runs are measured on, and the cosmic hits the photometry replaces: the cube,
     or with a field model the cube minus the model (hits replaced before the subtraction),
     whose sums are the stars' own light once each star's own model is added back
-    (:func:`add_own_light`)."""
+    (:func:`photometry_in_parts`)."""
     if prepared.model is None:
         return visit.cube, prepared.cosmics
     return ResidualCube(visit.cube, prepared.model, cosmics=prepared.cosmics,
@@ -98,15 +98,22 @@ def measured_cube(visit: Visit, prepared: Prepared) -> tuple:
 
 
 def photometry_in_parts(visit: Visit, tracks: Tracks, apertures: Sequence[masks.Aperture | None],
-                        prepared: Prepared, workers: int = 1) -> ApertureSums:
-    """:func:`aperture_photometry` of the visit (chunks and cosmics of ``prepared``; with a
-    field model, of :func:`measured_cube`), its frames split among ``workers`` processes."""
+                        prepared: Prepared, workers: int = 1, stars: np.ndarray | None = None
+                        ) -> ApertureSums:
+    """:func:`aperture_photometry` of the visit (chunks and cosmics of ``prepared``), its
+    frames split among ``workers`` processes. With a field model, of :func:`measured_cube`
+    with each row's star's own modelled light added back: row i's sums are the own light
+    of star ``stars[i]`` (default: star i)."""
     chunk = prepared.options.effective_chunk
     cube, cosmics = measured_cube(visit, prepared)
+    boxes = None
+    if prepared.model is not None:
+        stars = np.arange(len(apertures)) if stars is None else stars
+        boxes = OwnLightBoxes(prepared.model, stars, apertures)
 
     def part(frames: tuple[int, int]) -> Callable[[], ApertureSums]:
         return lambda: aperture_photometry(cube, tracks, apertures, chunk_frames=chunk,
-                                           cosmics=cosmics, frames=frames)
+                                           cosmics=cosmics, frames=frames, boxes=boxes)
 
     ranges = parallel.frame_ranges(visit.n_frames, chunk, workers) or [(0, 0)]
     sums = ApertureSums.joined(parallel.run_forked([part(r) for r in ranges], workers))
@@ -130,24 +137,8 @@ def measure(visit: Visit, prepared: Prepared, factors: Mapping[int, float], work
     ``workers`` processes)."""
     apertures = build_apertures(visit, prepared, factors)
     sums = photometry_in_parts(visit, prepared.tracks, apertures, prepared, workers)
-    add_own_light(prepared, np.arange(len(apertures)), apertures, sums)
     errors = flux_errors(sums.flux, sums.area, visit)
     return sums, errors
-
-
-def add_own_light(prepared: Prepared, stars: np.ndarray, apertures: Sequence, sums: ApertureSums
-                  ) -> None:
-    """With a field model, add to the sums of the residual cube (row i: star ``stars[i]``
-    through ``apertures[i]``; None: not measured) each star's own modelled light in its
-    aperture, so that they become the star's own light: the sum minus its neighbours'."""
-    if prepared.model is None:
-        return
-    for j in np.unique(stars):
-        rows = [i for i in np.flatnonzero(stars == j) if apertures[i] is not None]
-        if rows:
-            own = own_light(prepared.model, prepared.tracks, [apertures[i] for i in rows],
-                            int(j), prepared.options.effective_chunk)
-            sums.flux[rows] += own
 
 
 @dataclass(frozen=True)
@@ -180,9 +171,8 @@ def measure_runs(visit: Visit, prepared: Prepared, factors: Mapping[int, Sequenc
         sums = ApertureSums(flux, np.zeros_like(flux), np.ones(flux.shape, bool))
     else:
         kept = [None if s else a for a, s in zip(apertures, skip)]
-        sums = photometry_in_parts(visit, run_tracks, kept, prepared, workers)
+        sums = photometry_in_parts(visit, run_tracks, kept, prepared, workers, stars)
         sums.out_of_bounds[skip] = True
-        add_own_light(prepared, stars, kept, sums)
     contamination = None
     if prepared.model is not None:
         contamination = run_contamination(prepared.model, prepared.tracks, stars, apertures,
