@@ -147,11 +147,21 @@ def _blank_unusable(images: NDArray, usable: NDArray, origin) -> None:
     if origin is None:
         images[:, ~usable] = np.nan
         return
-    height, width = images.shape[1:]
-    padded = np.pad(usable, ((height, height), (width, width)), constant_values=False)
-    for k, (x0, y0) in enumerate(zip(*origin)):
-        patch = padded[y0 + height:y0 + 2 * height, x0 + width:x0 + 2 * width]
-        images[k][~patch] = np.nan
+    _blank_patches(images, usable, np.asarray(origin[0], np.int64),
+                   np.asarray(origin[1], np.int64))
+
+
+@njit(cache=True)
+def _blank_patches(images, usable, x0, y0):  # pragma: no cover
+    """NaN on pixel (i, j) of patch k unless pixel (y0[k] + i, x0[k] + j) is ``usable``."""
+    height, width = usable.shape
+    for k in range(images.shape[0]):
+        for i in range(images.shape[1]):
+            v = y0[k] + i
+            for j in range(images.shape[2]):
+                u = x0[k] + j
+                if not (0 <= v < height and 0 <= u < width and usable[v, u]):
+                    images[k, i, j] = np.nan
 
 
 @njit(cache=True)
