@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from archi.errors import ArchiError
 from archi.fieldmodel import fit_frame
+from archi.framequality import first_good_frame, good_frames
 from archi.psf import EmpiricalPsf, blur_offsets
 from archi.geometry import (FIELD_CENTRE, FIELD_RADIUS, field_turn, predicted_positions,
                             roll_offsets, roll_per_exposure, rotate_offsets)
@@ -153,8 +154,10 @@ def _parabola(a: float, b: float, c: float) -> float:
 
 
 def _verification_frames(visit: Visit, n: int = 6) -> NDArray:
-    """Frames spread over the visit, favouring large roll changes from frame 0."""
-    return np.unique(np.linspace(0, visit.n_frames - 1, min(n, visit.n_frames)).astype(int))
+    """Good frames spread over the visit, the first good one first (the others' fluxes are
+    compared with its)."""
+    good = good_frames(visit.cube)
+    return good[np.unique(np.linspace(0, len(good) - 1, min(n, len(good))).astype(int))]
 
 
 def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray,
@@ -188,24 +191,27 @@ def _multi_frame_fit(visit: Visit, psf: EmpiricalPsf, dx0: NDArray, dy0: NDArray
 
 def detect_in_image(visit: Visit, options: DetectionOptions, psf: EmpiricalPsf | None = None
                     ) -> StarList:
-    """Stars found in the images (see the module docstring)."""
+    """Stars found in the images (see the module docstring): in the first good frame
+    (:func:`archi.framequality.first_good_frame`: a lost frame 0 holds no star)."""
     psf = psf or EmpiricalPsf.from_visit(visit)
-    frame0 = np.asarray(visit.cube[0], dtype=float)
-    candidates = _clean_candidates(frame0, psf, float(noise_per_pixel(visit)[0]),
+    first = first_good_frame(visit.cube)
+    image = np.asarray(visit.cube[first], dtype=float)
+    candidates = _clean_candidates(image, psf, float(noise_per_pixel(visit)[first]),
                                    options.detection_snr)
     if not candidates:
-        raise DetectionError(f"{visit.folder}: no star found in the first frame")
+        raise DetectionError(f"{visit.folder}: no star found in the first frame ({first})")
     x = np.array([c[0] for c in candidates])
     y = np.array([c[1] for c in candidates])
     # the target: the detection nearest the DRP centroid
-    d_target = np.hypot(x - visit.target_x[0], y - visit.target_y[0])
+    tx, ty = visit.target_x[first], visit.target_y[first]
+    d_target = np.hypot(x - tx, y - ty)
     t = int(np.argmin(d_target))
     if d_target[t] > 5.0:
         raise DetectionError(f"{visit.folder}: no star within 5 px of the DRP target centroid "
-                             f"({visit.target_x[0]:.1f}, {visit.target_y[0]:.1f})")
+                             f"({tx:.1f}, {ty:.1f}) in frame {first}")
     order = [t] + [i for i in range(len(x)) if i != t]
     x, y = x[order], y[order]
-    dx0, dy0 = roll_offsets(visit, x, y)
+    dx0, dy0 = roll_offsets(visit, x, y, first)
     dx0[0] = dy0[0] = 0.0  # the target defines the rotation centre
 
     frames = _verification_frames(visit)

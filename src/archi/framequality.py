@@ -67,6 +67,12 @@ class FrameQuality:
         """Frames whose light-curve values are NaN (no usable image)."""
         return (self.problem & UNMEASURABLE) != 0
 
+    def first_good(self) -> int:
+        """The first frame not excluded (0 if none is good): where a star's shape mask is
+        drawn."""
+        good = np.flatnonzero(~self.excluded)
+        return int(good[0]) if len(good) else 0
+
     @property
     def excluded(self) -> NDArray[np.bool_]:
         """Frames left out of fits, tracks, the search's metric and the CDPP."""
@@ -197,11 +203,17 @@ class FrameSubset:
         return np.asarray(self.cube[self.index[frames]], dtype=float)
 
 
+def good_frames(cube) -> NDArray[np.int64]:
+    """The frames of ``cube`` that are not excluded (all unless it is a :class:`MaskedCube`
+    with bad frames; all of them if none is good)."""
+    if isinstance(cube, MaskedCube) and cube.excluded.any() and not cube.excluded.all():
+        return np.flatnonzero(~cube.excluded)
+    return np.arange(len(cube))
+
+
 def first_good_frame(cube) -> int:
     """The first frame of ``cube`` that is not excluded (0 unless it is a
     :class:`MaskedCube` whose first frames are bad): the frame that tells which pixels the
-    field of view holds."""
-    if isinstance(cube, MaskedCube) and cube.excluded.any():
-        good = np.flatnonzero(~cube.excluded)
-        return int(good[0]) if len(good) else 0
-    return 0
+    field of view holds, and the one stars are first found in."""
+    good = good_frames(cube)
+    return int(good[0]) if len(good) else 0

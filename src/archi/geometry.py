@@ -164,10 +164,12 @@ def field_turn(visit: Visit) -> NDArray:
     return (visit.sky or ASSUMED).turn(visit.roll_angle)
 
 
-def roll_offsets(visit: Visit, x0: NDArray, y0: NDArray) -> tuple[NDArray, NDArray]:
-    """Offsets [pixel] from the target at roll 0 of first-frame positions (x0, y0) [pixel]."""
-    dx, dy = x0 - visit.target_x[0], y0 - visit.target_y[0]
-    return rotate_offsets(dx, dy, -field_turn(visit)[0])
+def roll_offsets(visit: Visit, x0: NDArray, y0: NDArray, frame: int = 0
+                 ) -> tuple[NDArray, NDArray]:
+    """Offsets [pixel] from the target at roll 0 of positions (x0, y0) [pixel] in ``frame``
+    (the first by default)."""
+    dx, dy = x0 - visit.target_x[frame], y0 - visit.target_y[frame]
+    return rotate_offsets(dx, dy, -field_turn(visit)[frame])
 
 
 def predicted_positions(visit: Visit, dx0: NDArray, dy0: NDArray, frames: NDArray

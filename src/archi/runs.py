@@ -39,9 +39,11 @@ def metric_for(options: Options, metric: NoiseMetric | None = None) -> NoiseMetr
 
 
 def star_regions(visit: Visit, prepared: Prepared) -> list:
-    """Each star's region in the first frame (the seed of its shape masks)."""
-    frame0 = np.asarray(visit.cube[0], dtype=float)
-    return masks.star_regions(frame0, prepared.tracks.x[:, 0], prepared.tracks.y[:, 0],
+    """Each star's region in the first good frame (the seed of its shape masks; a lost
+    frame 0 holds no star)."""
+    first = prepared.frame_quality().first_good()
+    image = np.asarray(visit.cube[first], dtype=float)
+    return masks.star_regions(image, prepared.tracks.x[:, first], prepared.tracks.y[:, first],
                               brightness=np.clip(prepared.stars.brightness, 1e-9, None))
 
 
@@ -57,8 +59,9 @@ def aperture_for(prepared: Prepared, star: int, factor: float, regions: list | N
                                     grid=options.grid, reference=reference)
     if regions is None:
         raise ValueError("shape masks need the stars' regions (see star_regions)")
-    return masks.ShapeAperture(regions[star], prepared.tracks.x[star, 0],
-                               prepared.tracks.y[star, 0], int(round(factor)),
+    first = prepared.frame_quality().first_good()  # the frame of the regions
+    return masks.ShapeAperture(regions[star], prepared.tracks.x[star, first],
+                               prepared.tracks.y[star, first], int(round(factor)),
                                shift=options.shape_shift, grid=options.grid)
 
 
