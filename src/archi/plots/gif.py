@@ -116,9 +116,12 @@ class _GifRenderer:
             for i in range(0, len(points) - 1, 2 * _DASH):
                 draw.line(points[i:i + _DASH + 1], fill=OUTLINE_INDEX, width=_LINE_WIDTH)
         self.mark_stars(draw, frame)
-        draw.text((4, 3), f"frame {frame}/{self.lc.n_frames - 1}\nroll "
-                  f"{float(self.lc.roll_angle[frame]):.1f} deg", fill=_TEXT_INDEX,
-                  font=self.font, stroke_width=1, stroke_fill=_STROKE_INDEX)
+        label = (f"frame {frame}/{self.lc.n_frames - 1}\n"
+                 f"roll {float(self.lc.roll_angle[frame]):.1f} deg")
+        # a thick black rim: with one pixel, white text over the grey corner is faint (a
+        # box behind it would hide the stars near the corner)
+        draw.text((4, 3), label, fill=_TEXT_INDEX, font=self.font, stroke_width=2,
+                  stroke_fill=_STROKE_INDEX)
         return picture
 
     def mark_stars(self, draw: Any, frame: int) -> None:
