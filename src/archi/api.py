@@ -33,7 +33,7 @@ import numpy as np
 from archi import parallel
 from archi.astrometry import measure_sky_transform, warn_astrometry
 from archi.cdpp_table import CdppTable
-from archi.contamination import neighbours_light
+from archi.contamination import neighbours_light_in_sums
 from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
 from archi.detect import detect_stars
 from archi.factors import round_factor
@@ -376,8 +376,11 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
     if prepared.model is not None and not psf.all():
         raw = aperture_photometry(visit.cube, prepared.tracks, apertures,
                                   options.effective_chunk, prepared.cosmics).flux
-        conta = neighbours_light(prepared.model, prepared.tracks, apertures,
-                                 options.effective_chunk)
+        sky = prepared.residual_sky
+        if sky is None:  # a prepared file from before it was stored
+            sky = measure_residual_sky(visit.cube, prepared.model, prepared.cosmics,
+                                       options.effective_chunk)
+        conta = neighbours_light_in_sums(raw, sums.flux, sums.area, sky)
     errors = flux_errors(raw, sums.area, visit)
     if psf.any():
         sums, errors, raw, conta = psf_rows(psf, visit_psf_photometry(visit, prepared), sums,
