@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from archi import api, runs
+from archi import api, pipeline, runs
 from archi.io.lightcurves import read_lightcurves_fits
 from archi.io.lightcurves_text import read_lightcurves_text
 from archi.cdpp_table import CdppTable
@@ -20,7 +20,7 @@ from archi.options import Options
 def outputs(small_visit_module, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     options = Options(val_range=(10, 24), step=2, optimization_extensions=1)
-    return out, api.run(small_visit_module.drp_folder, options, out, save_gif=True)
+    return out, pipeline.run(small_visit_module.drp_folder, options, out, save_gif=True)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_run_writes_every_output(outputs):
 def test_stored_factors_are_reused_without_optimising(outputs, small_visit_module, tmp_path):
     out, files = outputs
     first = read_lightcurves_fits(files.lightcurves_fits)
-    again = api.run(small_visit_module.drp_folder,
+    again = pipeline.run(small_visit_module.drp_folder,
                     Options(val_range=(10, 24), step=2, optimization_extensions=1),
                     tmp_path, optimize=False, factors_file=files.factors, show_results=False,
                     debug=False)

@@ -1,5 +1,5 @@
 """The ``archi`` command line and DACE ``.tgz`` visits: the command writes the same light
-curves as :func:`archi.api.run`, from the folder or from the archive as DACE delivers it;
+curves as :func:`archi.pipeline.run`, from the folder or from the archive as DACE delivers it;
 bad options and unsafe archives are one line."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from archi import __version__, api, cli
+from archi import __version__, cli, pipeline
 from archi.errors import ProductNotFoundError
 from archi.io.archive import unpack_visit
 from archi.io.find import find_visit_products
@@ -54,7 +54,7 @@ def dace_archive(visit, tmp_path_factory):
 def reference(visit, tmp_path_factory):
     """The light curves of the library's run on the folder."""
     out = tmp_path_factory.mktemp("api")
-    api.run(visit, Options(method="shape", **{**SEARCH, "val_range": (1, 6), "step": 1}),
+    pipeline.run(visit, Options(method="shape", **{**SEARCH, "val_range": (1, 6), "step": 1}),
             out, show_results=False, debug=False)
     return read_lightcurves_fits(out / "lightcurves.fits")
 

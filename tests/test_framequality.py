@@ -20,7 +20,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from archi import api, framequality
+from archi import api, framequality, pipeline
 from archi.noise import k2_cdpp
 from archi.io.factors_file import read_optimized_factors, write_search_factors
 from archi.io.lightcurves import read_lightcurves_fits, write_lightcurves_fits
@@ -241,9 +241,9 @@ def test_flags_decode_the_simulated_events_at_real_rates(clean):
 @pytest.mark.parametrize("damaged", ["nan"], indirect=True)
 def test_files_carry_nan_flags_events_and_warnings(damaged, tmp_path):
     _, (visit, prepared, result, curves, _) = damaged
-    files = api.VisitFiles(factors=tmp_path / "f.yaml", table=tmp_path / "t.tsv",
-                           fits=tmp_path / "lc.fits", info=tmp_path / "info.yaml",
-                           text=tmp_path / "lc.txt")
+    files = pipeline.VisitFiles(factors=tmp_path / "f.yaml", table=tmp_path / "t.tsv",
+                                fits=tmp_path / "lc.fits", info=tmp_path / "info.yaml",
+                                text=tmp_path / "lc.txt")
     write_search_factors(files.factors, prepared.options, prepared.visit_key,
                          result.factors, result.cdpp, result.valid)
     write_lightcurves_fits(curves, files.fits)
@@ -268,7 +268,7 @@ def short(tmp_path_factory):
                          root / "visit")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = api.run(sim.drp_folder, Options(decontaminate=False), root / "out",
+        out = pipeline.run(sim.drp_folder, Options(decontaminate=False), root / "out",
                       show_results=False, debug=False)
     return out, [str(w.message) for w in caught]
 

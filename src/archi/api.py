@@ -11,8 +11,9 @@ function, usable in a notebook.
     curves = extract(visit, prepared, result.factors)  # light curves of every star
 
 The workflow runs the same steps as separate jobs: ``prepare``, the factor search's jobs
-(:mod:`archi.search`) and ``extract`` (:func:`extract_job`); or, with ``search_jobs:
-visit``, one job per visit (:func:`process_visit`, which :func:`run` also calls). Their
+(:mod:`archi.search`) and ``extract`` (:func:`archi.pipeline.extract_job`); or, with
+``search_jobs: visit``, one job per visit (:func:`archi.pipeline.process_visit`, which
+:func:`archi.pipeline.run`, the whole visit in one call with its files, also calls). Their
 ``workers`` argument splits the frames of the costly passes among forked processes (the
 same results). The search's rules are in :mod:`archi.optimize`, its runs in
 :mod:`archi.runs` (re-exported here: :func:`aperture_for`, :func:`build_apertures`,
@@ -41,23 +42,17 @@ from archi.fieldfit import model_field, star_fluxes
 from archi.fieldimage import measure_residual_sky
 from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube
 from archi.io import read_visit
-from archi.io.archive import visit_folder
-from archi.io.factors_file import (
-    optimized_factors_for,
-    read_optimized_factors,
-    stored_factors,
-    write_search_factors,
-)
-from archi.io.lightcurves import write_lightcurves_fits
-from archi.io.lightcurves_text import write_lightcurves_text
-from archi.io.pipe_files import write_pipe_files
-from archi.io.prepared import read_prepared, write_prepared
-from archi.io.run_info import write_run_info
-from archi.io.search_files import read_cdpp_tables, write_cdpp_table
+from archi.io.factors_file import optimized_factors_for
 from archi.metrics import NoiseMetric
 from archi.noise import INVALID_CDPP
-from archi.optimize import (choose_every_star, decide_round, fine_tune_plan, round_factors,
-                             search_warnings, searched_stars)
+from archi.optimize import (
+    choose_every_star,
+    decide_round,
+    fine_tune_plan,
+    round_factors,
+    search_warnings,
+    searched_stars,
+)
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
@@ -94,10 +89,9 @@ from archi.track import track_stars
 from archi.variability import follow_varying_stars
 from archi.visit import Visit, VisitContext
 
-__all__ = ["OptimizationResult", "ProcessedVisit", "RunOutputs", "VisitFiles", "aperture_for",
-           "build_apertures", "cdpp_table", "extract", "extract_job", "factor_table",
-           "load_visit", "measure", "measure_runs", "optimize_factors", "plot_search",
-           "plot_search_files", "prepare", "process_visit", "run"]
+__all__ = ["OptimizationResult", "aperture_for", "build_apertures", "cdpp_table", "extract",
+           "factor_table", "load_visit", "measure", "measure_runs", "optimize_factors",
+           "prepare"]
 
 
 def load_visit(folder: str | Path, options: Options, layout: str = "auto") -> Visit:
@@ -408,151 +402,3 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
         flux_raw=None if conta is None else raw, conta=conta,
         event=np.asarray(visit.event, np.int32), status=np.asarray(visit.status, np.int32),
         context=VisitContext.of(visit))
-
-
-@dataclass(frozen=True)
-class VisitFiles:
-    """Where :func:`process_visit` writes a visit's files (``None``: not written)."""
-
-    factors: Path  # optimised factors (read, not written, when the search is not run)
-    table: Path  # CDPP table of every run (header only when the search is not run)
-    fits: Path  # light curves
-    info: Path  # run info
-    text: Path | None = None  # light curves in archi's text layout
-    prepared: Path | None = None  # stars and tracks
-
-
-@dataclass(frozen=True)
-class ProcessedVisit:
-    """What :func:`process_visit` computed."""
-
-    visit: Visit
-    prepared: Prepared
-    curves: StarLightCurves
-    table: CdppTable  # every run of the search (empty when it was not run)
-    factors: dict[int, float]
-
-
-def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
-                  layout: str = "auto", optimize: bool = True,
-                  metric: NoiseMetric | None = None, workers: int = 1) -> ProcessedVisit:
-    """A whole visit: prepare, optimise the factors (or take them from ``files.factors``
-    when ``optimize`` is False), extract, and write ``files``. ``workers``: processes that
-    share the frames of the costly passes (tracking, the factor search, extraction)."""
-    visit = load_visit(folder, options, layout)
-    prepared = prepare(visit, options, layout, workers)
-    if files.prepared is not None:
-        write_prepared(files.prepared, prepared)
-    result, table = None, CdppTable.empty()
-    if optimize:
-        result = optimize_factors(visit, prepared, metric, workers)
-        table = result.table
-        write_search_factors(files.factors, options, prepared.visit_key, result.factors,
-                             result.cdpp, result.valid)
-    # the factors as the file stores them, as rule extract reads them; the search's sums
-    # of those runs are the curves (no new pass when the file keeps them exactly)
-    factors = stored_factors(files.factors, prepared.visit_key, prepared.stars.n_stars)
-    curves = extract(visit, prepared, factors, metric, workers, search_result=result)
-    write_cdpp_table(table, files.table)
-    write_lightcurves_fits(curves, files.fits)
-    write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
-                   astrometry=_astrometry_record(prepared),
-                   input_warnings=visit.input_warnings,
-                   warnings=visit_warnings(prepared, files.factors))
-    if files.text is not None:
-        write_lightcurves_text(curves, files.text)
-    return ProcessedVisit(visit, prepared, curves, table, factors)
-
-
-def _astrometry_record(prepared: Prepared) -> dict | None:
-    """The run-info record of the prepare step's astrometry (None: not measured)."""
-    return None if prepared.astrometry is None else prepared.astrometry.to_dict()
-
-
-def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Options,
-                fits_path: str | Path, info_path: str | Path) -> StarLightCurves:
-    """The workflow's extraction: the light curves of a prepared visit with its stored
-    factors, written as FITS with the run info."""
-    prepared = read_prepared(prepared_path)
-    factors = stored_factors(factors_path, prepared.visit_key, prepared.stars.n_stars)
-    visit = load_visit(prepared.visit_folder, options, prepared.layout)
-    curves = extract(visit, prepared, factors)
-    write_lightcurves_fits(curves, fits_path)
-    write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
-                   astrometry=_astrometry_record(prepared),
-                   input_warnings=visit.input_warnings,
-                   warnings=visit_warnings(prepared, factors_path))
-    return curves
-
-
-def plot_search(table: CdppTable, path: str | Path, chosen: Mapping[int, float]) -> Path:
-    """CDPP against factor for every star of ``table``, ``chosen`` factors marked."""
-    from archi import plots
-
-    return plots.plot_cdpp_vs_factor(table, path, chosen=chosen)
-
-
-def plot_search_files(table_path: str | Path, factors_path: str | Path, path: str | Path
-                      ) -> Path:
-    """:func:`plot_search` of a CDPP table file and the (one visit's) factors file."""
-    (visit_factors,) = read_optimized_factors(factors_path).values()
-    chosen = {s: f for s, f in visit_factors.factors.items() if f is not None}
-    return plot_search(read_cdpp_tables(table_path), path, chosen)
-
-
-@dataclass(frozen=True)
-class RunOutputs:
-    """Files written by :func:`run` (under ``out_dir``)."""
-
-    lightcurves_fits: Path
-    lightcurves_text: Path | None
-    run_info: Path
-    cdpp_table: Path
-    factors: Path
-    plots: list[Path]
-    gif: Path | None
-    pycheops_files: tuple[Path, ...] = ()  # per star, PIPE-like (io.pipe_files)
-
-
-def run(folder: str | Path, options: Options, out_dir: str | Path, *, layout: str = "auto",
-        optimize: bool = True, factors_file: str | Path | None = None,
-        export_text: bool = True, show_results: bool = True, debug: bool = True,
-        save_gif: bool = False, metric: NoiseMetric | None = None, workers: int = 1,
-        pycheops_files: bool = False) -> RunOutputs:
-    """A whole visit in one call, like archi's controller: :func:`process_visit` (prepare,
-    optimise the factors or take them from ``factors_file`` when ``optimize`` is False,
-    extract; the light curves as FITS and text, the run info, the CDPP table, the
-    optimised factors) under ``out_dir``, then the plots (and GIF). ``workers``: processes
-    that share the frames of the costly passes (tracking, the factor search, extraction).
-    ``folder`` may be a DACE ``.tgz``: it is unpacked once into ``out_dir/dace``.
-    ``pycheops_files``: per star, a file pycheops loads as PIPE's output, in
-    ``out_dir/pycheops`` (:mod:`archi.io.pipe_files`)."""
-    from archi import plots
-
-    out = Path(out_dir)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    folder = visit_folder(folder, out / "dace")
-    files = VisitFiles(
-        factors=Path(factors_file) if factors_file else out / "optimized_factors.yaml",
-        table=out / "cdpp_table.tsv", fits=out / "lightcurves.fits", info=out / "run_info.yaml",
-        text=out / "lightcurves.txt" if export_text else None)
-    done = process_visit(folder, options, files, layout=layout, optimize=optimize,
-                         metric=metric, workers=workers)
-    visit, curves = done.visit, done.curves
-    figures: list[Path] = []
-    if show_results:
-        figures += plots.plot_star_lightcurves(curves, out / "plots")
-        figures.append(plots.plot_field(visit, curves, out / "plots" / "field.png"))
-        figures.append(plots.plot_field_model(visit, done.prepared.model,
-                                              out / "plots" / "field_model.png"))
-        if len(done.table):
-            figures.append(plot_search(done.table, out / "plots" / "cdpp_vs_factor.png",
-                                       done.factors))
-    if debug:
-        figures.append(plots.plot_target_vs_drp(
-            curves, visit, out / "plots" / "target_vs_drp.png",
-            official_curve=visit.reference_aperture, metric=metric_for(options, metric)))
-    gif = plots.save_gif(visit, curves, out / "star_tracking.gif") if save_gif else None
-    pipe = tuple(write_pipe_files(curves, out / "pycheops")) if pycheops_files else ()
-    return RunOutputs(files.fits, files.text, files.info, files.table, files.factors,
-                      figures, gif, pipe)

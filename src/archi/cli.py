@@ -4,7 +4,7 @@
     archi simulate OUT_DIR [--n-frames N ...]      (the same as ``archi-simulate``)
     archi --version
 
-``archi run`` is :func:`archi.api.run` on one visit (a folder or a DACE ``.tgz``): every
+``archi run`` is :func:`archi.pipeline.run` on one visit (a folder or a DACE ``.tgz``): every
 photometry option (config/config.yaml's ``photometry:`` keys) is ``--name value``, the value
 read as YAML (``--decontaminate false``, ``--val_range "[10, 24]"``), ``-`` or ``_`` alike;
 ``--options file.yaml`` reads them from a file (flat keys, or config/config.yaml's
@@ -37,7 +37,7 @@ RUN_SETTINGS = {
     "pycheops_files": (False, "per star, a file pycheops' Dataset.from_pipe_file loads"),
     "workers": (1, "processes sharing the frames of the costly passes"),
 }
-"""Settings of :func:`archi.api.run` besides the photometry options: default, meaning."""
+"""Settings of :func:`archi.pipeline.run` besides the photometry options: default, meaning."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      parser_class=OneLineParser)
     run = commands.add_parser("run", help="light curves of every star of one visit",
                               description="Light curves of every star of one visit "
-                                          "(archi.api.run); values are YAML.")
+                                          "(archi.pipeline.run); values are YAML.")
     run.add_argument("visit", help="visit folder (DRP or CHEOPSim layout) or DACE .tgz")
     run.add_argument("out_dir", help="folder the light curves, plots and run info go to")
     run.add_argument("--options", dest="options_file", metavar="FILE",
@@ -105,7 +105,7 @@ def options_from_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def run_arguments(args: argparse.Namespace) -> tuple[Options, dict[str, Any]]:
-    """The Options and the other :func:`archi.api.run` settings given on the command line
+    """The Options and the other :func:`archi.pipeline.run` settings given on the command line
     (ConfigError: one line naming the option)."""
     given, file_settings = options_from_file(args.options_file) if args.options_file else ({}, {})
     source = args.options_file or "command line"
@@ -131,11 +131,11 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"archi run: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    from archi import api  # heavy imports only once the options are valid
+    from archi import pipeline  # heavy imports only once the options are valid
 
     start = time.perf_counter()
     try:
-        outputs = api.run(args.visit, options, args.out_dir, **settings)
+        outputs = pipeline.run(args.visit, options, args.out_dir, **settings)
     except (ArchiError, OSError) as exc:
         print(f"archi run: error: {one_line(exc)}", file=sys.stderr)
         return 1

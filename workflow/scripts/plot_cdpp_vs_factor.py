@@ -2,8 +2,8 @@
 
 from _common import finish, start_log
 
-from archi import api
+from archi import pipeline
 
 start_log(snakemake)
-api.plot_search_files(snakemake.input.table, snakemake.input.factors, snakemake.output[0])
+pipeline.plot_search_files(snakemake.input.table, snakemake.input.factors, snakemake.output[0])
 finish()
