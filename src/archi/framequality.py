@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import median_filter
 
 ALL_NAN = 1
 ALL_ZERO = 2
@@ -118,6 +117,8 @@ def flux_outliers(total: NDArray, usable: NDArray[np.bool_]) -> NDArray[np.bool_
     if len(index) < OUTLIER_WINDOW:  # too few frames to tell a trend from an outlier
         return out
     values = total[index]
+    from scipy.ndimage import median_filter  # here: the other jobs that read the cube skip scipy
+
     departure = values - median_filter(values, size=OUTLIER_WINDOW, mode="nearest")
     sigma = MAD_TO_SIGMA * np.median(np.abs(departure - np.median(departure)))
     if sigma > 0:
