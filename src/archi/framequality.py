@@ -137,11 +137,11 @@ class MaskedCube:
     because the cube is never written (the file is mapped copy-on-write: a page written in
     place would be lost)."""
 
-    def __init__(self, cube, excluded: NDArray[np.bool_]):
+    def __init__(self, cube, excluded: NDArray[np.bool_], dtype=float):
         self.cube = cube
         self.excluded = np.asarray(excluded, bool)
         self.shape = cube.shape
-        self.dtype = np.dtype(float)
+        self.dtype = np.dtype(dtype)  # of what a read returns
         self.ndim = 3
         self._mapping = file_mapping(cube)
 
@@ -150,7 +150,7 @@ class MaskedCube:
 
     def __getitem__(self, key):
         frames = key[0] if isinstance(key, tuple) else key
-        data = np.array(self.cube[key], dtype=float)
+        data = np.array(self.cube[key], dtype=self.dtype)
         if self._mapping is not None:
             self._mapping.madvise(mmap.MADV_DONTNEED)
         bad = self.excluded[frames]
@@ -173,6 +173,16 @@ def masked_cube(cube, quality: FrameQuality):
     if quality.excluded.any() or file_mapping(cube) is not None:
         return MaskedCube(cube, quality.excluded)
     return cube
+
+
+def paged(array, dtype=float):
+    """A memory-mapped ``array`` (n_frames, ...) read like itself (reads are in-memory
+    copies in ``dtype``, every frame kept), its pages dropped from the process after each
+    read: a job that reads it a chunk at a time holds one chunk, not the whole file (a
+    1000-frame cube is 320 MB). ``array`` itself when it is in memory."""
+    if file_mapping(array) is None:
+        return array
+    return MaskedCube(array, np.zeros(len(array), bool), dtype)
 
 
 def file_mapping(cube) -> mmap.mmap | None:

@@ -31,7 +31,7 @@ from archi.astrometry import AstrometryFit
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
 from archi.fieldimage import FieldModel
-from archi.framequality import FrameQuality
+from archi.framequality import FrameQuality, paged
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import named_table
 from archi.options import Options
@@ -94,7 +94,9 @@ def _read_model(hdul: fits.HDUList) -> FieldModel | None:
     xy = np.asarray(hdul["MODEL_XY"].data, float)
     centre = np.asarray(hdul["MODEL_CENTRE"].data, float)
     usable = np.asarray(hdul["USABLE"].data).astype(bool)
-    images = (np.asarray(hdul["MODEL_IMAGES"].data, dtype=np.float32)
+    # read a chunk at a time when used, the file's pages dropped after each read: not
+    # held whole (160 MB for 1000 frames, twice while converted to native float32)
+    images = (paged(hdul["MODEL_IMAGES"].data, np.float32)
               if "MODEL_IMAGES" in hdul else None)
     return FieldModel(psf, xy[0], xy[1], centre[0], centre[1],
                       np.asarray(hdul["MODEL_FLUX"].data, float),
