@@ -38,7 +38,7 @@ from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
 from archi.detect import detect_stars
 from archi.factors import round_factor
 from archi.fieldfit import model_field, star_fluxes
-from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube
+from archi.framequality import FLUX_OUTLIER, assess_frames, masked_cube, paged
 from archi.io import read_visit
 from archi.io.archive import visit_folder
 from archi.io.factors_file import (
@@ -471,6 +471,7 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     prepared = read_prepared(prepared_path)
     factors = stored_factors(factors_path, prepared.visit_key, prepared.stars.n_stars)
     visit = load_visit(prepared.visit_folder, options, prepared.layout)
+    visit = dataclasses.replace(visit, cube=paged(visit.cube))  # one chunk held at a time
     curves = extract(visit, prepared, factors)
     write_lightcurves_fits(curves, fits_path)
     write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
