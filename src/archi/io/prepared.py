@@ -77,10 +77,12 @@ def _model_hdus(model: FieldModel) -> list[fits.ImageHDU]:
     psf = fits.ImageHDU(model.psf.stamp, name="PSF")
     psf.header["RADIUS"] = (model.psf.radius, "stamp radius [pixel]")
     psf.header["OVERSAMP"] = (model.psf.oversample, "phase steps per pixel")
+    # the PSF at every sub-pixel phase: the later jobs read them instead of computing them
+    phases = fits.ImageHDU(model.psf.phase_stamps(), name="PSF_PHASES")
     flux = fits.ImageHDU(np.asarray(model.flux, float), name="MODEL_FLUX")
     flux.header["DROLL"] = (model.droll_deg, "roll change during one exposure [deg]")
     usable = (np.ones(model.shape, bool) if model.usable is None else model.usable)
-    return [psf, fits.ImageHDU(np.stack([model.x, model.y]), name="MODEL_XY"),
+    return [psf, phases, fits.ImageHDU(np.stack([model.x, model.y]), name="MODEL_XY"),
             fits.ImageHDU(np.stack([model.target_x, model.target_y]), name="MODEL_CENTRE"),
             flux, fits.ImageHDU(usable.astype(np.uint8), name="USABLE")] + (
         [] if model.images is None else [fits.ImageHDU(model.images, name="MODEL_IMAGES")])
@@ -91,6 +93,8 @@ def _read_model(hdul: fits.HDUList) -> FieldModel | None:
         return None
     psf = EmpiricalPsf(np.asarray(hdul["PSF"].data, float), int(hdul["PSF"].header["RADIUS"]),
                        int(hdul["PSF"].header["OVERSAMP"]))
+    if "PSF_PHASES" in hdul:  # absent from files written before it was stored
+        psf.adopt_phase_stamps(np.asarray(hdul["PSF_PHASES"].data, np.float32))
     xy = np.asarray(hdul["MODEL_XY"].data, float)
     centre = np.asarray(hdul["MODEL_CENTRE"].data, float)
     usable = np.asarray(hdul["USABLE"].data).astype(bool)
