@@ -137,11 +137,11 @@ class MaskedCube:
     because the cube is never written (the file is mapped copy-on-write: a page written in
     place would be lost)."""
 
-    def __init__(self, cube, excluded: NDArray[np.bool_], dtype=float):
+    def __init__(self, cube, excluded: NDArray[np.bool_]):
         self.cube = cube
         self.excluded = np.asarray(excluded, bool)
         self.shape = cube.shape
-        self.dtype = np.dtype(dtype)  # of what a read returns
+        self.dtype = np.dtype(float)
         self.ndim = 3
         self._mapping = file_mapping(cube)
 
@@ -150,7 +150,7 @@ class MaskedCube:
 
     def __getitem__(self, key):
         frames = key[0] if isinstance(key, tuple) else key
-        data = np.array(self.cube[key], dtype=self.dtype)
+        data = np.array(self.cube[key], dtype=float)
         if self._mapping is not None:
             self._mapping.madvise(mmap.MADV_DONTNEED)
         bad = self.excluded[frames]
@@ -175,14 +175,36 @@ def masked_cube(cube, quality: FrameQuality):
     return cube
 
 
-def paged(array, dtype=float):
-    """A memory-mapped ``array`` (n_frames, ...) read like itself (reads are in-memory
-    copies in ``dtype``, every frame kept), its pages dropped from the process after each
-    read: a job that reads it a chunk at a time holds one chunk, not the whole file (a
-    1000-frame cube is 320 MB). ``array`` itself when it is in memory."""
-    if file_mapping(array) is None:
-        return array
-    return MaskedCube(array, np.zeros(len(array), bool), dtype)
+class PagedArray:
+    """A memory-mapped array read like itself (``array[key]``: the same views and copies),
+    the map's pages dropped from the process before each read: a job that reads it a chunk
+    at a time holds about one chunk, not the whole file (a 1000-frame cube is 320 MB).
+
+    Unlike :class:`MaskedCube` nothing is copied or converted here, so the values and
+    types are those of the array itself. Safe while views of earlier reads are in use:
+    the map is private and read-only, so a dropped page is read again from the file (the
+    page cache) when touched."""
+
+    def __init__(self, array, mapping: mmap.mmap):
+        self.array, self._mapping = array.view(), mapping
+        self.array.flags.writeable = False  # a page written in place would be dropped
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        self._mapping.madvise(mmap.MADV_DONTNEED)
+        return self.array[key]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.array, dtype)
+
+
+def paged(array):
+    """``array`` as a :class:`PagedArray` when it is memory-mapped, else itself."""
+    mapping = file_mapping(array)
+    return array if mapping is None else PagedArray(array, mapping)
 
 
 def file_mapping(cube) -> mmap.mmap | None:

@@ -98,9 +98,9 @@ def _read_model(hdul: fits.HDUList) -> FieldModel | None:
     xy = np.asarray(hdul["MODEL_XY"].data, float)
     centre = np.asarray(hdul["MODEL_CENTRE"].data, float)
     usable = np.asarray(hdul["USABLE"].data).astype(bool)
-    # read a chunk at a time when used, the file's pages dropped after each read: not
-    # held whole (160 MB for 1000 frames, twice while converted to native float32)
-    images = (paged(hdul["MODEL_IMAGES"].data, np.float32)
+    # read a chunk at a time where used, the file's pages dropped (framequality.paged):
+    # not held whole (160 MB for 1000 frames, twice while converted to native float32)
+    images = (paged(hdul["MODEL_IMAGES"].data)
               if "MODEL_IMAGES" in hdul else None)
     return FieldModel(psf, xy[0], xy[1], centre[0], centre[1],
                       np.asarray(hdul["MODEL_FLUX"].data, float),
