@@ -439,15 +439,16 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     if files.prepared is not None:
         write_prepared(files.prepared, prepared)
     result, table = None, CdppTable.empty()
+    measured = dataclasses.replace(visit, cube=paged(visit.cube))  # one chunk held at a time
     if optimize:
-        result = optimize_factors(visit, prepared, metric, workers)
+        result = optimize_factors(measured, prepared, metric, workers)
         table = result.table
         write_search_factors(files.factors, options, prepared.visit_key, result.factors,
                              result.cdpp, result.valid)
     # the factors as the file stores them, as rule extract reads them; the search's sums
     # of those runs are the curves (no new pass when the file keeps them exactly)
     factors = stored_factors(files.factors, prepared.visit_key, prepared.stars.n_stars)
-    curves = extract(visit, prepared, factors, metric, workers, search_result=result)
+    curves = extract(measured, prepared, factors, metric, workers, search_result=result)
     write_cdpp_table(table, files.table)
     write_lightcurves_fits(curves, files.fits)
     write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
