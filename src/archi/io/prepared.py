@@ -11,7 +11,10 @@ them; ``FRAME_PROBLEM`` image (n_frames,) uint8: each frame's problem bits
 (:mod:`archi.framequality`, 0 = good; absent in older files: every frame good).
 
 With a field model (:class:`archi.contamination.FieldModel`): ``PSF`` image (the visit's PSF
-stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_model, n_frames)
+stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``PSF_PHASES`` image
+((OVERSAMP + 1)^2, 2 RADIUS + 1, 2 RADIUS + 1) float32: the stamp at every sub-pixel phase
+(:meth:`archi.psf.EmpiricalPsf.phase_stamps`; absent in older files: computed when
+used), ``MODEL_XY`` image (2, n_model, n_frames)
 [pixel] (rows 0..n_stars-1 are the tracked stars), ``MODEL_CENTRE`` image (2, n_frames)
 [pixel] (the point the field turns about), ``MODEL_FLUX`` image (n_model,) [e] (header
 DROLL [deg]: the roll during one exposure), ``USABLE`` image (1 where the images hold data),
