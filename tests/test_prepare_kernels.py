@@ -1,6 +1,7 @@
 """The prepare step's compiled kernels and memory (issue 17): every star rendered in one
-pass as rendered alone, the PSF's blurred stamp against its definition, and a
-memory-mapped cube read without being held."""
+pass as rendered alone, the PSF's blurred stamp against its definition, a
+memory-mapped cube read without being held (by prepare's MaskedCube and by the later
+jobs' PagedArray), and the PSF's phase stamps stored in prepared.fits."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from astropy.io import fits
 from scipy import ndimage
 
 from archi.fieldimage import FieldModel
-from archi.framequality import MaskedCube, assess_frames, file_mapping
+from archi.framequality import MaskedCube, PagedArray, assess_frames, file_mapping, paged
+from archi.io.prepared import read_prepared, write_prepared
+from archi.options import Options
+from archi.prepared import Prepared
 from archi.psf import EmpiricalPsf
+from archi.stars import StarList, Tracks
 
 
 def gaussian_psf(radius: int = 20, sigma: float = 2.5) -> EmpiricalPsf:
@@ -97,3 +102,50 @@ def test_memory_mapped_cube_is_read_without_being_held(tmp_path):
         del mapped, masked
     # measured: 0-3 MB (a chunk at a time); the whole cube held would be 77 MB
     assert grown < 20, grown
+
+
+def test_paged_array_reads_like_the_array_without_holding_it(tmp_path):
+    cube = np.random.default_rng(2).normal(100.0, 5.0, (240, 200, 200))  # 77 MB
+    path = tmp_path / "cube.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(cube)]).writeto(path)
+    with fits.open(path, memmap=True) as hdul:
+        mapped = hdul[1].data
+        pages = paged(mapped)
+        assert isinstance(pages, PagedArray) and paged(cube) is cube
+        before = _rss_mb()
+        chunks = [np.asarray(pages[k:k + 16], dtype=float) for k in range(0, 240, 16)]
+        grown = _rss_mb() - before - sum(c.nbytes for c in chunks) / 1e6
+        assert np.array_equal(np.concatenate(chunks), cube)  # the same values, bit for bit
+        assert pages[[4, 9]].dtype == mapped.dtype and np.array_equal(pages[[4, 9]], cube[[4, 9]])
+        assert pages.shape == cube.shape and len(pages) == 240
+        with pytest.raises(ValueError):  # read-only: a page written in place would be dropped
+            pages[3][0, 0] = 1.0
+        held = _rss_mb()
+        plain_total = sum(float(mapped[k:k + 16].sum()) for k in range(0, 240, 16))
+        plain_grown = _rss_mb() - held
+        del mapped, pages
+    assert np.isfinite(plain_total)
+    # measured: 5.6 MB besides the copies made here (one chunk's pages at a time); the same
+    # reads of the bare memory map hold the whole file (measured 77 MB)
+    assert grown < 20, grown
+    assert plain_grown > 60, plain_grown
+
+
+def test_prepared_file_carries_the_phase_stamps_and_the_model_images(model, tmp_path):
+    rendered = model.rendered()
+    n = len(model.flux)
+    stars = StarList(x0=model.x[:, 0], y0=model.y[:, 0], catalogue_row=np.arange(n),
+                     source_id=np.array([str(k) for k in range(n)]), ra=np.zeros(n),
+                     dec=np.zeros(n), mag=np.full(n, 9.0), brightness=model.flux)
+    prepared = Prepared(tmp_path, "auto", "v", Options(), stars,
+                        Tracks(model.x, model.y, np.ones(model.x.shape, bool)), model=rendered)
+    write_prepared(tmp_path / "prepared.fits", prepared)
+    read = read_prepared(tmp_path / "prepared.fits").model
+    fresh = EmpiricalPsf(model.psf.stamp.copy(), model.psf.radius, model.psf.oversample)
+    with fits.open(tmp_path / "prepared.fits") as hdul:  # stored: later jobs do no shifts
+        assert np.array_equal(hdul["PSF_PHASES"].data, fresh.phase_stamps())
+    assert np.array_equal(read.psf.phase_stamps(), fresh.phase_stamps())  # bit for bit
+    assert np.array_equal(read.render(slice(None)), rendered.render(slice(None)),
+                          equal_nan=True)
+    with pytest.raises(ValueError, match="phase stamps of shape"):
+        fresh.adopt_phase_stamps(fresh.phase_stamps()[1:])

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import median_filter
 
 ALL_NAN = 1
 ALL_ZERO = 2
@@ -124,6 +123,8 @@ def flux_outliers(total: NDArray, usable: NDArray[np.bool_]) -> NDArray[np.bool_
     if len(index) < OUTLIER_WINDOW:  # too few frames to tell a trend from an outlier
         return out
     values = total[index]
+    from scipy.ndimage import median_filter  # here: the other jobs that read the cube skip scipy
+
     departure = values - median_filter(values, size=OUTLIER_WINDOW, mode="nearest")
     sigma = MAD_TO_SIGMA * np.median(np.abs(departure - np.median(departure)))
     if sigma > 0:
@@ -178,6 +179,38 @@ def masked_cube(cube, quality: FrameQuality):
     if quality.excluded.any() or file_mapping(cube) is not None:
         return MaskedCube(cube, quality.excluded)
     return cube
+
+
+class PagedArray:
+    """A memory-mapped array read like itself (``array[key]``: the same views and copies),
+    the map's pages dropped from the process before each read: a job that reads it a chunk
+    at a time holds about one chunk, not the whole file (a 1000-frame cube is 320 MB).
+
+    Unlike :class:`MaskedCube` nothing is copied or converted here, so the values and
+    types are those of the array itself. Safe while views of earlier reads are in use:
+    the map is private and read-only, so a dropped page is read again from the file (the
+    page cache) when touched."""
+
+    def __init__(self, array, mapping: mmap.mmap):
+        self.array, self._mapping = array.view(), mapping
+        self.array.flags.writeable = False  # a page written in place would be dropped
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        self._mapping.madvise(mmap.MADV_DONTNEED)
+        return self.array[key]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.array, dtype)
+
+
+def paged(array):
+    """``array`` as a :class:`PagedArray` when it is memory-mapped, else itself."""
+    mapping = file_mapping(array)
+    return array if mapping is None else PagedArray(array, mapping)
 
 
 def file_mapping(cube) -> mmap.mmap | None:

@@ -10,11 +10,12 @@ extraction job (:func:`extract_job`), and the search's plot. The steps themselve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from archi.api import extract, load_visit, optimize_factors, prepare, visit_warnings
 from archi.cdpp_table import CdppTable
+from archi.framequality import paged
 from archi.io.archive import visit_folder
 from archi.io.factors_file import (
     read_optimized_factors,
@@ -72,15 +73,16 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     if files.prepared is not None:
         write_prepared(files.prepared, prepared)
     result, table = None, CdppTable.empty()
+    measured = replace(visit, cube=paged(visit.cube))  # one chunk held at a time
     if optimize:
-        result = optimize_factors(visit, prepared, metric, workers)
+        result = optimize_factors(measured, prepared, metric, workers)
         table = result.table
         write_search_factors(files.factors, options, prepared.visit_key, result.factors,
                              result.cdpp, result.valid)
     # the factors as the file stores them, as rule extract reads them; the search's sums
     # of those runs are the curves (no new pass when the file keeps them exactly)
     factors = stored_factors(files.factors, prepared.visit_key, prepared.stars.n_stars)
-    curves = extract(visit, prepared, factors, metric, workers, search_result=result)
+    curves = extract(measured, prepared, factors, metric, workers, search_result=result)
     write_cdpp_table(table, files.table)
     write_lightcurves_fits(curves, files.fits)
     write_run_info(files.info, visit_folder=visit.folder, options=options.to_dict(), lc=curves,
@@ -104,6 +106,7 @@ def extract_job(prepared_path: str | Path, factors_path: str | Path, options: Op
     prepared = read_prepared(prepared_path)
     factors = stored_factors(factors_path, prepared.visit_key, prepared.stars.n_stars)
     visit = load_visit(prepared.visit_folder, options, prepared.layout)
+    visit = replace(visit, cube=paged(visit.cube))  # one chunk held at a time
     curves = extract(visit, prepared, factors)
     write_lightcurves_fits(curves, fits_path)
     write_run_info(info_path, visit_folder=visit.folder, options=options.to_dict(), lc=curves,

@@ -139,6 +139,15 @@ class EmpiricalPsf:
             self._cache["phase_stamps"] = stamps
         return self._cache["phase_stamps"]
 
+    def adopt_phase_stamps(self, stamps: NDArray) -> None:
+        """Take ``stamps`` as :meth:`phase_stamps` (what it returned for this same PSF in
+        another process, read from a file: a job then needs neither the 121 shifts nor
+        scipy)."""
+        shape = ((self.oversample + 1) ** 2, self.size, self.size)
+        if stamps.shape != shape:
+            raise ValueError(f"phase stamps of shape {stamps.shape}, expected {shape}")
+        self._cache_dict()["phase_stamps"] = np.asarray(stamps, dtype=np.float32)
+
     def _cache_dict(self) -> dict:
         if self._cache is None:
             self._cache = {}

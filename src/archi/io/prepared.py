@@ -11,7 +11,10 @@ them; ``FRAME_PROBLEM`` image (n_frames,) uint8: each frame's problem bits
 (:mod:`archi.framequality`, 0 = good; absent in older files: every frame good).
 
 With a field model (:class:`archi.contamination.FieldModel`): ``PSF`` image (the visit's PSF
-stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``MODEL_XY`` image (2, n_model, n_frames)
+stamp, unit sum; header RADIUS [pixel], OVERSAMP), ``PSF_PHASES`` image
+((OVERSAMP + 1)^2, 2 RADIUS + 1, 2 RADIUS + 1) float32: the stamp at every sub-pixel phase
+(:meth:`archi.psf.EmpiricalPsf.phase_stamps`; absent in older files: computed when
+used), ``MODEL_XY`` image (2, n_model, n_frames)
 [pixel] (rows 0..n_stars-1 are the tracked stars), ``MODEL_CENTRE`` image (2, n_frames)
 [pixel] (the point the field turns about), ``MODEL_FLUX`` image (n_model,) [e] (header
 DROLL [deg]: the roll during one exposure), ``USABLE`` image (1 where the images hold data),
@@ -32,7 +35,7 @@ from archi.astrometry import AstrometryFit
 from archi.cosmics import CosmicHits
 from archi.errors import CorruptProductError
 from archi.fieldimage import FieldModel
-from archi.framequality import FrameQuality
+from archi.framequality import FrameQuality, paged
 from archi.io.atomic import atomic_path
 from archi.io.fitswrite import named_table
 from archi.options import Options
@@ -81,10 +84,12 @@ def _model_hdus(model: FieldModel) -> list[fits.ImageHDU]:
     psf = fits.ImageHDU(model.psf.stamp, name="PSF")
     psf.header["RADIUS"] = (model.psf.radius, "stamp radius [pixel]")
     psf.header["OVERSAMP"] = (model.psf.oversample, "phase steps per pixel")
+    # the PSF at every sub-pixel phase: the later jobs read them instead of computing them
+    phases = fits.ImageHDU(model.psf.phase_stamps(), name="PSF_PHASES")
     flux = fits.ImageHDU(np.asarray(model.flux, float), name="MODEL_FLUX")
     flux.header["DROLL"] = (model.droll_deg, "roll change during one exposure [deg]")
     usable = (np.ones(model.shape, bool) if model.usable is None else model.usable)
-    return [psf, fits.ImageHDU(np.stack([model.x, model.y]), name="MODEL_XY"),
+    return [psf, phases, fits.ImageHDU(np.stack([model.x, model.y]), name="MODEL_XY"),
             fits.ImageHDU(np.stack([model.target_x, model.target_y]), name="MODEL_CENTRE"),
             flux, fits.ImageHDU(usable.astype(np.uint8), name="USABLE")] + (
         [] if model.images is None else [fits.ImageHDU(model.images, name="MODEL_IMAGES")])
@@ -95,10 +100,14 @@ def _read_model(hdul: fits.HDUList) -> FieldModel | None:
         return None
     psf = EmpiricalPsf(np.asarray(hdul["PSF"].data, float), int(hdul["PSF"].header["RADIUS"]),
                        int(hdul["PSF"].header["OVERSAMP"]))
+    if "PSF_PHASES" in hdul:  # absent from files written before it was stored
+        psf.adopt_phase_stamps(np.asarray(hdul["PSF_PHASES"].data, np.float32))
     xy = np.asarray(hdul["MODEL_XY"].data, float)
     centre = np.asarray(hdul["MODEL_CENTRE"].data, float)
     usable = np.asarray(hdul["USABLE"].data).astype(bool)
-    images = (np.asarray(hdul["MODEL_IMAGES"].data, dtype=np.float32)
+    # read a chunk at a time where used, the file's pages dropped (framequality.paged):
+    # not held whole (160 MB for 1000 frames, twice while converted to native float32)
+    images = (paged(hdul["MODEL_IMAGES"].data)
               if "MODEL_IMAGES" in hdul else None)
     return FieldModel(psf, xy[0], xy[1], centre[0], centre[1],
                       np.asarray(hdul["MODEL_FLUX"].data, float),

@@ -26,6 +26,10 @@ __all__ = ["DPI", "new_figure", "save_png", "hours_since_start", "normalised", "
 DPI = 100
 """Resolution of the PNG figures [pixel per inch]."""
 
+PNG_COMPRESSION = 3
+"""zlib level of the PNG files (Pillow's default, 6, costs 0.01 s more per figure for
+files 15% smaller; the pixels are the same)."""
+
 
 def new_figure(figsize: tuple[float, float], dpi: float = DPI) -> Figure:
     """A new Agg-backed figure (matplotlib imported here, with the Agg backend)."""
@@ -45,7 +49,7 @@ def save_png(fig: Figure, path: str | Path, dpi: float = DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESSION})
     return path
 
 
