@@ -64,7 +64,8 @@ def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=Non
     ``variance_floor``: per frame, the per-pixel variance of sky, dark and read noise [e^2]
     (:func:`archi.photometry.noise_per_pixel`); ``cosmics``: hits replaced in the data."""
     n_stars, n_frames = model.n_stars, model.n_frames
-    unit = replace(model, flux=np.ones(n_stars), images=None)  # each star's PSF, unit flux
+    # each star's PSF, unit flux; not blanked beyond the usable pixels: only those are fitted
+    unit = replace(model, flux=np.ones(n_stars), images=None, usable=None)
     usable = np.flatnonzero(np.ones(model.shape, bool) if model.usable is None
                             else model.usable)
     out = {name: np.full((n_stars, n_frames), np.nan) for name in ("flux", "flux_err", "conta")}
