@@ -51,9 +51,7 @@ def fit_frame(image: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf, *,
     n = len(x)
     per_star = 3 if positions else 1
     stamps, covered, region = _placed_stamps(image, x, y, psf, positions, blur)
-    design, pix = _design_matrix(stamps, region, per_star)
-    if sky:
-        design = np.hstack([design, np.ones((len(pix), 1))])
+    design, pix = _design_matrix(stamps, region, per_star, sky)
     solution, err = _clipped_solution(design, image.ravel()[pix], variance_floor, clip)
     level = float(solution[-1]) if sky else 0.0
     if sky:
@@ -97,15 +95,18 @@ def _placed_stamps(image: NDArray, x: NDArray, y: NDArray, psf: EmpiricalPsf,
     return stamps, covered, region
 
 
-def _design_matrix(stamps: list, region: NDArray[np.bool_], per_star: int
+def _design_matrix(stamps: list, region: NDArray[np.bool_], per_star: int, sky: bool = False
                    ) -> tuple[NDArray, NDArray]:
     """Design matrix (pixels of ``region``, stars x ``per_star``) of :func:`_placed_stamps`'s
-    stamps (columns T, then -dT/dx, -dT/dy with positions), and the flat pixel indices."""
+    stamps (columns T, then -dT/dx, -dT/dy with positions; with ``sky`` a last column of
+    ones), and the flat pixel indices."""
     nx = region.shape[1]
     pix = np.flatnonzero(region)
     index = np.full(region.size, -1)
     index[pix] = np.arange(len(pix))
-    design = np.zeros((len(pix), len(stamps) * per_star))
+    design = np.zeros((len(pix), len(stamps) * per_star + int(sky)))
+    if sky:
+        design[:, -1] = 1.0
     for j, item in enumerate(stamps):
         if item is None:
             continue
@@ -168,16 +169,23 @@ def _normal_solution(a: NDArray, b: NDArray) -> tuple[NDArray, NDArray]:
 def _scaled_columns(design: NDArray, scale: NDArray, rows: NDArray | None = None) -> NDArray:
     """``design[rows] * scale[rows, None]`` (all rows by default) column-major, as a column
     selection of it would be (the same numbers for BLAS, with no copy when every column is
-    kept); in blocks of rows, so the transposition stays in the CPU cache (2.5x faster for
-    60 columns)."""
-    n_rows = len(design) if rows is None else len(rows)
-    out = np.empty((n_rows, design.shape[1]), order="F")
-    step = 4096 if design.shape[1] > 16 else max(n_rows, 1)
-    for start in range(0, n_rows, step):
-        block = slice(start, start + step)
-        pick = block if rows is None else rows[block]
-        np.multiply(design[pick], scale[pick, None], out=out[block])
-    return out
+    kept)."""
+    rows = np.arange(len(design)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((design.shape[1], len(rows)))  # its transpose: column-major
+    _scale_rows_into(np.ascontiguousarray(design), np.asarray(scale, dtype=np.float64),
+                     rows, out)
+    return out.T
+
+
+@njit(cache=True)
+def _scale_rows_into(design, scale, rows, out_t):  # pragma: no cover
+    """out_t[c, i] = design[rows[i], c] * scale[rows[i]]: the transposition in one pass (3x
+    faster than numpy's strided multiply into a column-major array)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        s = scale[r]
+        for c in range(design.shape[1]):
+            out_t[c, i] = design[r, c] * s
 
 
 # ----------------------------------------------------------------------------------------
