@@ -104,16 +104,8 @@ def find_in_frame(frame: NDArray, variance_floor: float, nsigma: float = NSIGMA,
     finite = np.isfinite(frame)
     filled = (nan_fill or _NanFill())(frame, finite)
     local = _median5(filled)
-    excess = filled - local
-    # only pixels above the local level by ``relative`` can be hit (a few %): the noise (a
-    # square root) and the thresholds are evaluated on those alone
-    pixels = np.flatnonzero(finite & (excess > relative * np.abs(local)))
-    level, rise = local.ravel()[pixels], excess.ravel()[pixels]
-    noise = np.sqrt(np.clip(level, 0.0, None) + variance_floor)
-    # above half the threshold: hit if a hit above the full threshold is next to it (the
-    # faint ends of a track)
-    weak = rise > 0.5 * nsigma * noise
-    pixels, strong = pixels[weak], (rise > nsigma * noise)[weak]
+    pixels, strong = _frame_thresholds(filled.ravel(), local.ravel(), finite.ravel(),
+                                       float(variance_floor), float(nsigma), float(relative))
     if not strong.any():
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     seed = np.zeros(frame.shape, dtype=bool)
@@ -235,3 +227,31 @@ def _residual_thresholds(filled, local, model, finite, variance_floor, nsigma, r
                     strong[i, j] = True
                     n_strong += 1
     return weak, strong, n_strong
+
+
+@njit(cache=True)
+def _frame_thresholds(filled, local, finite, variance_floor, nsigma, relative
+                      ):  # pragma: no cover
+    """:func:`find_in_frame`'s candidates: the flat indices of the ``finite`` pixels whose
+    excess over the ``local`` median (flat arrays) exceeds ``relative`` times that level
+    (only those can be hit: a few %) and half the threshold in noise units (a hit if a hit
+    above the full threshold is next to it: the faint ends of a track), and which exceed
+    the full threshold. One pass, the numbers of the numpy expressions it replaced."""
+    n = filled.shape[0]
+    pixels = np.empty(n, np.int64)
+    strong = np.empty(n, np.bool_)
+    half = 0.5 * nsigma
+    m = 0
+    for i in range(n):
+        if not finite[i]:
+            continue
+        rise = filled[i] - local[i]
+        if not rise > relative * np.abs(local[i]):
+            continue
+        level = local[i] if np.isnan(local[i]) else max(local[i], 0.0)
+        noise = np.sqrt(level + variance_floor)
+        if rise > half * noise:
+            pixels[m] = i
+            strong[m] = rise > nsigma * noise
+            m += 1
+    return pixels[:m], strong[:m]
