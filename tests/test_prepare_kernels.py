@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from archi.fieldimage import FieldModel
 from archi.framequality import MaskedCube, assess_frames, file_mapping
+from archi.medians import nanmedian_first
 from archi.psf import EmpiricalPsf, spline_shift
 
 
@@ -89,6 +90,20 @@ def test_spline_shift_is_ndimage_shift_bit_for_bit(order):
         expected = ndimage.shift(coeffs, (sy, sx), order=order, mode="constant",
                                  prefilter=False)
         np.testing.assert_array_equal(spline_shift(coeffs, sy, sx, order), expected)
+
+
+def test_nanmedian_of_a_stack_is_numpys_bit_for_bit():
+    # the PSF's median over its cut-outs: NaN ignored, ties, infinities, all-NaN pixels
+    rng = np.random.default_rng(5)
+    for shape in [(50, 21, 21), (25, 7, 9), (4, 30), (1, 5)]:
+        stack = np.round(rng.normal(size=shape) * 100, int(rng.integers(0, 3)))
+        stack[rng.random(shape) < 0.3] = np.nan
+        stack[rng.random(shape) < 0.01] = np.inf
+        stack[rng.random(shape) < 0.01] = -np.inf
+        stack[:, 0] = np.nan
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):  # all-NaN pixels
+            expected = np.nanmedian(stack, axis=0)
+        np.testing.assert_array_equal(nanmedian_first(stack), expected)
 
 
 def test_memory_mapped_cube_is_read_without_being_held(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from archi.medians import nanmedian_first
 from archi.visit import Visit
 
 __all__ = ["EmpiricalPsf", "blur_offsets", "frames_spread_in_roll", "rotational_blur",
@@ -66,12 +67,12 @@ class EmpiricalPsf:
         cuts = np.array(cuts)
         with warnings.catch_warnings():  # pixels no frame covers stay NaN, then 0
             warnings.simplefilter("ignore", RuntimeWarning)
-            stamp = np.nanmedian(cuts, axis=0)
+            stamp = nanmedian_first(cuts)
             if exclude is not None:
                 kept = np.where(np.array(left_out), np.nan, cuts)
                 enough = np.isfinite(kept).sum(axis=0) >= min(cls.MIN_FRAMES_LEFT,
                                                               max(1, len(index) // 3))
-                stamp = np.where(enough, np.nanmedian(kept, axis=0), stamp)
+                stamp = np.where(enough, nanmedian_first(kept), stamp)
         yy, xx = np.indices(stamp.shape) - radius
         stamp = np.where((np.hypot(xx, yy) <= radius) & np.isfinite(stamp), stamp, 0.0)
         stamp = np.clip(stamp, 0.0, None)
