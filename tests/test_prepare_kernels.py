@@ -13,9 +13,10 @@ from scipy import ndimage
 from archi.fieldimage import FieldModel
 from archi.framequality import MaskedCube, PagedArray, assess_frames, file_mapping, paged
 from archi.io.prepared import read_prepared, write_prepared
+from archi.medians import nanmedian_first
 from archi.options import Options
 from archi.prepared import Prepared
-from archi.psf import EmpiricalPsf
+from archi.psf import EmpiricalPsf, spline_shift
 from archi.stars import StarList, Tracks
 
 
@@ -80,6 +81,34 @@ def test_blurred_stamp_is_the_mean_of_the_spline_shifted_psf():
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 1e6
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_spline_shift_is_ndimage_shift_bit_for_bit(order):
+    # the PSF's phases and centred cut-outs: ndimage.shift's numbers, edges (mirrored
+    # coefficients, zeros beyond) included, at the phase bank's shifts and arbitrary ones
+    rng = np.random.default_rng(11)
+    coeffs = rng.normal(size=(31, 37))
+    shifts = [(sy / 10, sx / 10) for sy in range(-5, 6) for sx in range(-5, 6)]
+    shifts += [tuple(s) for s in rng.uniform(-0.5, 0.5, (20, 2))] + [(1.7, -2.3)]
+    for sy, sx in shifts:
+        expected = ndimage.shift(coeffs, (sy, sx), order=order, mode="constant",
+                                 prefilter=False)
+        np.testing.assert_array_equal(spline_shift(coeffs, sy, sx, order), expected)
+
+
+def test_nanmedian_of_a_stack_is_numpys_bit_for_bit():
+    # the PSF's median over its cut-outs: NaN ignored, ties, infinities, all-NaN pixels
+    rng = np.random.default_rng(5)
+    for shape in [(50, 21, 21), (25, 7, 9), (4, 30), (1, 5)]:
+        stack = np.round(rng.normal(size=shape) * 100, int(rng.integers(0, 3)))
+        stack[rng.random(shape) < 0.3] = np.nan
+        stack[rng.random(shape) < 0.01] = np.inf
+        stack[rng.random(shape) < 0.01] = -np.inf
+        stack[:, 0] = np.nan
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):  # all-NaN pixels
+            expected = np.nanmedian(stack, axis=0)
+        np.testing.assert_array_equal(nanmedian_first(stack), expected)
 
 
 def test_memory_mapped_cube_is_read_without_being_held(tmp_path):

@@ -154,6 +154,7 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         stars, tracks, model = model_field(visit, stars, tracks, options, cosmics, workers)
         visit, stars, tracks, model, astrometry = _measured_again(
             visit, options, stars, tracks, model, astrometry, psf, cosmics, workers)
+        model.psf.phase_stamps()  # the renderer's stamps taken from the bank, not recomputed
         model.psf.release_bank()  # no more tracking or fits with its gradients (memory)
         # rendered once for the PSF fits that find the stars that vary, and again only if
         # some do (their fluxes then change)

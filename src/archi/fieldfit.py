@@ -132,7 +132,13 @@ def _neighbour_cores(model: FieldModel, shape: tuple[int, int]
         for j in bright:
             x, y = model.x[j, k], model.y[j, k]
             if np.isfinite(x) and np.isfinite(y):
-                out |= (xx - x) ** 2 + (yy - y) ** 2 <= CORE_RADIUS ** 2
+                # on the core's box (a pixel wider: every pixel left out is farther than
+                # CORE_RADIUS), not the whole frame
+                box = (slice(max(int(np.floor(y - CORE_RADIUS)) - 1, 0),
+                             max(int(np.ceil(y + CORE_RADIUS)) + 2, 0)),
+                       slice(max(int(np.floor(x - CORE_RADIUS)) - 1, 0),
+                             max(int(np.ceil(x + CORE_RADIUS)) + 2, 0)))
+                out[box] |= (xx[box] - x) ** 2 + (yy[box] - y) ** 2 <= CORE_RADIUS ** 2
         return out
 
     return cores

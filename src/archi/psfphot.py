@@ -40,9 +40,11 @@ MIN_COVERED = 0.5
 """A star's PSF flux is reported when at least this fraction of its PSF falls on the field's
 usable pixels (NaN and flagged below: its centre is then near or beyond the edge)."""
 
-CHUNK_FRAMES = 16
+CHUNK_FRAMES = 4
 """Frames fitted together: every star's image of these frames is held at once (stars x
-frames x 31 000 usable pixels x 8 bytes: 60 MB for 15 stars)."""
+frames x 40 000 pixels x 8 bytes: 19 MB for 15 stars; 4 rather than 16 frames: 1000
+frames of 9 stars fitted in 3.2 s of CPU instead of 3.8, fewer fresh pages to fault in;
+frames are fitted independently, so the same numbers)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=Non
     ``variance_floor``: per frame, the per-pixel variance of sky, dark and read noise [e^2]
     (:func:`archi.photometry.noise_per_pixel`); ``cosmics``: hits replaced in the data."""
     n_stars, n_frames = model.n_stars, model.n_frames
-    unit = replace(model, flux=np.ones(n_stars), images=None)  # each star's PSF, unit flux
+    # each star's PSF, unit flux; not blanked beyond the usable pixels: only those are fitted
+    unit = replace(model, flux=np.ones(n_stars), images=None, usable=None)
     usable = np.flatnonzero(np.ones(model.shape, bool) if model.usable is None
                             else model.usable)
     out = {name: np.full((n_stars, n_frames), np.nan) for name in ("flux", "flux_err", "conta")}
