@@ -11,7 +11,13 @@ from astropy.io import fits
 from scipy import ndimage
 
 from archi.fieldimage import FieldModel
-from archi.framequality import MaskedCube, PagedArray, assess_frames, file_mapping, paged
+from archi.framequality import (
+    MaskedCube,
+    PagedArray,
+    assess_frames,
+    file_mapping,
+    paged,
+)
 from archi.io.prepared import read_prepared, write_prepared
 from archi.medians import nanmedian_first
 from archi.options import Options
