@@ -137,7 +137,8 @@ class AstrometryFit:
         if fit is not None:
             out.update({
                 "scale_ratio": round(fit.scale, 6),
-                "plate_scale": round(PLATE_SCALE / fit.scale, 6),
+                # from the recorded ratio, so that a record read back gives the same scale
+                "plate_scale": round(PLATE_SCALE / round(fit.scale, 6), 6),
                 "rotation_deg": round(fit.rotation_deg, 4),
                 "sense": "pipe" if fit.sense == 1 else "reversed", "mirrored": fit.mirrored,
                 "shift_px": [round(fit.shift_x, 4), round(fit.shift_y, 4)]})

@@ -196,7 +196,8 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
             others = list(range(1, model.n_stars))
             cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
             psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames,
-                                          exclude=_neighbour_cores(model, visit.cube.shape[1:]))
+                                          exclude=_neighbour_cores(model, visit.cube.shape[1:]),
+                                          turn_deg=field_turn(visit))
             model.psf.release_bank()  # memory: no more fits with the older PSF
         fitted, covered = fit_fluxes(visit, x, y, psf, droll)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan

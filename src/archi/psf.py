@@ -21,6 +21,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from archi.medians import nanmedian_first
+from archi.turning import without_turning_light
 from archi.visit import Visit
 
 __all__ = ["EmpiricalPsf", "blur_offsets", "frames_spread_in_roll", "rotational_blur",
@@ -47,13 +48,18 @@ class EmpiricalPsf:
 
     @classmethod
     def from_visit(cls, visit: Visit, radius: int = 60, n_frames: int = 25,
-                   exclude: Callable[[int], NDArray[np.bool_]] | None = None) -> EmpiricalPsf:
+                   exclude: Callable[[int], NDArray[np.bool_]] | None = None,
+                   turn_deg: NDArray | None = None) -> EmpiricalPsf:
         """Median of target-centred cut-outs of up to ``n_frames`` frames spread over the visit.
 
         ``exclude(k)``: pixels of frame k to leave out of the median where enough other
         frames cover them (the cores of subtracted neighbours: their variability and
         position errors would stay in the PSF at the places they pass, e.g. a transit
-        printed into the target's wing where the transiting star sat)."""
+        printed into the target's wing where the transiting star sat).
+
+        ``turn_deg``: the angle the field is turned by in each frame of the visit
+        (:func:`archi.geometry.field_turn`); given, light that turns with the field is
+        told apart from the PSF, fixed on the detector (:func:`without_turning_light`)."""
         excluded = getattr(visit.cube, "excluded", None)  # bad frames (framequality)
         index = frames_spread_in_roll(visit.roll_angle, n_frames,
                                       None if excluded is None else ~np.asarray(excluded))
@@ -73,6 +79,9 @@ class EmpiricalPsf:
                 enough = np.isfinite(kept).sum(axis=0) >= min(cls.MIN_FRAMES_LEFT,
                                                               max(1, len(index) // 3))
                 stamp = np.where(enough, nanmedian_first(kept), stamp)
+            if turn_deg is not None:
+                usable = cuts if exclude is None else np.where(enough[None], kept, cuts)
+                stamp = without_turning_light(usable, np.asarray(turn_deg)[index], stamp)
         yy, xx = np.indices(stamp.shape) - radius
         stamp = np.where((np.hypot(xx, yy) <= radius) & np.isfinite(stamp), stamp, 0.0)
         stamp = np.clip(stamp, 0.0, None)
