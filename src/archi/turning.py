@@ -4,12 +4,11 @@ which is fixed on the detector (:func:`without_turning_light`)."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numpy.typing import NDArray
 
 from archi.geometry import rotate_offsets
+from archi.medians import nanmedian_first
 
 TURNING_ITERATIONS = 4
 """Alternations of :func:`without_turning_light` (the dipole it leaves shrinks by about the
@@ -46,15 +45,11 @@ def without_turning_light(cuts: NDArray, turn_deg: NDArray, stamp: NDArray,
     turn = np.asarray(turn_deg, dtype=float)
     out = stamp
     for _ in range(iterations):
-        with warnings.catch_warnings():  # points no frame covers (corners): 0
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sky = np.nan_to_num(np.nanmedian(_turned(cuts - out[None], turn, radius), axis=0))
+        # points no frame covers (corners): 0
+        sky = np.nan_to_num(nanmedian_first(_turned(cuts - out[None], turn, radius)))
         sky = (sky - (np.bincount(ring, sky.ravel()) / counts)[ring].reshape(sky.shape)) * fade
-        with warnings.catch_warnings():  # pixels no frame covers: the median's
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out = np.nanmedian(cuts - _turned(np.broadcast_to(sky, cuts.shape), -turn, radius),
-                               axis=0)
-        out = np.where(np.isfinite(out), out, stamp)
+        out = nanmedian_first(cuts - _turned(np.broadcast_to(sky, cuts.shape), -turn, radius))
+        out = np.where(np.isfinite(out), out, stamp)  # pixels no frame covers: the median's
     return out
 
 
