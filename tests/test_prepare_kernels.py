@@ -22,7 +22,8 @@ from archi.io.prepared import read_prepared, write_prepared
 from archi.medians import nanmedian_first
 from archi.options import Options
 from archi.prepared import Prepared
-from archi.psf import EmpiricalPsf, spline_shift
+from archi.psf import EmpiricalPsf
+from archi.splineshift import spline_shift
 from archi.stars import StarList, Tracks
 
 
