@@ -108,7 +108,8 @@ def decontaminate(cube: NDArray, model: FieldModel, tracks: Tracks, apertures: S
             own[j] = own_light(model, tracks, [aperture], j, chunk_frames)[0]
     flux = residual + own
     sky = residual_cube.sky_values
-    return Decontaminated(flux, raw.flux, raw.flux - flux - sky[None, :] * raw.area, sky)
+    return Decontaminated(flux, raw.flux, neighbours_light_in_sums(raw.flux, flux, raw.area, sky),
+                          sky)
 
 
 CONTAMINATION_SAMPLE_FRAMES = 16
