@@ -101,9 +101,10 @@ def test_benchmark_tsv_reader(perf, tmp_path):
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     (tmp_path / "a.tsv").write_text(header + "1.5\t0:00:01\t250.5\t900\t200\t210\t0\t1\t90\t1.4\n")
     (tmp_path / "b.tsv").write_text(header + "2.5\t0:00:02\tNA\tNA\tNA\tNA\tNA\tNA\tNA\t2.3\n")
-    assert perf.read_benchmark_tsv(tmp_path / "a.tsv") == (1.5, 250.5)
+    assert perf.read_benchmark_tsv(tmp_path / "a.tsv") == (1.5, 250.5, 210.0)
     stats = perf.job_stats([tmp_path / "a.tsv", tmp_path / "b.tsv"])
-    assert (stats.n_jobs, stats.median_s, stats.max_s, stats.max_rss_mb) == (2, 2.0, 2.5, 250.5)
+    assert (stats.n_jobs, stats.median_s, stats.max_s, stats.max_rss_mb, stats.max_pss_mb) == (
+        2, 2.0, 2.5, 250.5, 210.0)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,8 @@ def test_in_process_measurement_on_a_tiny_visit(perf, tiny_run, tmp_path):
     assert times.n_frames == 60
     assert 8 <= times.n_stars <= 12  # the target and (nearly) all nine companions
     steps = [getattr(times, name) for name in
-             ("load_s", "prepare_s", "photometry_s", "extract_s", "export_s")]
+             ("load_s", "prepare_s", "photometry_s", "extract_s", "export_s", "search_s",
+              "gif_s", "figures_s")]
     assert all(value > 0 for value in steps), steps
     # one run of each step (repeats=1): their sum is within the call's wall time, and
     # covers most of it (the rest is the CPU meter's bookkeeping; measured 0.9999)

@@ -46,18 +46,26 @@ class OwnLightBoxes:
     """Each row's star's own modelled light, on boxes that follow the star, to be added to
     the residual cube ``data - model`` by the photometry (:class:`archi.photometry.AddedBoxes`),
     so that row i sums its star's own light: ``stars[i]`` (-1: none) through
-    ``apertures[i]`` (None: none). One box per star, wide enough for its widest aperture."""
+    ``apertures[i]`` (None: none). One box per star, wide enough for its own widest
+    aperture (the model is rendered on no more pixels than that star's circles weigh);
+    boxes are stacked in the top-left corner of equal squares, zero beyond."""
 
     def __init__(self, model: FieldModel, stars: NDArray, apertures: Sequence):
         stars = np.where([a is None for a in apertures], -1, np.asarray(stars, np.int64))
         measured = np.unique(stars[stars >= 0])
-        reach = max((_reach(a) for a in apertures if a is not None), default=0)
         self.box_of = np.searchsorted(measured, stars).astype(np.int64)
         self.box_of[stars < 0] = -1
-        self.boxes = [_OneStarBoxes(model, int(j), 2 * reach + 3) for j in measured]
+        self.boxes = []
+        for j in measured:
+            reach = max(_reach(a) for a, s in zip(apertures, stars) if s == j)
+            self.boxes.append(_OneStarBoxes(model, int(j), 2 * reach + 3))
 
     def __getitem__(self, frames: slice) -> tuple[NDArray, NDArray, NDArray]:
-        images = np.stack([b[frames] for b in self.boxes]) if self.boxes else np.zeros((0,))
+        size = max((b.size for b in self.boxes), default=0)
+        n = len(range(*frames.indices(self.boxes[0].shape[0]))) if self.boxes else 0
+        images = np.zeros((len(self.boxes), n, size, size))
+        for image, b in zip(images, self.boxes):
+            image[:, :b.size, :b.size] = b[frames]
         x0 = np.array([b.x0[frames] for b in self.boxes], np.int64)
         y0 = np.array([b.y0[frames] for b in self.boxes], np.int64)
         return images, x0, y0

@@ -2,10 +2,11 @@
 work of one job, from its input files to its output files.
 
 Round 0 measures every star at each factor of the grid, one job per factor
-(:func:`photometry_job`); after each round a decision (:func:`select_round_job`) names the
-stars measured again over a higher range; then the circle fine tune is planned
-(:func:`plan_fine_tune_job`) and measured in a few jobs (:func:`fine_tune_job`); finally
-every star's factor is chosen (:func:`choose_factors_job`). The rules are in
+(:func:`photometry_job`); after each round a decision
+(:func:`archi.search_decisions.select_round_job`) names the stars measured again over a
+higher range; then the circle fine tune is planned
+(:func:`archi.search_decisions.plan_fine_tune_job`) and measured in a few jobs
+(:func:`fine_tune_job`); finally every star's factor is chosen (:func:`choose_factors_job`). The rules are in
 :mod:`archi.optimize`, the measurements in :mod:`archi.runs`, the files in
 :mod:`archi.io.search_files`. These jobs import no pandas: a per-factor job measures for
 a fraction of a second.
@@ -26,32 +27,27 @@ from archi.factors import parse_factor
 from archi.framequality import paged
 from archi.io import read_visit
 from archi.io.factors_file import write_search_factors
+from archi.io.prepared import read_prepared
 from archi.io.search_files import (
     read_cdpp_tables,
     read_decision,
     read_fine_plan,
     write_cdpp_table,
-    write_decision,
-    write_fine_plan,
 )
 from archi.optimize import (
-    RoundDecision,
     choose_every_star,
-    decide_round,
     fine_tune_parts,
-    fine_tune_plan,
     round_factors,
     search_warnings,
     searched_stars,
 )
 from archi.options import Options
-from archi.io.prepared import read_prepared
 from archi.prepared import Prepared
 from archi.visit import Visit
 
 # read_decision and round_factors are here too: the workflow walks the rounds with them
-__all__ = ["choose_factors_job", "fine_tune_job", "photometry_job", "plan_fine_tune_job",
-           "read_decision", "round_factors", "select_round_job"]
+__all__ = ["choose_factors_job", "fine_tune_job", "photometry_job", "read_decision",
+           "round_factors"]
 
 Paths = Iterable[str | Path]
 
@@ -76,22 +72,6 @@ def photometry_job(prepared_path: str | Path, factor: str, decisions: Paths,
     table = runs.cdpp_table(_visit_of(prepared), prepared, parse_factor(factor), stars=stars)
     write_cdpp_table(table, out_path)
     return table
-
-
-def select_round_job(tables: Paths, options: Options, round_index: int,
-                     out_path: str | Path) -> RoundDecision:
-    """The decision after a round, from every table so far."""
-    decision = decide_round(read_cdpp_tables(tables), options, round_index)
-    write_decision(out_path, decision)
-    return decision
-
-
-def plan_fine_tune_job(tables: Paths, options: Options, out_path: str | Path
-                       ) -> dict[int, list[float]]:
-    """The stars of the circle fine tune and the radii of each."""
-    plan = fine_tune_plan(read_cdpp_tables(tables), options)
-    write_fine_plan(out_path, plan)
-    return plan
 
 
 def fine_tune_job(prepared_path: str | Path, plan_path: str | Path, jobs: int, part: int,

@@ -65,6 +65,8 @@ rule plot_stars:
             subcategory="{visit}",
             labels={"visit": "{visit}", "figure": "{name}"},
         ),
+    benchmark:
+        "results/{visit}/benchmarks/plot_stars.tsv"
     log:
         "logs/{visit}/plot_stars.log",
     script:
@@ -82,6 +84,8 @@ rule plot_field_model:
             caption="../report/field_model.rst",
             category="Field model",
         ),
+    benchmark:
+        "results/{visit}/benchmarks/plot_field_model.tsv"
     log:
         "logs/{visit}/plot_field_model.log",
     script:
@@ -101,6 +105,8 @@ rule plot_target_vs_drp:
         ),
     params:
         options=options_of,
+    benchmark:
+        "results/{visit}/benchmarks/plot_target_vs_drp.tsv"
     log:
         "logs/{visit}/plot_target_vs_drp.log",
     script:
@@ -118,6 +124,8 @@ rule plot_cdpp_vs_factor:
             caption="../report/cdpp_vs_factor.rst",
             category="Optimisation",
         ),
+    benchmark:
+        "results/{visit}/benchmarks/plot_cdpp_vs_factor.tsv"
     log:
         "logs/{visit}/plot_cdpp_vs_factor.log",
     script:
@@ -154,6 +162,8 @@ rule summary:
         expand("results/{visit}/lightcurves.fits", visit=VISITS.index),
     output:
         report("results/summary.tsv", caption="../report/summary.rst", category="Summary"),
+    benchmark:
+        "results/benchmarks/summary.tsv"
     log:
         "logs/summary.log",
     script:

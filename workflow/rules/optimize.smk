@@ -95,6 +95,8 @@ if config["search_jobs"] == "factor":
             "results/{visit}/optimization/round{round}.yaml",
         params:
             options=options_of,
+        benchmark:
+            "results/{visit}/benchmarks/optimization/round{round}.tsv"
         log:
             "logs/{visit}/optimization/round{round}.log",
         script:
@@ -110,6 +112,8 @@ if config["search_jobs"] == "factor":
             "results/{visit}/optimization/fine_plan.yaml",
         params:
             options=options_of,
+        benchmark:
+            "results/{visit}/benchmarks/optimization/fine_plan.tsv"
         log:
             "logs/{visit}/optimization/fine_plan.log",
         script:
@@ -151,6 +155,8 @@ if config["search_jobs"] == "factor":
             table="results/{visit}/optimization/all_cdpp.tsv",
         params:
             options=options_of,
+        benchmark:
+            "results/{visit}/benchmarks/optimization/choose_factors.tsv"
         log:
             "logs/{visit}/optimization/choose_factors.log",
         script:
