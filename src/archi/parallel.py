@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "frame_ranges", "run_forked"]
+__all__ = ["can_fork", "frame_ranges", "release_free_memory", "run_forked"]
 
 T = TypeVar("T")
 
