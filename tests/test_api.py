@@ -282,3 +282,29 @@ def assert_tables_equal(table: CdppTable, expected: CdppTable, rtol: float) -> N
         np.testing.assert_allclose(table.cdpp, expected.cdpp, rtol=rtol)
     else:
         np.testing.assert_array_equal(table.cdpp, expected.cdpp)
+
+
+def test_whole_visit_reads_its_rendered_model_back_from_the_prepared_file(small_visit_module,
+                                                                         tmp_path):
+    """process_visit writes prepared.fits, then reads the rendered field model from it a
+    chunk at a time (paged, not held whole): the file holds the model rendered again here,
+    bit for bit, and the light curves are those of the model held in memory (to 1e-12 of
+    FLUX_RAW; measured: 0)."""
+    from archi.framequality import PagedArray
+
+    options = Options(val_range=(12, 14), step=2, optimization_extensions=0)
+    files = pipeline.VisitFiles(factors=tmp_path / "factors.yaml", table=tmp_path / "t.tsv",
+                                fits=tmp_path / "lc.fits", info=tmp_path / "info.yaml",
+                                prepared=tmp_path / "prepared.fits")
+    done = pipeline.process_visit(small_visit_module.drp_folder, options, files)
+    model = done.prepared.model
+    assert isinstance(model.images, PagedArray)
+    rendered = replace(model, images=None).rendered(options.effective_chunk).images
+    assert np.array_equal(np.asarray(model.images), rendered, equal_nan=True)
+    held = api.extract(done.visit, replace(done.prepared, model=replace(model, images=rendered)),
+                       done.factors)
+    scale = np.abs(done.curves.flux_raw)
+    for name in ("flux", "flux_raw", "conta", "flux_err"):
+        difference = np.abs(getattr(held, name) - getattr(done.curves, name))
+        assert np.array_equal(np.isnan(difference), np.isnan(scale)), name
+        assert np.nanmax(difference / scale) <= 1e-12, name

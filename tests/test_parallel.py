@@ -71,3 +71,24 @@ def test_photometry_of_frame_ranges_joins_into_the_whole_bit_for_bit():
     for name in ("flux", "area", "out_of_bounds"):
         np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
     assert parts[0].flux.shape == (2, 16) and whole.out_of_bounds[1].any()
+
+
+def _resident_anonymous_bytes() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux only")
+def test_freed_memory_goes_back_to_the_system_before_a_fork():
+    """Memory that Python freed but the heap kept (100 MB of 1 kB objects, the heap's top
+    held by later ones) leaves the process with release_free_memory (run_forked calls it
+    before forking): the resident size falls by over 50 MB (measured: 106 MB; 0 without)."""
+    junk = [bytes(1000) for _ in range(100_000)]
+    pinned = [bytes(1000) for _ in range(10)]  # above the junk: the heap cannot shrink
+    del junk
+    before = _resident_anonymous_bytes()
+    parallel.release_free_memory()
+    assert before - _resident_anonymous_bytes() > 50e6
+    assert len(pinned) == 10

@@ -34,7 +34,7 @@ import numpy as np
 from archi import parallel
 from archi.astrometry import measure_sky_transform, warn_astrometry
 from archi.cdpp_table import CdppTable
-from archi.contamination import neighbours_light_in_sums
+from archi.contamination import RawSumsReader, neighbours_light_in_sums
 from archi.cosmics import CosmicHits, find_cosmics, find_cosmics_in_residuals
 from archi.detect import detect_stars
 from archi.factors import round_factor
@@ -56,7 +56,6 @@ from archi.optimize import (
 from archi.options import Options
 from archi.photometry import (
     ApertureSums,
-    aperture_photometry,
     cosmics_in_apertures,
     flux_errors,
     noise_per_pixel,
@@ -365,12 +364,16 @@ def extract(visit: Visit, prepared: Prepared, factors: Mapping[int, float],
     n = prepared.stars.n_stars
     psf = np.array([options.star_method(j) == "psf" for j in range(n)], bool)
     factors = {j: math.nan if psf[j] else float(factors[j]) for j in range(n)}
-    sums = _sums_for(visit, prepared, factors, workers, search_result)
     apertures = build_apertures(visit, prepared, factors)
-    raw, conta = sums.flux, None
+    reader = None  # with a model, the raw sums taken from the reads of the measuring pass
     if prepared.model is not None and not psf.all():
-        raw = aperture_photometry(visit.cube, prepared.tracks, apertures,
-                                  options.effective_chunk, prepared.cosmics).flux
+        reader = RawSumsReader(visit.cube, prepared.tracks, apertures, prepared.cosmics,
+                               options.effective_chunk)
+    sums = _sums_for(visit if reader is None else dataclasses.replace(visit, cube=reader),
+                     prepared, factors, workers, search_result)
+    raw, conta = sums.flux, None
+    if reader is not None:
+        raw = reader.sums().flux  # a pass of its own for frames the search's sums spared
         sky = prepared.residual_sky
         if sky is None:  # a prepared file from before it was stored
             sky = measure_residual_sky(visit.cube, prepared.model, prepared.cosmics,

@@ -10,7 +10,8 @@ background level the DRP left (a frame's median residual x the mask's area). It 
 factor search measures: one pass over the residual cube ``data - model``
 (:class:`~archi.fieldimage.ResidualCube`) serves every star and radius, and each star's own
 modelled light is added back per frame (:func:`own_light`), so an error in its own fitted
-flux cancels.
+flux cancels. The raw sums come from the same reads of the cube (:class:`RawSumsReader`):
+each frame is read once for FLUX_RAW and FLUX.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from archi.fieldimage import FieldModel, ModelFrames, ResidualCube, subset_frames
-from archi.photometry import aperture_photometry
+from archi.photometry import ApertureSums, aperture_photometry
 from archi.stars import Tracks
 
 
@@ -106,18 +107,73 @@ class Decontaminated:
 def decontaminate(cube: NDArray, model: FieldModel, tracks: Tracks, apertures: Sequence,
                   chunk_frames: int = 64, cosmics=None) -> Decontaminated:
     """Raw aperture sums, the neighbours' modelled light in them, and the star's own light
-    (``cosmics``: hits replaced in the data as the photometry reads them)."""
-    raw = aperture_photometry(cube, tracks, apertures, chunk_frames, cosmics)
-    residual_cube = ResidualCube(cube, model, cosmics=cosmics)
-    residual = aperture_photometry(residual_cube, tracks, apertures, chunk_frames).flux
-    own = np.zeros_like(residual)
-    for j, aperture in enumerate(apertures):
-        if aperture is not None:
-            own[j] = own_light(model, tracks, [aperture], j, chunk_frames)[0]
-    flux = residual + own
-    sky = residual_cube.sky_values
-    return Decontaminated(flux, raw.flux, neighbours_light_in_sums(raw.flux, flux, raw.area, sky),
-                          sky)
+    (``cosmics``: hits replaced in the data as the photometry reads them), from one read
+    of each frame of ``cube``."""
+    raw = RawSumsReader(cube, tracks, apertures, cosmics, chunk_frames)
+    residual_cube = ResidualCube(raw, model)  # the reader returns frames with hits replaced
+    boxes = OwnLightBoxes(model, np.arange(len(apertures)), apertures)
+    flux = aperture_photometry(residual_cube, tracks, apertures, chunk_frames, boxes=boxes).flux
+    raw_sums, sky = raw.sums(), residual_cube.sky_values
+    return Decontaminated(flux, raw_sums.flux,
+                          neighbours_light_in_sums(raw_sums.flux, flux, raw_sums.area, sky), sky)
+
+
+class RawSumsReader:
+    """``cube`` read like itself, each slice of frames with its cosmic hits replaced
+    (``cosmics``), and every star's raw aperture sums (``apertures[j]`` through
+    ``tracks``; None: none) taken from each slice as it is read: a pass over
+    ``ResidualCube(reader, model)`` yields the raw sums (FLUX_RAW) too, without a second
+    read of the cube. :meth:`sums` measures the frames not read here (e.g. read by forked
+    processes) with the same photometry. A frame index (not a slice) reads the cube as it
+    is, unpatched and not summed."""
+
+    def __init__(self, cube, tracks: Tracks, apertures: Sequence, cosmics=None,
+                 chunk_frames: int = 64):
+        self.cube, self.tracks, self.apertures = cube, tracks, list(apertures)
+        self.cosmics, self.chunk_frames = cosmics, chunk_frames
+        self.shape, self.dtype, self.ndim = tuple(cube.shape), np.dtype(np.float64), 3
+        flux = np.full(tracks.x.shape, np.nan)
+        self._sums = ApertureSums(flux, np.zeros_like(flux), np.zeros(flux.shape, bool))
+        self._summed = np.zeros(tracks.n_frames, bool)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, frames):
+        if not isinstance(frames, slice) or frames.step not in (None, 1):
+            return self.cube[frames]
+        start, stop, _ = frames.indices(len(self))
+        chunk = np.asarray(self.cube[frames], dtype=np.float64)
+        if not (chunk.flags.owndata and chunk.flags.writeable):  # a view of the cube
+            chunk = chunk.copy()  # patched here
+        if self.cosmics is not None:
+            self.cosmics.patch(chunk, start)
+        if stop > start:
+            self._store(aperture_photometry(chunk, self._tracks_of(start, stop),
+                                            self.apertures, chunk_frames=stop - start), start)
+        return chunk
+
+    def _tracks_of(self, start: int, stop: int) -> Tracks:
+        t = self.tracks
+        return Tracks(t.x[:, start:stop], t.y[:, start:stop], t.measured[:, start:stop])
+
+    def _store(self, part: ApertureSums, start: int) -> None:
+        stop = start + part.flux.shape[1]
+        for name in ("flux", "area", "out_of_bounds"):
+            getattr(self._sums, name)[:, start:stop] = getattr(part, name)
+        self._summed[start:stop] = True
+
+    def sums(self) -> ApertureSums:
+        """The raw sums of every frame (n_stars, n_frames): those taken as frames were read,
+        the others measured now."""
+        missing = np.flatnonzero(~self._summed)
+        for run in np.split(missing, np.flatnonzero(np.diff(missing) > 1) + 1):
+            if len(run):
+                first, stop = int(run[0]), int(run[-1]) + 1
+                self._store(aperture_photometry(self.cube, self.tracks, self.apertures,
+                                                self.chunk_frames, self.cosmics,
+                                                frames=(first, stop)), first)
+        return self._sums
 
 
 CONTAMINATION_SAMPLE_FRAMES = 16

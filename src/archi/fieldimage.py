@@ -225,7 +225,9 @@ class ResidualCube:
         if not isinstance(frames, slice):
             k = int(frames)
             return self[k:k + 1][0]
-        data = np.array(self.cube[frames], dtype=float)
+        data = np.asarray(self.cube[frames], dtype=float)
+        if not (data.flags.owndata and data.flags.writeable):  # a view of the cube: a copy
+            data = data.copy()
         if self.cosmics is not None:  # the data's hits, before the model is subtracted
             self.cosmics.patch(data, frames.indices(len(self))[0])
         whole = self.model.images is not None and self.stars is None

@@ -25,7 +25,7 @@ from archi.io.factors_file import (
 from archi.io.lightcurves import write_lightcurves_fits
 from archi.io.lightcurves_text import write_lightcurves_text
 from archi.io.pipe_files import write_pipe_files
-from archi.io.prepared import read_prepared, write_prepared
+from archi.io.prepared import read_model_images, read_prepared, write_prepared
 from archi.io.run_info import write_run_info
 from archi.io.search_files import read_cdpp_tables, write_cdpp_table
 from archi.metrics import NoiseMetric
@@ -72,6 +72,7 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     prepared = prepare(visit, options, layout, workers)
     if files.prepared is not None:
         write_prepared(files.prepared, prepared)
+        prepared = _model_images_from(files.prepared, prepared)
     result, table = None, CdppTable.empty()
     measured = replace(visit, cube=paged(visit.cube))  # one chunk held at a time
     if optimize:
@@ -92,6 +93,16 @@ def process_visit(folder: str | Path, options: Options, files: VisitFiles, *,
     if files.text is not None:
         write_lightcurves_text(curves, files.text)
     return ProcessedVisit(visit, prepared, curves, table, factors)
+
+
+def _model_images_from(path: Path, prepared: Prepared) -> Prepared:
+    """``prepared`` with its rendered model read from the file it was written to, a chunk
+    at a time (the same numbers: float32 both): the job then holds one chunk of it, not
+    the whole (160 MB for 1000 frames, and again in each forked process's count)."""
+    model = prepared.model
+    if model is None or model.images is None:
+        return prepared
+    return replace(prepared, model=replace(model, images=read_model_images(path)))
 
 
 def _astrometry_record(prepared: Prepared) -> dict | None:

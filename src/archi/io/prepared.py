@@ -43,7 +43,7 @@ from archi.prepared import Prepared
 from archi.psf import EmpiricalPsf
 from archi.stars import StarList, Tracks
 
-__all__ = ["write_prepared", "read_prepared"]
+__all__ = ["write_prepared", "read_prepared", "read_model_images"]
 
 
 def write_prepared(path: str | Path, prepared: Prepared) -> None:
@@ -150,3 +150,11 @@ def read_prepared(path: str | Path) -> Prepared:
         raise CorruptProductError(path, f"not a prepared-visit file ({exc})") from None
     return Prepared(Path(info["visit_folder"]), info["layout"], info["visit_key"], options,
                     stars, tracks, cosmics, model, astrometry, frames, sky)
+
+
+def read_model_images(path: str | Path):
+    """The rendered field model of a file written by :func:`write_prepared`, paged
+    (:func:`archi.framequality.paged`: read a chunk at a time, not held whole), or None
+    when it holds none."""
+    with fits.open(path) as hdul:
+        return paged(hdul["MODEL_IMAGES"].data) if "MODEL_IMAGES" in hdul else None
