@@ -144,7 +144,9 @@ def test_a_lost_first_frame(clean, tmp_path):
     assert np.isnan(curves.flux[:, :2]).all()
     inside = np.isfinite(curves0.flux).all(axis=1)
     ratio = curves.flux[inside, 2:] / curves0.flux[inside, 2:]
-    assert np.abs(ratio - 1).max() < 6e-4  # measured 2.9e-4 (star 6)
+    # measured 1.1e-3 (2.9e-4 with the PSF cut at 70 px: its structure 70-100 px out, which
+    # fewer frames cover, moves more with the frames chosen); the bug it guards: FLUX 20x low
+    assert np.abs(ratio - 1).max() < 2e-3
 
 
 @pytest.mark.parametrize("settings, factor, tolerance", [

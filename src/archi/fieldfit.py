@@ -35,10 +35,15 @@ from archi.visit import Visit
 FLUX_SAMPLE_FRAMES = 24
 """Frames spread over the visit on which every star's flux is fitted (median taken)."""
 
-PSF_RADIUS = 70
+PSF_RADIUS = 100
 """Radius of the field model's PSF stamp [pixel]. Wide: a bright target's halo reaches
 its neighbours' apertures (60 px left 1 % errors in the light 20-30 px out on the crowded
-test scene, 70 px 0.4 %)."""
+test scene, 70 px 0.4 %), and a real PSF's structure reaches stars 100 px out
+(:data:`WING_STRUCTURE_RADIUS`)."""
+
+WING_STRUCTURE_RADIUS = 70
+"""Beyond this radius [pixel] the model's PSF keeps only its structure about each ring's
+median (:func:`archi.psf.ring_structure_only`: the mean there is degenerate with the sky)."""
 
 PSF_FRAMES = 50
 """Frames (spread over the visit, so over many roll angles) whose median is the PSF (on
@@ -186,7 +191,8 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
     """
     droll = roll_per_exposure(visit)
     usable = np.isfinite(np.asarray(visit.cube[first_good_frame(visit.cube)]))  # a lost frame 0
-    psf = psf or EmpiricalPsf.from_visit(visit, psf_radius, psf_frames)
+    psf = psf or EmpiricalPsf.from_visit(visit, psf_radius, psf_frames,
+                                         structure_beyond=WING_STRUCTURE_RADIUS)
     ex, ey, emag = _catalogue_extras(visit, stars, float(psf.radius))
     x, y = np.vstack([tracks.x, ex]), np.vstack([tracks.y, ey])
     mag = np.concatenate([stars.mag, emag])
@@ -197,7 +203,8 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
             cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
             psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames,
                                           exclude=_neighbour_cores(model, visit.cube.shape[1:]),
-                                          turn_deg=field_turn(visit))
+                                          turn_deg=field_turn(visit),
+                                          structure_beyond=WING_STRUCTURE_RADIUS)
             model.psf.release_bank()  # memory: no more fits with the older PSF
         fitted, covered = fit_fluxes(visit, x, y, psf, droll)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
