@@ -145,7 +145,7 @@ def test_a_lost_first_frame(clean, tmp_path):
     inside = np.isfinite(curves0.flux).all(axis=1)
     ratio = curves.flux[inside, 2:] / curves0.flux[inside, 2:]
     # measured 1.1e-3 (2.9e-4 with the PSF cut at 70 px: its structure 70-100 px out, which
-    # fewer frames cover, moves more with the frames chosen); the bug it guards: FLUX 20x low
+    # fewer frames cover, moves more with the frames chosen)
     assert np.abs(ratio - 1).max() < 2e-3
 
 
