@@ -158,16 +158,18 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         model.psf.release_bank()  # no more tracking or fits with its gradients (memory)
         # rendered once for the PSF fits that find the stars that vary, and again only if
         # some do (their fluxes then change)
-        model = model.rendered(options.effective_chunk)
-        followed = _following_varying_stars(visit, model, cosmics, options.effective_chunk)
+        model = model.rendered(options.effective_chunk, workers)
+        followed = _following_varying_stars(visit, model, cosmics, options.effective_chunk,
+                                            workers)
         if followed is not model:
-            model = followed.rendered(options.effective_chunk)
+            model = followed.rendered(options.effective_chunk, workers)
         if options.clean_cosmics:  # searched again once the stars are removed (see there)
             cosmics = find_cosmics_in_residuals(visit.cube, model.images,
-                                                noise_per_pixel(visit))
+                                                noise_per_pixel(visit), workers=workers)
         flux = np.asarray(model.flux)[:stars.n_stars]
         brightness = flux if flux.ndim == 1 else np.median(flux, axis=1)
-        sky = measure_residual_sky(visit.cube, model, cosmics, options.effective_chunk)
+        sky = measure_residual_sky(visit.cube, model, cosmics, options.effective_chunk,
+                                   workers)
     else:
         brightness, sky = star_fluxes(visit, tracks, psf), None
     warn_astrometry(astrometry)
@@ -176,11 +178,11 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
                     cosmics, model, astrometry, quality, sky)
 
 
-def _following_varying_stars(visit: Visit, model, cosmics, chunk: int):
+def _following_varying_stars(visit: Visit, model, cosmics, chunk: int, workers: int = 1):
     """The field model with per-frame fluxes for the stars that vary
     (:mod:`archi.variability`), from a PSF fit of every star in every frame."""
     fit = psf_photometry(visit.cube, model, noise_per_pixel(visit), cosmics,
-                         chunk_frames=min(CHUNK_FRAMES, chunk))
+                         chunk_frames=min(CHUNK_FRAMES, chunk), workers=workers)
     return follow_varying_stars(model, fit.flux, fit.flux_err)[0]
 
 
