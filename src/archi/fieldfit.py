@@ -100,6 +100,8 @@ def fit_fluxes(visit: Visit, x: NDArray, y: NDArray, psf: EmpiricalPsf, droll_de
             fluxes[row, ok], covered[row, ok] = fit.flux, fit.covered
         return fluxes, covered
 
+    if workers > 1:
+        psf.fill_bank()
     parts = parallel.split_frames(fits, len(index), 1, workers)
     fluxes, covered = (np.concatenate([p[i] for p in parts]) for i in range(2))
     with warnings.catch_warnings():  # a star fitted in no frame: NaN
@@ -205,10 +207,12 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
     for _ in range(iterations + 1):
         if model is not None:
             others = list(range(1, model.n_stars))
+            if workers > 1:  # the renderer's stamps, made once rather than in each process
+                model.psf.phase_stamps()
             cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
             psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames,
                                           exclude=_neighbour_cores(model, visit.cube.shape[1:]),
-                                          turn_deg=field_turn(visit))
+                                          turn_deg=field_turn(visit), workers=workers)
             model.psf.release_bank()  # memory: no more fits with the older PSF
         fitted, covered = fit_fluxes(visit, x, y, psf, droll, workers=workers)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
