@@ -117,12 +117,14 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     star's brightness is then its fitted flux [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
-    detected, and the tracking's frames are split among the workers (the same results).
+    detected; the frames of the tracking, of the field model's fits and PSF cut-outs, its
+    images, the PSF photometry, the residual cosmic-ray search and sky, and of the frames'
+    quality are split among the workers (the same results).
 
     Bad frames (:mod:`archi.framequality`: lost, empty, half-read images, total-flux
     outliers) are found first and read as NaN by every step here, so that they move no
     track and enter no PSF or fit; ``Prepared.frames`` records them."""
-    quality = assess_frames(visit.cube, options.effective_chunk)
+    quality = assess_frames(visit.cube, options.effective_chunk, workers)
     if quality.excluded.any():
         warnings.warn(frames_warning(visit.visit_id.file_key, quality), stacklevel=2)
     visit = dataclasses.replace(visit, cube=masked_cube(visit.cube, quality))

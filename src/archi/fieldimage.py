@@ -10,7 +10,6 @@ apertures by :mod:`archi.contamination`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +18,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from archi import parallel
+from archi.medians import nanmedian_first
 from archi.psf import EmpiricalPsf, rotational_blur
 
 BLUR_STEP = 2.0
@@ -270,9 +270,8 @@ def sky_residual(residual: NDArray) -> NDArray[np.float64]:
     """Per frame of ``residual`` (n, H, W) = data - field model: the median over usable
     pixels, the level the DRP's background subtraction left (0 for a frame without any)."""
     flat = residual.reshape(len(residual), -1)
-    with warnings.catch_warnings():  # a frame without any usable pixel: 0
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nan_to_num(np.nanmedian(flat, axis=1))
+    # compiled: np.nanmedian's numbers, without its per-row Python loop (2-3x faster)
+    return np.nan_to_num(nanmedian_first(flat.T))
 
 
 class ModelFrames:
