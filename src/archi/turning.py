@@ -91,26 +91,16 @@ def _bilinear(images, coordinates):  # pragma: no cover
                     continue
                 y0, x0 = np.floor(cy), np.floor(cx)
                 wy0, wx0 = 1.0 - (cy - y0), 1.0 - (cx - x0)
-                wy1, wx1 = 1.0 - wy0, 1.0 - wx0
+                wys, wxs = (wy0, 1.0 - wy0), (wx0, 1.0 - wx0)
                 iy0, ix0 = int(y0), int(x0)
-                iy1 = iy0 + 1 if iy0 + 1 < ny else max(ny - 2, 0)
-                ix1 = ix0 + 1 if ix0 + 1 < nx else max(nx - 2, 0)
+                iys = (iy0, iy0 + 1 if iy0 + 1 < ny else max(ny - 2, 0))
+                ixs = (ix0, ix0 + 1 if ix0 + 1 < nx else max(nx - 2, 0))
                 t = 0.0
-                c = images[k, iy0, ix0]
-                c *= wy0
-                c *= wx0
-                t += c
-                c = images[k, iy0, ix1]
-                c *= wy0
-                c *= wx1
-                t += c
-                c = images[k, iy1, ix0]
-                c *= wy1
-                c *= wx0
-                t += c
-                c = images[k, iy1, ix1]
-                c *= wy1
-                c *= wx1
-                t += c
+                for a in range(2):  # the four neighbours in row-major order
+                    for b in range(2):
+                        c = images[k, iys[a], ixs[b]]
+                        c *= wys[a]
+                        c *= wxs[b]
+                        t += c
                 out[k, i, j] = t
     return out
