@@ -178,7 +178,9 @@ def test_archi_circles_keep_their_first_frame_pixels(small_visit_module):
 def test_prepare_shared_among_processes_gives_the_same_stars_tracks_and_hits(
         small_visit_module):
     """Cosmic rays searched beside the detection, tracking frames split in three at chunk
-    boundaries (chunks of 16 frames): the same result, bit for bit, as one process."""
+    boundaries (chunks of 16 frames), and the field model's fits, PSF cut-outs, images,
+    PSF photometry, residual hits and sky split likewise: the same result, bit for bit,
+    as one process."""
     options = Options(chunk_frames=16, initial_detect="dynam", detect_mode="dynam")
     visit = api.load_visit(small_visit_module.drp_folder, options)
     serial = api.prepare(visit, options)
@@ -192,6 +194,13 @@ def test_prepare_shared_among_processes_gives_the_same_stars_tracks_and_hits(
         np.testing.assert_array_equal(getattr(shared.cosmics, name),
                                       getattr(serial.cosmics, name))
     assert len(serial.cosmics.frame) > 0 and serial.tracks.measured.any()
+    np.testing.assert_array_equal(shared.stars.brightness, serial.stars.brightness)
+    np.testing.assert_array_equal(shared.frames.problem, serial.frames.problem)
+    np.testing.assert_array_equal(shared.residual_sky, serial.residual_sky)
+    np.testing.assert_array_equal(shared.model.psf.stamp, serial.model.psf.stamp)
+    for name in ("x", "y", "flux", "images"):
+        np.testing.assert_array_equal(getattr(shared.model, name), getattr(serial.model, name))
+    assert serial.model.images.shape[0] == visit.n_frames and serial.residual_sky.any()
 
 
 @pytest.mark.parametrize("method", ["circle", "circle+shape"])

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 from scipy import ndimage
 
-from archi.fieldimage import FieldModel
+from archi.fieldimage import FieldModel, sky_residual
 from archi.framequality import (
     MaskedCube,
     PagedArray,
@@ -116,6 +116,39 @@ def test_nanmedian_of_a_stack_is_numpys_bit_for_bit():
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):  # all-NaN pixels
             expected = np.nanmedian(stack, axis=0)
         np.testing.assert_array_equal(nanmedian_first(stack), expected)
+        if stack.ndim == 3:  # each frame's residual sky: the median over its pixels, 0 if none
+            stack[1] = np.nan
+            with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+                levels = np.nanmedian(stack.reshape(len(stack), -1), axis=1)
+            np.testing.assert_array_equal(sky_residual(stack), np.nan_to_num(levels))
+            assert levels[0] != 0 and sky_residual(stack)[1] == 0
+
+
+def test_turned_cut_outs_are_map_coordinates_bit_for_bit():
+    # the PSF's turning light: each cut-out read turned about its centre, bilinear, NaN
+    # beyond it; NaN and infinite pixels, quarter turns (points on the last row and
+    # column: a neighbour of weight 0 read), and points just inside and outside the edges
+    from archi.geometry import rotate_offsets
+    from archi.turning import _turn_coordinates, _turned
+
+    rng = np.random.default_rng(3)
+    radius = 20
+    images = rng.normal(size=(6, 2 * radius + 1, 2 * radius + 1)) * 1e3
+    images[rng.random(images.shape) < 0.05] = np.nan
+    images[:, 0, 0], images[:, -1, 3] = np.inf, -np.inf
+    turn = np.array([0.0, 90.0, 180.0, -270.0, 33.3, 1234.5])
+    coordinates = _turn_coordinates(turn, radius)
+    coordinates[0, :, 0, :6] = [[2 * radius, 2 * radius + 1e-12, -1e-12, 0.0, 0.5, 2 * radius],
+                                [0.0, 3.0, 3.0, 2 * radius, 2 * radius - 1e-9, 2 * radius]]
+    turned = _turned(images, coordinates)
+    u = np.arange(-radius, radius + 1, dtype=float)
+    for k, angle in enumerate(turn):
+        x, y = rotate_offsets(*np.meshgrid(u, u), angle)
+        np.testing.assert_array_equal(coordinates[k, :, 1:], np.array([y, x])[:, 1:] + radius)
+        expected = ndimage.map_coordinates(images[k], coordinates[k], order=1,
+                                           mode="constant", cval=np.nan)
+        np.testing.assert_array_equal(turned[k], expected)
+    assert np.isnan(turned[0, 0, 1]) and np.isnan(turned[0, 0, 2])  # beyond the edges
 
 
 def test_memory_mapped_cube_is_read_without_being_held(tmp_path):

@@ -116,12 +116,14 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
     star's brightness is then its fitted flux [e], whichever way it was found.
 
     ``workers`` > 1: the cosmic-ray search runs in a forked process while the stars are
-    detected, and the tracking's frames are split among the workers (the same results).
+    detected; the frames of the tracking, of the field model's fits and PSF cut-outs, its
+    images, the PSF photometry, the residual cosmic-ray search and sky, and of the frames'
+    quality are split among the workers (the same results).
 
     Bad frames (:mod:`archi.framequality`: lost, empty, half-read images, total-flux
     outliers) are found first and read as NaN by every step here, so that they move no
     track and enter no PSF or fit; ``Prepared.frames`` records them."""
-    quality = assess_frames(visit.cube, options.effective_chunk)
+    quality = assess_frames(visit.cube, options.effective_chunk, workers)
     if quality.excluded.any():
         warnings.warn(frames_warning(visit.visit_id.file_key, quality), stacklevel=2)
     visit = dataclasses.replace(visit, cube=masked_cube(visit.cube, quality))
@@ -157,16 +159,18 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
         model.psf.release_bank()  # no more tracking or fits with its gradients (memory)
         # rendered once for the PSF fits that find the stars that vary, and again only if
         # some do (their fluxes then change)
-        model = model.rendered(options.effective_chunk)
-        followed = _following_varying_stars(visit, model, cosmics, options.effective_chunk)
+        model = model.rendered(options.effective_chunk, workers)
+        followed = _following_varying_stars(visit, model, cosmics, options.effective_chunk,
+                                            workers)
         if followed is not model:
-            model = followed.rendered(options.effective_chunk)
+            model = followed.rendered(options.effective_chunk, workers)
         if options.clean_cosmics:  # searched again once the stars are removed (see there)
             cosmics = find_cosmics_in_residuals(visit.cube, model.images,
-                                                noise_per_pixel(visit))
+                                                noise_per_pixel(visit), workers=workers)
         flux = np.asarray(model.flux)[:stars.n_stars]
         brightness = flux if flux.ndim == 1 else np.median(flux, axis=1)
-        sky = measure_residual_sky(visit.cube, model, cosmics, options.effective_chunk)
+        sky = measure_residual_sky(visit.cube, model, cosmics, options.effective_chunk,
+                                   workers)
     else:
         brightness, sky = star_fluxes(visit, tracks, psf), None
     warn_astrometry(astrometry)
@@ -175,11 +179,11 @@ def prepare(visit: Visit, options: Options, layout: str = "auto", workers: int =
                     cosmics, model, astrometry, quality, sky)
 
 
-def _following_varying_stars(visit: Visit, model, cosmics, chunk: int):
+def _following_varying_stars(visit: Visit, model, cosmics, chunk: int, workers: int = 1):
     """The field model with per-frame fluxes for the stars that vary
     (:mod:`archi.variability`), from a PSF fit of every star in every frame."""
     fit = psf_photometry(visit.cube, model, noise_per_pixel(visit), cosmics,
-                         chunk_frames=min(CHUNK_FRAMES, chunk))
+                         chunk_frames=min(CHUNK_FRAMES, chunk), workers=workers)
     return follow_varying_stars(model, fit.flux, fit.flux_err)[0]
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import NDArray
 
+from archi import parallel
 from archi.fieldimage import FieldModel, sky_residual
 from archi.fieldmodel import fit_frame
 from archi.framequality import first_good_frame
@@ -77,27 +78,37 @@ beyond, it comes from its catalogue magnitude (stars outside the field)."""
 
 
 def fit_fluxes(visit: Visit, x: NDArray, y: NDArray, psf: EmpiricalPsf, droll_deg: float,
-               n_frames: int = FLUX_SAMPLE_FRAMES, cube=None) -> tuple[NDArray, NDArray]:
+               n_frames: int = FLUX_SAMPLE_FRAMES, cube=None, workers: int = 1
+               ) -> tuple[NDArray, NDArray]:
     """Every star's flux [e per stacked image] and the fraction of its PSF on the field's
     pixels: a simultaneous PSF fit of all stars at positions (x, y) (n_stars, n_frames) and
     of a constant level (the DRP's background residual; with the level taken beforehand as
     the median residual, fluxes came out 0.7-10 % low for G = 9-13 on the demo, fitted
     together within 0.2-0.7 %) on ``n_frames`` frames spread over the visit, medians
-    taken."""
+    taken; ``workers``: processes sharing those frames (each fitted on its own)."""
     index = np.unique(np.linspace(0, visit.n_frames - 1, min(n_frames, visit.n_frames))
                       .astype(int))
     variance = noise_per_pixel(visit)
     cube = visit.cube if cube is None else cube
-    fluxes = np.full((len(index), x.shape[0]), np.nan)
-    covered = np.zeros_like(fluxes)
-    for row, k in enumerate(index):
-        ok = np.isfinite(x[:, k]) & np.isfinite(y[:, k])
-        blur = rotational_blur(x[ok, k:k + 1], y[ok, k:k + 1], visit.target_x[k:k + 1],
-                               visit.target_y[k:k + 1], droll_deg)
-        per_star = None if blur is None else [blur[:, j, 0, :] for j in range(int(ok.sum()))]
-        fit = fit_frame(np.asarray(cube[k], dtype=float), x[ok, k], y[ok, k], psf,
-                        variance_floor=float(variance[k]), blur=per_star, sky=True)
-        fluxes[row, ok], covered[row, ok] = fit.flux, fit.covered
+
+    def fits(first: int, stop: int) -> tuple[NDArray, NDArray]:
+        fluxes = np.full((stop - first, x.shape[0]), np.nan)
+        covered = np.zeros_like(fluxes)
+        for row, k in enumerate(index[first:stop]):
+            ok = np.isfinite(x[:, k]) & np.isfinite(y[:, k])
+            blur = rotational_blur(x[ok, k:k + 1], y[ok, k:k + 1], visit.target_x[k:k + 1],
+                                   visit.target_y[k:k + 1], droll_deg)
+            per_star = (None if blur is None else
+                        [blur[:, j, 0, :] for j in range(int(ok.sum()))])
+            fit = fit_frame(np.asarray(cube[k], dtype=float), x[ok, k], y[ok, k], psf,
+                            variance_floor=float(variance[k]), blur=per_star, sky=True)
+            fluxes[row, ok], covered[row, ok] = fit.flux, fit.covered
+        return fluxes, covered
+
+    if workers > 1:
+        psf.fill_bank()
+    parts = parallel.split_frames(fits, len(index), 1, workers)
+    fluxes, covered = (np.concatenate([p[i] for p in parts]) for i in range(2))
     with warnings.catch_warnings():  # a star fitted in no frame: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(fluxes, axis=0), np.median(covered, axis=0)
@@ -179,7 +190,8 @@ def _model_fluxes(fitted: NDArray, covered: NDArray, mag: NDArray, target_flux: 
 
 def field_model(visit: Visit, stars: StarList, tracks: Tracks,
                 psf: EmpiricalPsf | None = None, iterations: int = PSF_ITERATIONS,
-                psf_radius: int = PSF_RADIUS, psf_frames: int = PSF_FRAMES) -> FieldModel:
+                psf_radius: int = PSF_RADIUS, psf_frames: int = PSF_FRAMES, workers: int = 1
+                ) -> FieldModel:
     """The field model of a visit: its tracked ``stars`` (rows 0..n-1, the same order) and
     every other catalogue star whose light can reach the field (after them), fluxes fitted
     on the images.
@@ -187,7 +199,8 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
     The visit's PSF is the median of target-centred cut-outs at many roll angles; the
     neighbours' halos, present at every roll, would stay in its wings (measured on the demo:
     twice the true light 30-60 px out). So the PSF is rebuilt ``iterations`` times from
-    the frames with every other star's model subtracted.
+    the frames with every other star's model subtracted. ``workers``: processes sharing
+    the frames of each fit.
     """
     droll = roll_per_exposure(visit)
     usable = np.isfinite(np.asarray(visit.cube[first_good_frame(visit.cube)]))  # a lost frame 0
@@ -200,13 +213,15 @@ def field_model(visit: Visit, stars: StarList, tracks: Tracks,
     for _ in range(iterations + 1):
         if model is not None:
             others = list(range(1, model.n_stars))
+            if workers > 1:  # the renderer's stamps, made once rather than in each process
+                model.psf.phase_stamps()
             cleaned = replace(visit, cube=_SkyCorrected(visit.cube, model, others))
             psf = EmpiricalPsf.from_visit(cleaned, psf_radius, psf_frames,
                                           exclude=_neighbour_cores(model, visit.cube.shape[1:]),
-                                          turn_deg=field_turn(visit),
+                                          turn_deg=field_turn(visit), workers=workers,
                                           structure_beyond=WING_STRUCTURE_RADIUS)
             model.psf.release_bank()  # memory: no more fits with the older PSF
-        fitted, covered = fit_fluxes(visit, x, y, psf, droll)
+        fitted, covered = fit_fluxes(visit, x, y, psf, droll, workers=workers)
         target_mag = mag[0] if np.isfinite(mag[0]) else np.nan
         flux = _model_fluxes(fitted, covered, mag, float(fitted[0]), target_mag)
         model = FieldModel(psf, x, y, visit.target_x, visit.target_y, flux, droll,
@@ -240,8 +255,8 @@ def model_field(visit: Visit, stars: StarList, tracks: Tracks, options, cosmics=
     from archi.track import track_stars
     from archi.vetting import vet_image_stars
 
-    first = (field_model(visit, stars, tracks) if psf is None else
-             field_model(visit, stars, tracks, psf=psf, iterations=0))
+    first = (field_model(visit, stars, tracks, workers=workers) if psf is None else
+             field_model(visit, stars, tracks, psf=psf, iterations=0, workers=workers))
     vetted = vet_image_stars(visit, stars, first, options)
     dynam = any(options.star_tracking(j) == "dynam" for j in range(vetted.n_stars))
     if dynam or vetted is not stars:
@@ -250,4 +265,4 @@ def model_field(visit: Visit, stars: StarList, tracks: Tracks, options, cosmics=
     if dynam:
         tracks = rigid_tracks(tracks, field_turn(visit), visit.target_x, visit.target_y)
     return vetted, tracks, field_model(visit, vetted, tracks, psf=first.psf,
-                                       iterations=FINAL_ITERATIONS)
+                                       iterations=FINAL_ITERATIONS, workers=workers)

@@ -10,7 +10,6 @@ apertures by :mod:`archi.contamination`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -18,6 +17,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from archi import parallel
+from archi.medians import nanmedian_first
 from archi.psf import EmpiricalPsf, rotational_blur
 
 BLUR_STEP = 2.0
@@ -63,12 +64,19 @@ class FieldModel:
     def n_frames(self) -> int:
         return len(self.target_x)
 
-    def rendered(self, chunk_frames: int = 64) -> FieldModel:
-        """This model with :attr:`images` filled (rendered chunk by chunk)."""
-        images = np.empty((self.n_frames,) + self.shape, dtype=np.float32)
-        for start in range(0, self.n_frames, chunk_frames):
-            sl = slice(start, min(start + chunk_frames, self.n_frames))
-            images[sl] = self.render(sl)
+    def rendered(self, chunk_frames: int = 64, workers: int = 1) -> FieldModel:
+        """This model with :attr:`images` filled (rendered chunk by chunk; ``workers``:
+        processes sharing the chunks, writing into one shared array)."""
+        shape = (self.n_frames,) + self.shape
+        images = (parallel.shared_empty(shape, np.float32) if workers > 1
+                  else np.empty(shape, np.float32))
+
+        def frames(first: int, stop: int) -> None:
+            for start in range(first, stop, chunk_frames):
+                sl = slice(start, min(start + chunk_frames, stop))
+                images[sl] = self.render(sl)
+
+        parallel.split_frames(frames, self.n_frames, chunk_frames, workers)
         return replace(self, images=images)
 
     def star_flux(self, frames: slice | NDArray) -> NDArray[np.float64]:
@@ -245,22 +253,27 @@ class ResidualCube:
 
 
 def measure_residual_sky(cube: NDArray, model: FieldModel, cosmics=None,
-                         chunk_frames: int = 64) -> NDArray[np.float64]:
+                         chunk_frames: int = 64, workers: int = 1) -> NDArray[np.float64]:
     """Per frame, the background level the DRP left (:func:`sky_residual` of the data minus
-    the whole ``model``, ``cosmics`` replaced first) [e per pixel]: one pass over the cube."""
+    the whole ``model``, ``cosmics`` replaced first) [e per pixel]: one pass over the cube
+    (``workers``: processes sharing its chunks)."""
     residual = ResidualCube(cube, model, cosmics=cosmics)
-    for start in range(0, len(residual), chunk_frames):
-        residual[start:start + chunk_frames]
-    return residual.sky_values
+
+    def frames(first: int, stop: int) -> NDArray[np.float64]:
+        for start in range(first, stop, chunk_frames):
+            residual[start:min(start + chunk_frames, stop)]
+        return residual.sky_values[first:stop]
+
+    parts = parallel.split_frames(frames, len(residual), chunk_frames, workers)
+    return np.concatenate(parts)
 
 
 def sky_residual(residual: NDArray) -> NDArray[np.float64]:
     """Per frame of ``residual`` (n, H, W) = data - field model: the median over usable
     pixels, the level the DRP's background subtraction left (0 for a frame without any)."""
     flat = residual.reshape(len(residual), -1)
-    with warnings.catch_warnings():  # a frame without any usable pixel: 0
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nan_to_num(np.nanmedian(flat, axis=1))
+    # compiled: np.nanmedian's numbers, without its per-row Python loop (2-3x faster)
+    return np.nan_to_num(nanmedian_first(flat.T))
 
 
 class ModelFrames:

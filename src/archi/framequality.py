@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from archi import parallel
+
 ALL_NAN = 1
 ALL_ZERO = 2
 MOSTLY_NONFINITE = 4
@@ -91,21 +93,27 @@ class FrameQuality:
         return f"{n} of {self.n_frames} frames left out ({why})"
 
 
-def assess_frames(cube, chunk_frames: int = 64) -> FrameQuality:
+def assess_frames(cube, chunk_frames: int = 64, workers: int = 1) -> FrameQuality:
     """The problems of every frame of ``cube`` (n_frames, H, W) [e] (module docstring),
-    read ``chunk_frames`` at a time."""
+    read ``chunk_frames`` at a time (``workers``: processes sharing the chunks)."""
     n = cube.shape[0]
     if file_mapping(cube) is not None:  # read without holding the whole cube
         cube = MaskedCube(cube, np.zeros(n, bool))
-    finite = np.zeros(n, np.int64)
-    nonzero = np.zeros(n, np.int64)
-    total = np.zeros(n)
-    for start in range(0, n, chunk_frames):
-        block = np.asarray(cube[start:start + chunk_frames], dtype=float)
-        ok = np.isfinite(block)
-        finite[start:start + len(block)] = ok.sum(axis=(1, 2))
-        nonzero[start:start + len(block)] = (ok & (block != 0)).sum(axis=(1, 2))
-        total[start:start + len(block)] = np.where(ok, block, 0.0).sum(axis=(1, 2))
+
+    def counts(first: int, stop: int) -> NDArray:
+        out = np.zeros((3, stop - first))  # finite, nonzero pixels, total flux
+        for start in range(first, stop, chunk_frames):
+            block = np.asarray(cube[start:min(start + chunk_frames, stop)], dtype=float)
+            ok = np.isfinite(block)
+            rows = slice(start - first, start - first + len(block))
+            out[0, rows] = ok.sum(axis=(1, 2))
+            out[1, rows] = (ok & (block != 0)).sum(axis=(1, 2))
+            out[2, rows] = np.where(ok, block, 0.0).sum(axis=(1, 2))
+        return out
+
+    finite, nonzero, total = np.concatenate(
+        parallel.split_frames(counts, n, chunk_frames, workers), axis=1)
+    finite, nonzero = finite.astype(np.int64), nonzero.astype(np.int64)
     problem = np.zeros(n, np.uint8)
     problem[finite == 0] |= ALL_NAN
     problem[(finite > 0) & (nonzero == 0)] |= ALL_ZERO

@@ -14,13 +14,18 @@ of receiving it pickled; only their results travel back. Elsewhere than on Linux
 from __future__ import annotations
 
 import ctypes
+import functools
+import mmap
 import multiprocessing
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "frame_ranges", "release_free_memory", "run_forked"]
+import numpy as np
+
+__all__ = ["can_fork", "frame_ranges", "release_free_memory", "run_forked", "shared_empty",
+           "split_frames"]
 
 T = TypeVar("T")
 
@@ -81,3 +86,20 @@ def release_free_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def split_frames(work: Callable[[int, int], T], n_frames: int, chunk_frames: int,
+                 workers: int) -> list[T]:
+    """``work(first, stop)`` of each range of :func:`frame_ranges` (one range ``(0, 0)``
+    without frames), run at once by :func:`run_forked`; the results in frame order."""
+    spans = frame_ranges(n_frames, chunk_frames, workers) or [(0, 0)]
+    return run_forked([functools.partial(work, *span) for span in spans], workers)
+
+
+def shared_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An array (not initialised) that forked processes write into for this one: an
+    anonymous shared memory map (a plain array without fork, where nothing is forked)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if not can_fork() or nbytes == 0:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)

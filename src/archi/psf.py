@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from archi import parallel
 from archi.medians import nanmedian_first
 from archi.splineshift import spline_shift
 from archi.turning import without_turning_light
@@ -51,8 +52,8 @@ class EmpiricalPsf:
     @classmethod
     def from_visit(cls, visit: Visit, radius: int = 60, n_frames: int = 25,
                    exclude: Callable[[int], NDArray[np.bool_]] | None = None,
-                   turn_deg: NDArray | None = None, structure_beyond: float | None = None
-                   ) -> EmpiricalPsf:
+                   turn_deg: NDArray | None = None, structure_beyond: float | None = None,
+                   workers: int = 1) -> EmpiricalPsf:
         """Median of target-centred cut-outs of up to ``n_frames`` frames spread over the visit.
 
         ``exclude(k)``: pixels of frame k to leave out of the median where enough other
@@ -65,18 +66,16 @@ class EmpiricalPsf:
         told apart from the PSF, fixed on the detector (:func:`without_turning_light`).
 
         ``structure_beyond`` [pixel]: beyond this radius only the wing's structure about
-        each ring's median is kept (:func:`ring_structure_only`)."""
+        each ring's median is kept (:func:`ring_structure_only`). ``workers``: processes
+        sharing the cut-outs (each made on its own)."""
         excluded = getattr(visit.cube, "excluded", None)  # bad frames (framequality)
         index = frames_spread_in_roll(visit.roll_angle, n_frames,
                                       None if excluded is None else ~np.asarray(excluded))
-        cuts, left_out = [], []
-        for k in index:
-            tx, ty = visit.target_x[k], visit.target_y[k]
-            cuts.append(_centred_cut(np.asarray(visit.cube[k], dtype=float), tx, ty, radius))
-            if exclude is not None:
-                out = _centred_cut(exclude(int(k)).astype(float), tx, ty, radius, order=1)
-                left_out.append(~(out < 0.01))  # NaN (no data) or touched by an excluded pixel
-        cuts = np.array(cuts)
+        parts = parallel.split_frames(
+            lambda first, stop: _cut_outs(visit, index[first:stop], radius, exclude),
+            len(index), 1, workers)
+        cuts = np.array([c for p in parts for c in p[0]])
+        left_out = [c for p in parts for c in p[1]]
         with warnings.catch_warnings():  # pixels no frame covers stay NaN, then 0
             warnings.simplefilter("ignore", RuntimeWarning)
             stamp = nanmedian_first(cuts)
@@ -135,6 +134,13 @@ class EmpiricalPsf:
             bank[r, :, p:p + self.size, p:p + self.size] = s, gx, gy
             filled[r] = True
         return bank, row
+
+    def fill_bank(self) -> None:
+        """Every phase of :meth:`phase_bank` filled now: before work is forked, which would
+        otherwise fill it again in each process."""
+        keys = np.arange(self.oversample + 1) - self.oversample // 2
+        kx, ky = np.meshgrid(keys, keys)
+        self.phase_bank(kx.ravel(), ky.ravel())
 
     def phase_rows(self, kx: NDArray, ky: NDArray) -> NDArray[np.int64]:
         """Row of phase keys (kx, ky) [1/oversample px, -oversample/2..oversample/2] in
@@ -298,6 +304,21 @@ def _spread(roll: NDArray, n_frames: int) -> NDArray[np.int64]:
         taken[k] = True
         chosen.append(k)
     return np.sort(np.array(chosen, dtype=np.int64))
+
+
+def _cut_outs(visit: Visit, index: NDArray, radius: int,
+              exclude: Callable[[int], NDArray[np.bool_]] | None
+              ) -> tuple[list[NDArray], list[NDArray]]:
+    """:meth:`EmpiricalPsf.from_visit`'s target-centred cut-outs of the frames ``index``,
+    and (with ``exclude``) where each is left out of the median."""
+    cuts, left_out = [], []
+    for k in index:
+        tx, ty = visit.target_x[k], visit.target_y[k]
+        cuts.append(_centred_cut(np.asarray(visit.cube[k], dtype=float), tx, ty, radius))
+        if exclude is not None:
+            out = _centred_cut(exclude(int(k)).astype(float), tx, ty, radius, order=1)
+            left_out.append(~(out < 0.01))  # NaN (no data) or touched by an excluded pixel
+    return cuts, left_out
 
 
 def _centred_cut(frame: NDArray, tx: float, ty: float, radius: int, order: int = 3

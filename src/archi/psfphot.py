@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from archi import parallel
 from archi.fieldfit import MIN_COVERED as MIN_FITTED
 from archi.fieldimage import FieldModel
 from archi.photometry import ApertureSums, noise_per_pixel
@@ -60,12 +61,28 @@ class PsfFluxes:
 
 
 def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=None,
-                   clip: float = 6.0, chunk_frames: int = CHUNK_FRAMES) -> PsfFluxes:
+                   clip: float = 6.0, chunk_frames: int = CHUNK_FRAMES, workers: int = 1
+                   ) -> PsfFluxes:
     """PSF fluxes of every star of ``model`` in every frame of ``cube`` (module docstring).
 
     ``variance_floor``: per frame, the per-pixel variance of sky, dark and read noise [e^2]
-    (:func:`archi.photometry.noise_per_pixel`); ``cosmics``: hits replaced in the data."""
-    n_stars, n_frames = model.n_stars, model.n_frames
+    (:func:`archi.photometry.noise_per_pixel`); ``cosmics``: hits replaced in the data;
+    ``workers``: processes sharing the frames (each frame is fitted on its own: the same
+    numbers)."""
+    floor = np.asarray(variance_floor, dtype=np.float64)
+
+    def frames(first: int, stop: int) -> PsfFluxes:
+        return _psf_frames(cube, model, floor, cosmics, clip, chunk_frames, first, stop)
+
+    parts = parallel.split_frames(frames, model.n_frames, chunk_frames, workers)
+    return PsfFluxes(*(np.concatenate([getattr(p, name) for p in parts], axis=-1)
+                       for name in ("flux", "flux_err", "conta", "off_field", "sky")))
+
+
+def _psf_frames(cube, model: FieldModel, floor: NDArray, cosmics, clip: float,
+                chunk_frames: int, first: int, stop: int) -> PsfFluxes:
+    """:func:`psf_photometry` of the frames ``first..stop-1`` (the result's columns)."""
+    n_stars, n_frames = model.n_stars, stop - first
     # each star's PSF, unit flux; not blanked beyond the usable pixels: only those are fitted
     unit = replace(model, flux=np.ones(n_stars), images=None, usable=None)
     usable = np.flatnonzero(np.ones(model.shape, bool) if model.usable is None
@@ -73,9 +90,9 @@ def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=Non
     out = {name: np.full((n_stars, n_frames), np.nan) for name in ("flux", "flux_err", "conta")}
     off_field = np.ones((n_stars, n_frames), bool)
     sky = np.full(n_frames, np.nan)
-    floor = np.asarray(variance_floor, dtype=np.float64)
-    for start in range(0, n_frames, chunk_frames):
-        sl = slice(start, min(start + chunk_frames, n_frames))
+    for start in range(first, stop, chunk_frames):
+        sl = slice(start, min(start + chunk_frames, stop))
+        cols = slice(sl.start - first, sl.stop - first)
         data = np.array(cube[sl], dtype=float)
         if cosmics is not None:
             cosmics.patch(data, start)
@@ -83,8 +100,8 @@ def psf_photometry(cube, model: FieldModel, variance_floor: NDArray, cosmics=Non
         _fit_frames(unit.render(sl, separate=True).reshape(n, n_stars, -1),
                     data.reshape(n, -1), model.render(sl).reshape(n, -1), usable,
                     floor[sl], model.star_flux(sl), clip, MIN_FITTED, MIN_COVERED,
-                    out["flux"][:, sl], out["flux_err"][:, sl], out["conta"][:, sl],
-                    off_field[:, sl], sky[sl])
+                    out["flux"][:, cols], out["flux_err"][:, cols], out["conta"][:, cols],
+                    off_field[:, cols], sky[cols])
     return PsfFluxes(out["flux"], out["flux_err"], out["conta"], off_field, sky)
 
 

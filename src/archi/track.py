@@ -67,6 +67,8 @@ def _dynam(visit: Visit, x_pred: NDArray, y_pred: NDArray, tracking: TrackingOpt
                                      span)
 
     spans = parallel.frame_ranges(x_pred.shape[1], chunk, workers) or [(0, 0)]
+    if len(spans) > 1:
+        psf.fill_bank()  # once here, not in each process
     parts = parallel.run_forked([part(span) for span in spans], workers)
     return tuple(np.concatenate([p[i] for p in parts], axis=1) for i in range(3))
 
