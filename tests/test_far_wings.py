@@ -7,47 +7,14 @@ frames, 208 deg of roll), against the simulator's truth."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import numpy as np
 import pytest
-from test_turning_light import RADIUS, _roll_harmonics
-
-from archi import api
-from archi.contamination import decontaminate
-from archi.masks import CircleAperture
-from archi.options import Options
-from archi.simulate import SimulationConfig, simulate_visit
-from archi.simulate.neighbours import light_in_circles
-from archi.simulate.psf_file import simulation_psf
-from archi.simulate.truth import read_truth
-
-DEMO = Path(__file__).parents[1] / "config" / "simulation_demo.yaml"
-EVERY = 3  # truth on every third frame (photutils is slow)
+from test_turning_light import _roll_harmonics, measured_demo
 
 
 @pytest.fixture(scope="module")
 def real_psf_demo(tmp_path_factory, real_psf_file):
-    root = tmp_path_factory.mktemp("real_psf_demo")
-    cfg = dataclasses.replace(SimulationConfig.from_yaml(DEMO), layouts=["drp"],
-                              psf_file=str(real_psf_file))
-    sim = simulate_visit(cfg, root)
-    visit = api.load_visit(sim.drp_folder, Options())
-    prepared = api.prepare(visit, Options())
-    truth = read_truth(root / "truth.fits")
-    tracks = prepared.tracks
-    apertures = [CircleAperture(RADIUS) for _ in range(tracks.n_stars)]
-    flux = decontaminate(visit.cube, prepared.model, tracks, apertures,
-                         cosmics=prepared.cosmics).flux
-    frames = np.arange(0, visit.n_frames, EVERY)
-    match = np.array([int(np.argmin(np.hypot(truth.x[:, 0] - x, truth.y[:, 0] - y)))
-                      for x, y in zip(tracks.x[:, 0], tracks.y[:, 0])])
-    light = light_in_circles(truth, tracks.x, tracks.y, np.full(tracks.n_stars, RADIUS), frames,
-                             psf=simulation_psf(cfg))
-    own = light[match, np.arange(tracks.n_stars)]
-    return {"visit": visit, "truth": truth, "flux": flux[:, frames], "own": own,
-            "match": match, "frames": frames, "light": light}
+    return measured_demo(tmp_path_factory.mktemp("real_psf_demo"), psf_file=str(real_psf_file))
 
 
 def test_no_roll_harmonic_in_a_star_beyond_the_old_stamp(real_psf_demo):

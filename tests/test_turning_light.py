@@ -17,6 +17,7 @@ from archi.masks import CircleAperture
 from archi.options import Options
 from archi.simulate import SimulationConfig, simulate_visit
 from archi.simulate.neighbours import light_in_circles
+from archi.simulate.psf_file import simulation_psf
 from archi.simulate.truth import read_truth
 from archi.turning import without_turning_light
 
@@ -25,10 +26,11 @@ RADIUS = 15.0  # [pixel] every star's circle
 EVERY = 3  # truth on every third frame (photutils is slow)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    cfg = dataclasses.replace(SimulationConfig.from_yaml(DEMO), layouts=["drp"])
+def measured_demo(root: Path, **simulation) -> dict:
+    """The demo's visit simulated (with ``simulation`` options) into ``root``, prepared, and
+    every star's FLUX through a fixed circle against its true own light on every third frame
+    (with the PSF the visit was drawn with)."""
+    cfg = dataclasses.replace(SimulationConfig.from_yaml(DEMO), layouts=["drp"], **simulation)
     sim = simulate_visit(cfg, root)
     visit = api.load_visit(sim.drp_folder, Options())
     prepared = api.prepare(visit, Options())
@@ -40,10 +42,16 @@ def demo(tmp_path_factory):
     frames = np.arange(0, visit.n_frames, EVERY)
     match = np.array([int(np.argmin(np.hypot(truth.x[:, 0] - x, truth.y[:, 0] - y)))
                       for x, y in zip(tracks.x[:, 0], tracks.y[:, 0])])
-    light = light_in_circles(truth, tracks.x, tracks.y, np.full(tracks.n_stars, RADIUS), frames)
+    light = light_in_circles(truth, tracks.x, tracks.y, np.full(tracks.n_stars, RADIUS), frames,
+                             psf=simulation_psf(cfg))
     own = light[match, np.arange(tracks.n_stars)]
     return {"visit": visit, "truth": truth, "flux": flux[:, frames], "own": own,
             "match": match, "frames": frames, "light": light}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return measured_demo(tmp_path_factory.mktemp("demo"))
 
 
 def _roll_harmonics(demo, j):
